@@ -1,0 +1,1 @@
+"""Everything that acts: lifecycle loader, spool, uploader, service, CLI."""

@@ -1,0 +1,43 @@
+"""What a command needs from a station config: the resolved config and the spool built from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.config_file import find_config_path, load_config, resolved
+from engine.spool import Spool
+from schemas.config import StationConfig
+
+
+def load_station(config_arg: str | None) -> tuple[Path, StationConfig]:
+    """Find and load the config; relative paths in it become absolute (relative to its folder)."""
+    path = find_config_path(config_arg)
+    return path, resolved(load_config(path), path)
+
+
+def open_spool(cfg: StationConfig, *, readonly: bool = False) -> Spool:
+    """The spool of this station with the config's limits; ``readonly`` takes no lock and moves nothing."""
+    return Spool(
+        cfg.data_dir,
+        max_reports=cfg.spool.max_reports,
+        max_bytes=int(cfg.spool.max_bytes),
+        min_free_bytes=int(cfg.spool.min_free_disk),
+        keep_sent_days=cfg.spool.keep_sent_days,
+        readonly=readonly,
+    )
+
+
+def spool_in_use(cfg: StationConfig) -> bool:
+    """True when another process (normally the service) holds this station's spool lock."""
+    from filelock import FileLock, Timeout
+
+    lock_path = Path(cfg.data_dir) / "spool" / "spool.lock"
+    if not lock_path.parent.is_dir():
+        return False
+    lock = FileLock(str(lock_path), thread_local=False)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    lock.release()
+    return False

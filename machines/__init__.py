@@ -1,0 +1,1 @@
+"""Lifecycle definitions as YAML data (package data, read by engine.lifecycle)."""

@@ -1,0 +1,265 @@
+"""The spool on a real disk: transitions, limits, recovery, corruption, crash injection."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from engine import durable, spool as spool_module
+from engine.errors import (
+    AlreadyRunning,
+    DuplicateReport,
+    IllegalTransition,
+    InvalidReport,
+    ReportNotFound,
+    SpoolFull,
+    StorageError,
+)
+from engine.samples import make_report, make_report_bytes
+from engine.spool import Spool
+from tests.conftest import REPORTS, assert_whole_once, spool_files
+
+
+def _report(i: int, **kw) -> bytes:
+    return make_report_bytes(i, seed=7, **kw)
+
+
+def test_accept_writes_whole_report_into_pending(data_dir: Path) -> None:
+    raw = _report(1)
+    with Spool(data_dir) as spool:
+        result = spool.accept(raw, source="/drop/a.json")
+        assert result.state == "pending" and not result.already_present
+        assert spool.counts()["pending"] == 1
+        assert spool.info(result.key).source == "/drop/a.json"
+    assert assert_whole_once(data_dir, {result.key: raw}) == {result.key: "pending"}
+    assert not list((data_dir / "spool" / "tmp").iterdir())
+
+
+@pytest.mark.parametrize("name", ["uut-wsjf-export.json", "new_report_example.json", "uur_example.json"])
+def test_real_reports_are_stored_byte_for_byte(data_dir: Path, name: str) -> None:
+    raw = (REPORTS / name).read_bytes()
+    with Spool(data_dir) as spool:
+        key = spool.accept(raw).key
+        claim = spool.claim_next()
+        assert claim is not None and claim.data == raw
+        spool.fire(claim.key, "accepted")
+    assert assert_whole_once(data_dir, {key: raw}) == {key: "sent"}
+
+
+def test_happy_cycle_and_counts(data_dir: Path) -> None:
+    with Spool(data_dir) as spool:
+        keys = [spool.accept(_report(i)).key for i in range(5)]
+        claimed = []
+        while (claim := spool.claim_next()) is not None:
+            assert spool.state_of(claim.key) == "sending"
+            claimed.append(claim.key)
+            spool.fire(claim.key, "accepted")
+        assert claimed == keys  # oldest first
+        assert spool.counts() == {**{s: 0 for s in spool.lifecycle.states}, "sent": 5}
+        history = spool.info(keys[0]).history
+        assert [h["to"] for h in history] == ["sent"]
+
+
+def test_transient_error_waits_then_becomes_due(data_dir: Path) -> None:
+    with Spool(data_dir) as spool:
+        key = spool.accept(_report(1)).key
+        claim = spool.claim_next()
+        spool.fire(claim.key, "transient_error", error="503 from server", next_attempt_s=0.2, count_attempt=True)
+        assert spool.state_of(key) == "retry_wait"
+        info = spool.info(key)
+        assert info.attempts == 1 and info.last_error == "503 from server" and info.next_attempt
+        assert spool.release_due() == 0
+        assert 0 < spool.next_due_in() <= 0.2
+        time.sleep(0.25)
+        assert spool.release_due() == 1
+        assert spool.state_of(key) == "pending"
+        assert spool.claim_next().attempts == 1
+
+
+def test_rejected_report_keeps_the_servers_message_and_can_be_retried(data_dir: Path) -> None:
+    with Spool(data_dir) as spool:
+        key = spool.accept(_report(1)).key
+        spool.claim_next()
+        spool.fire(key, "rejected", error="400: pn is required", count_attempt=True)
+        assert spool.state_of(key) == "failed"
+        assert spool.claim_next() is None
+        spool.fire(key, "retry", note="operator")
+        assert spool.state_of(key) == "pending"
+        assert [h["trigger"] for h in spool.info(key).history] == ["rejected", "retry"]
+        assert spool.info(key).last_error == "400: pn is required"
+
+
+def test_illegal_trigger_is_refused_and_nothing_moves(data_dir: Path) -> None:
+    with Spool(data_dir) as spool:
+        key = spool.accept(_report(1)).key
+        with pytest.raises(IllegalTransition, match="retry"):
+            spool.fire(key, "retry")
+        with pytest.raises(ReportNotFound):
+            spool.fire("00000000-0000-4000-8000-000000000000", "retry")
+        assert spool.state_of(key) == "pending"
+
+
+def test_same_report_twice_is_a_no_op_and_a_different_one_is_refused(data_dir: Path) -> None:
+    raw = _report(1)
+    other = json.loads(raw)
+    other["sn"] = "SOMETHING-ELSE"
+    with Spool(data_dir) as spool:
+        key = spool.accept(raw).key
+        again = spool.accept(raw)
+        assert again.already_present and again.key == key
+        with pytest.raises(DuplicateReport, match=key):
+            spool.accept(json.dumps(other).encode())
+        assert spool.counts()["pending"] == 1
+    assert_whole_once(data_dir, {key: raw})
+
+
+@pytest.mark.parametrize("bad", [b"", b"{", b"\x00\xff garbage", b"[]", json.dumps({"id": "x"}).encode()])
+def test_invalid_report_is_refused_without_touching_the_spool(data_dir: Path, bad: bytes) -> None:
+    raw = _report(1)
+    with Spool(data_dir) as spool:
+        key = spool.accept(raw).key
+        with pytest.raises(InvalidReport):
+            spool.accept(bad)
+        assert spool.counts()["pending"] == 1
+    assert_whole_once(data_dir, {key: raw})
+    assert not list((data_dir / "spool" / "tmp").iterdir())
+
+
+def test_limits_refuse_new_reports_and_keep_old_ones(data_dir: Path) -> None:
+    with Spool(data_dir, max_reports=2) as spool:
+        keys = {spool.accept(_report(i)).key: _report(i) for i in range(2)}
+        with pytest.raises(SpoolFull, match="max_reports"):
+            spool.accept(_report(3))
+        # a sent report no longer counts against the limit
+        spool.fire(spool.claim_next().key, "accepted")
+        spool.accept(_report(3))
+    with Spool(data_dir, max_bytes=len(_report(9)) * 2 + 10) as spool:
+        with pytest.raises(SpoolFull, match="max_bytes"):
+            spool.accept(_report(9))
+    with Spool(data_dir, min_free_bytes=10**18) as spool:
+        with pytest.raises(SpoolFull, match="disk"):
+            spool.accept(_report(10))
+    files = spool_files(data_dir)
+    assert set(keys) <= set(files) and len(files) == 3
+
+
+def test_recovery_puts_sending_back_and_quarantines_leftovers(data_dir: Path) -> None:
+    spool = Spool(data_dir)
+    raws = {spool.accept(_report(i)).key: _report(i) for i in range(3)}
+    claimed = spool.claim_next()
+    spool._filelock.release()  # the process "dies" here: no close, no sync
+    root = data_dir / "spool"
+    (root / "tmp" / "half-written.json.tmp").write_bytes(b'{"id": "trunc')
+    (root / "pending" / "not-a-report.txt").write_bytes(b"hello")
+    with Spool(data_dir) as again:
+        assert again.state_of(claimed.key) == "pending"
+        assert again.counts()["pending"] == 3
+        assert again.counts()["quarantined"] == 2
+        reasons = [again.info(k).last_error for k in again.keys("quarantined")]
+        assert any("interrupted write" in r for r in reasons)
+        assert any("unexpected file name" in r for r in reasons)
+        assert len(again.recovery_notes) == 2
+        # nothing deleted: the junk is still there, whole
+        contents = {again.read(k) for k in again.keys("quarantined")}
+        assert contents == {b'{"id": "trunc', b"hello"}
+    assert_whole_once(data_dir, raws)
+
+
+def test_damaged_report_is_quarantined_when_claimed_and_the_rest_flows(data_dir: Path) -> None:
+    with Spool(data_dir) as spool:
+        bad_key = spool.accept(_report(1)).key
+        good_key = spool.accept(_report(2)).key
+        path = Path(spool.info(bad_key).path)
+    data = bytearray(path.read_bytes())
+    data[200] ^= 0x01
+    path.write_bytes(bytes(data))
+    with Spool(data_dir) as spool:
+        claimed = [c.key for c in iter(spool.claim_next, None)]
+        assert claimed == [good_key]
+        assert spool.state_of(bad_key) == "quarantined"
+        assert "checksum" in spool.info(bad_key).last_error
+        assert spool.read(bad_key) == bytes(data)  # kept as found, for a person to look at
+
+
+def test_second_writer_is_refused_but_a_reader_works(data_dir: Path) -> None:
+    with Spool(data_dir) as spool:
+        spool.accept(_report(1))
+        with pytest.raises(AlreadyRunning):
+            Spool(data_dir)
+        reader = Spool(data_dir, readonly=True)
+        assert reader.counts()["pending"] == 1
+        with pytest.raises(StorageError):
+            reader.accept(_report(2))
+    Spool(data_dir).close()  # released on close
+
+
+def test_readonly_spool_moves_nothing(data_dir: Path) -> None:
+    spool = Spool(data_dir)
+    spool.accept(_report(1))
+    spool.claim_next()
+    spool._filelock.release()
+    reader = Spool(data_dir, readonly=True)
+    assert reader.counts()["sending"] == 1  # shown as found; only a writer recovers it
+    assert list((data_dir / "spool" / "sending").iterdir())
+
+
+def test_prune_sent_respects_age_and_refuses_after_a_clock_jump(data_dir: Path) -> None:
+    with Spool(data_dir, keep_sent_days=0) as spool:
+        for i in range(3):
+            spool.accept(_report(i))
+            spool.fire(spool.claim_next().key, "accepted")
+        spool.accept(_report(10))  # pending: never pruned
+        spool._clock_ref = (spool._clock_ref[0] - 86400 * 365, spool._clock_ref[1])  # wall clock "jumped" a year
+        assert spool.prune_sent() == 0
+        spool._clock_ref = (time.time(), time.monotonic())
+        assert spool.prune_sent() == 3
+        assert spool.counts()["sent"] == 0 and spool.counts()["pending"] == 1
+    with Spool(data_dir, keep_sent_days=1) as spool:
+        spool.fire(spool.claim_next().key, "accepted")
+        assert spool.prune_sent() == 0  # too young
+    assert len(spool_files(data_dir)) == 1
+
+
+def test_failed_write_leaves_nothing_behind(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with Spool(data_dir) as spool:
+        key = spool.accept(_report(1)).key
+
+        def broken_fsync(fd: int) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(os, "fsync", broken_fsync)
+        with pytest.raises(StorageError, match="No space left"):
+            spool.accept(_report(2))
+        monkeypatch.undo()
+        assert spool.counts()["pending"] == 1
+        assert not list((data_dir / "spool" / "tmp").iterdir())
+        spool.accept(_report(2))  # and it works again once the disk is fine
+    assert set(spool_files(data_dir)) == {key, make_report(2, seed=7)["id"]}
+
+
+def test_recovery_of_a_large_spool_streams(data_dir: Path) -> None:
+    """A spool with thousands of reports reopens with correct counts (speed is in bench/)."""
+    raw = _report(1)
+    doc = json.loads(raw)
+    with Spool(data_dir, fsync=False) as spool:
+        for i in range(2000):
+            doc["id"] = f"{i:08x}-0000-4000-8000-000000000000"
+            spool.accept(json.dumps(doc).encode())
+    started = time.perf_counter()
+    with Spool(data_dir) as spool:
+        assert spool.counts()["pending"] == 2000
+        assert spool.claim_next().key == "00000000-0000-4000-8000-000000000000"
+    assert time.perf_counter() - started < 2.0
+
+
+def test_spool_module_only_moves_files_through_the_lifecycle() -> None:
+    """Structural check: every rename between state directories in spool.py is in the one transition function."""
+    source = Path(spool_module.__file__).read_text()
+    body_of_fire = source.split("def _fire_locked_io", 1)[1].split("\n    def ", 1)[0]
+    assert "self.lifecycle.next_state(source, trigger)" in body_of_fire
+    assert source.count("durable.replace(self._dir(source)") == 1
+    assert durable.replace  # the only rename helper

@@ -1,0 +1,1 @@
+"""The Tk configurator. Imports schemas and the control client only."""
