@@ -282,8 +282,10 @@ class Spool:
         data = path.read_bytes()
         match = _NAME.match(path.name)
         base = match["key"] if match else re.sub(r"[^0-9A-Za-z_\-]", "_", path.name.split(".")[0])[:80] or "file"
-        key = base
+        # Never under the report's own id: the interrupted write may be accepted again whole
+        # (same id, same bytes), and that must not be refused as a duplicate of this leftover.
         n = 1
+        key = f"{base}~{n}"
         while key in self._entries or (self._dir("quarantined") / f"{key}.{_crc(data)}.json").exists():
             n += 1
             key = f"{base}~{n}"

@@ -263,3 +263,16 @@ def test_spool_module_only_moves_files_through_the_lifecycle() -> None:
     assert "self.lifecycle.next_state(source, trigger)" in body_of_fire
     assert source.count("durable.replace(self._dir(source)") == 1
     assert durable.replace  # the only rename helper
+
+
+def test_an_interrupted_write_does_not_block_the_same_report_later(data_dir: Path) -> None:
+    """A crash mid-accept leaves a partial temp file; the same report submitted again is accepted."""
+    raw = _report(1)
+    key = make_report(1, seed=7)["id"]
+    Spool(data_dir).close()
+    (data_dir / "spool" / "tmp" / f"{key}.00000000.json.tmp").write_bytes(raw[:100])
+    with Spool(data_dir) as spool:
+        assert spool.counts()["quarantined"] == 1
+        result = spool.accept(raw)
+        assert result.key == key and not result.already_present
+        assert spool.state_of(key) == "pending"

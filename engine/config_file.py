@@ -1,0 +1,529 @@
+"""Reading, checking, resolving and saving the station config file.
+
+Every way a config can be wrong ends in one ``ConfigError`` whose ``problems`` are one line per
+field — ``upload.concurency: unknown key — allowed keys here: concurrency, rate_per_s, retry`` —
+so a person fixes the whole file in one pass. The token never appears in a message or a dump
+unless the file itself is being written.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import stat
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from engine.durable import atomic_write, fsync_dir, replace, write_file
+from engine.errors import ConfigError, StorageError
+from schemas.config import MASK, StationConfig, allowed_keys, section_model
+
+ENV_VAR = "STATIONFLOW_CONFIG"
+DEFAULT_NAME = "station.yaml"
+_NEW_FILE_MODE = 0o600  # the file holds the server token
+_INIT_HINT = "run `stationflow config init` to write a starter, or pass -c PATH"
+_NO_VALUE = object()
+
+
+# --------------------------------------------------------------------------------------------
+# Finding and loading
+# --------------------------------------------------------------------------------------------
+
+def find_config_path(cli_value: str | None) -> Path:
+    """``-c PATH``, else ``$STATIONFLOW_CONFIG``, else ``./station.yaml`` — as an absolute path."""
+    value = cli_value or os.environ.get(ENV_VAR) or DEFAULT_NAME
+    return Path(os.path.abspath(os.path.expanduser(value)))
+
+
+def load_config(path: str | os.PathLike[str]) -> StationConfig:
+    """Read and validate the file at ``path`` (paths in it stay as written; see ``resolved``)."""
+    data = read_config_data(path)
+    return _validate(data, f"{path}: the station config is not valid")
+
+
+def read_config_data(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The file's YAML as a mapping, or a ConfigError that says what is wrong with the file itself."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {file}", hint=_INIT_HINT) from None
+    except IsADirectoryError:
+        raise ConfigError(f"{file} is a folder, not a config file", hint="pass the YAML file with -c PATH") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: not a UTF-8 text file (byte {exc.start})",
+                          hint="save the file as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {file}: {exc.strerror}", hint="check the file's permissions") from None
+    return parse_config_text(text, source=str(file))
+
+
+def parse_config_text(text: str, *, source: str = "config") -> dict[str, Any]:
+    """YAML text → mapping; syntax errors with line and column, duplicate keys refused."""
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as exc:
+        raise ConfigError(f"{source}: {exc}", hint="keep one of them") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
+        raise ConfigError(f"{source}: YAML syntax error{where}: {what}",
+                          hint="fix the line shown (indent with spaces, quote values containing ': ' or '#')"
+                          ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    if data is None:
+        raise ConfigError(f"{source}: the file is empty", hint=_INIT_HINT)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections (station:, server:, ...), "
+                          f"not {_kind(data)}", hint=_INIT_HINT)
+    return data
+
+
+def validate_config_data(data: Any) -> StationConfig:
+    """Validate a mapping (from a file, the control protocol or the configurator) into a config."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"the station config must be a mapping of sections, not {_kind(data)}")
+    return _validate(data, "the station config is not valid")
+
+
+def _validate(data: dict[str, Any], message: str) -> StationConfig:
+    try:
+        return StationConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = describe_errors(exc, data)
+    # Raised outside the except block: the pydantic error (which shows input values) is not chained.
+    count = len(problems)
+    raise ConfigError(f"{message} ({count} problem{'s' if count != 1 else ''})", problems=problems,
+                      hint="fix the fields listed, then run `stationflow config validate`")
+
+
+class _DuplicateKey(Exception):
+    """A mapping names the same key twice: which value did the person mean?"""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key written twice (PyYAML keeps the last one without a word)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            continue  # SafeLoader reports unhashable keys itself
+        if key in seen:
+            raise _DuplicateKey(f"line {key_node.start_mark.line + 1}: the key {key!r} is written twice "
+                                f"(first on line {seen[key] + 1})")
+        seen[key] = key_node.start_mark.line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+# --------------------------------------------------------------------------------------------
+# Errors → one line per field
+# --------------------------------------------------------------------------------------------
+
+_SIMPLE = {
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "finite_number": "must be a finite number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "string_type": "must be text (put it in quotes)",
+    "list_type": "must be a list, e.g. [\"*.json\"]",
+    "dict_type": "must be a mapping of key: value",
+    "none_required": "must be empty",
+    "string_pattern_mismatch": "may contain only letters, digits, '.', '_' and '-', and must start with a "
+                               "letter or digit",
+}
+
+
+def describe_errors(exc: ValidationError, data: Any = None) -> list[str]:
+    """One line per pydantic error: ``path: value is not allowed — what is allowed``."""
+    lines: list[str] = []
+    for err in exc.errors(include_url=False):
+        line = _describe(err)
+        if line not in lines:
+            lines.append(line)
+    return lines
+
+
+def _describe(err: Any) -> str:
+    loc: tuple[str | int, ...] = tuple(err["loc"])
+    kind: str = err["type"]
+    ctx: dict[str, Any] = err.get("ctx") or {}
+    value: Any = err.get("input", _NO_VALUE)
+    path = format_path(loc)
+
+    if kind == "extra_forbidden":
+        model = section_model(loc[:-1])
+        keys = allowed_keys(model) if model else []
+        text = f"{path}: unknown key — allowed keys here: {', '.join(keys)}"
+        guess = difflib.get_close_matches(str(loc[-1]), keys, n=1)
+        return text + (f" (did you mean '{guess[0]}'?)" if guess else "")
+    if kind == "missing":
+        return f"{path}: missing — {_missing_advice(loc)}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        model = section_model(loc)
+        keys = f" with the keys {', '.join(allowed_keys(model))}" if model else ""
+        return f"{path}: {_show(value, loc)} is not allowed — must be a mapping{keys}"
+
+    if kind == "config_rule":
+        path = format_path(loc, ctx.get("at", ""))
+        value = ctx.get("value", value if not ctx.get("at") else _NO_VALUE)
+        what = err["msg"]
+    elif kind == "byte_size":
+        what = err["msg"]
+    elif kind == "value_error":
+        what = str(ctx.get("error", err["msg"]))
+    elif kind == "literal_error":
+        choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        what = f"one of {', '.join(choices)}" if choices else err["msg"]
+    elif kind == "greater_than":
+        what = f"must be greater than {_num(ctx['gt'])}"
+    elif kind == "greater_than_equal":
+        what = f"must be at least {_num(ctx['ge'])}"
+    elif kind == "less_than":
+        what = f"must be less than {_num(ctx['lt'])}"
+    elif kind == "less_than_equal":
+        what = f"must be at most {_num(ctx['le'])}"
+    elif kind == "string_too_short":
+        n = ctx.get("min_length", 1)
+        what = "must not be empty" if n == 1 else f"must have at least {n} characters"
+    elif kind == "string_too_long":
+        what = f"must have at most {ctx.get('max_length')} characters"
+    elif kind == "too_short":
+        n = ctx.get("min_length", 1)
+        what = "must not be empty" if n == 1 else f"must have at least {n} items"
+    elif kind in _SIMPLE:
+        what = _SIMPLE[kind]
+    else:
+        msg = str(err["msg"])
+        what = msg[:1].lower() + msg[1:]
+    if value is _NO_VALUE:
+        return f"{path}: {what}"
+    return f"{path}: {_show(value, loc)} is not allowed — {what}"
+
+
+def format_path(loc: Iterable[str | int], suffix: str = "") -> str:
+    """``('intake', 1, 'after')`` → ``intake[1].after``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    text += suffix
+    return text.lstrip(".") or "(top level)"
+
+
+def _show(value: Any, loc: tuple[str | int, ...]) -> str:
+    """A value as a person wrote it (YAML-ish), never a secret, never a page long."""
+    if value is _NO_VALUE:
+        return ""
+    if any(part == "token" for part in loc):
+        return repr(MASK)
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif value is None:
+        text = "null (empty)"
+    elif isinstance(value, str):
+        text = repr(value)
+    elif isinstance(value, (int, float)):
+        text = _num(value)
+    else:
+        try:
+            text = json.dumps(value, default=str, ensure_ascii=False)
+        except (TypeError, ValueError):
+            text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _missing_advice(loc: tuple[str | int, ...]) -> str:
+    """What the missing key is for; for a whole missing section, which of its keys are required."""
+    model = section_model(loc[:-1])
+    field = model.model_fields.get(str(loc[-1])) if model else None
+    if field is None or not field.description:
+        return "required: add this key"
+    what = (field.description[:1].lower() + field.description[1:]).rstrip(".")
+    section = section_model(loc)
+    if section is not None:
+        needed = [f.alias or name for name, f in section.model_fields.items() if f.is_required()]
+        return f"required section ({what}); it needs at least: {', '.join(needed)}"
+    return f"required: {what}"
+
+
+def _num(value: Any) -> str:
+    """0.0 → "0", 0.5 → "0.5": bounds read as a person writes them."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "a text", int: "a number", float: "a number", bool: "true/false"}.get(
+        type(value), type(value).__name__)
+
+
+# --------------------------------------------------------------------------------------------
+# Paths relative to the file
+# --------------------------------------------------------------------------------------------
+
+def resolved(cfg: StationConfig, config_path: str | os.PathLike[str]) -> StationConfig:
+    """A copy with data_dir, watch folders, move_to, ca_bundle and custom converter files made absolute.
+
+    Relative paths in the file are relative to the file's folder (the contract), so a service
+    started from any working directory reads the same folders.
+    """
+    base = Path(os.path.abspath(config_path)).parent
+
+    def absolute(value: str) -> str:
+        return os.path.normpath(base / os.path.expanduser(value))
+
+    intakes = [
+        intake.model_copy(update={
+            "watch": absolute(intake.watch),
+            "move_to": absolute(intake.move_to) if intake.move_to else intake.move_to,
+            "converter": _resolve_converter(intake.converter, absolute),
+        })
+        for intake in cfg.intake
+    ]
+    server = cfg.server.model_copy(
+        update={"ca_bundle": absolute(cfg.server.ca_bundle) if cfg.server.ca_bundle else None})
+    return cfg.model_copy(update={"data_dir": absolute(cfg.data_dir), "intake": intakes, "server": server})
+
+
+def _resolve_converter(spec: str, absolute: Any) -> str:
+    """``conv/my.py:Class`` → ``/abs/conv/my.py:Class``; built-ins and ``module:Class`` stay as they are."""
+    target, sep, cls_name = spec.rpartition(":")
+    if sep and target.lower().endswith(".py"):
+        return f"{absolute(target)}:{cls_name}"
+    return spec
+
+
+# --------------------------------------------------------------------------------------------
+# Showing and saving
+# --------------------------------------------------------------------------------------------
+
+def config_dict(cfg: StationConfig, *, reveal_secrets: bool = False, exclude_unset: bool = False) -> dict[str, Any]:
+    """Plain data (str, int, float, bool, list, dict) as written in the file; token masked by default."""
+    return cfg.model_dump(mode="json", by_alias=True, exclude_unset=exclude_unset,
+                          context={"reveal_secrets": reveal_secrets})
+
+
+def dump_masked(cfg: StationConfig) -> str:
+    """The whole effective config (defaults included) as YAML, with the token shown as ********."""
+    return _yaml(config_dict(cfg))
+
+
+def dump_for_file(cfg: StationConfig) -> str:
+    """What ``save_config`` writes: the keys that were set (defaults stay implicit), real token."""
+    data = _explicit(cfg, config_dict(cfg, reveal_secrets=True))
+    return ("# station config written by stationflow; relative paths are relative to this file's folder\n"
+            + _yaml(data))
+
+
+def _explicit(model: BaseModel, dumped: dict[str, Any]) -> dict[str, Any]:
+    """The keys that were written or changed (set, or different from the default), at every depth.
+
+    ``exclude_unset`` alone would drop a section the file left out even after one of its keys was
+    assigned (``cfg.upload.concurrency = 8``), or a list changed in place: a setting lost on save.
+    """
+    out: dict[str, Any] = {}
+    for name, field in type(model).model_fields.items():
+        key = field.alias or name
+        value = getattr(model, name)
+        explicit = name in model.model_fields_set or field.is_required() or \
+            value != field.get_default(call_default_factory=True)
+        if isinstance(value, BaseModel):
+            sub = _explicit(value, dumped[key])
+            if sub or explicit:
+                out[key] = sub
+        elif isinstance(value, list) and value and all(isinstance(v, BaseModel) for v in value):
+            out[key] = [_explicit(v, d) for v, d in zip(value, dumped[key], strict=True)]
+        elif explicit:
+            out[key] = dumped[key]
+    return out
+
+
+def save_config(cfg: StationConfig, path: str | os.PathLike[str]) -> None:
+    """Write ``cfg`` to ``path`` atomically; the previous file is kept as ``<name>.bak``."""
+    text = dump_for_file(cfg)
+    # Never write a file that would not load back: that is a station that does not start.
+    validate_config_data(parse_config_text(text, source=str(path)))
+    write_config_text(path, text)
+
+
+def write_config_text(path: str | os.PathLike[str], text: str) -> None:
+    """Atomic replace with a durable ``.bak`` of the old bytes; the original is untouched on any failure.
+
+    Order: old bytes → ``<name>.bak`` (temp, fsync, rename, fsync dir); new text → temp in the same
+    folder, fsync, rename over ``path``, fsync dir. A crash at any point leaves either the old
+    file, or the new file with the old one in ``.bak``.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise StorageError(f"cannot save the config to {target}: it is a folder",
+                           hint="give the path of a .yaml file")
+    mode = _NEW_FILE_MODE
+    try:
+        old = target.read_bytes()
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        old = None
+    except OSError as exc:
+        raise StorageError(f"cannot read {target} to keep a backup: {exc.strerror}",
+                           hint="nothing was changed; check the file's permissions") from None
+    if old is not None:
+        atomic_write(target.with_name(target.name + ".bak"), old)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    write_file(tmp, text.encode("utf-8"))
+    try:
+        os.chmod(tmp, mode)
+        replace(tmp, target)
+    except (OSError, StorageError) as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, StorageError):
+            raise
+        raise StorageError(f"cannot save the config to {target}: {exc.strerror}",
+                           hint="nothing was changed") from None
+    fsync_dir(target.parent)
+
+
+def _yaml(data: dict[str, Any]) -> str:
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
+
+
+# --------------------------------------------------------------------------------------------
+# Advice that is not an error
+# --------------------------------------------------------------------------------------------
+
+def config_warnings(cfg: StationConfig) -> list[str]:
+    """Things a valid config may still get wrong at run time; ``cfg`` should be ``resolved``."""
+    notes: list[str] = []
+    if cfg.server.token is None:
+        notes.append("server.token: not set — servers that require a token will refuse every upload")
+    if cfg.server.url.lower().startswith("https") and not cfg.server.verify_tls:
+        notes.append("server.verify_tls: false — the server's certificate is not checked")
+    if cfg.server.ca_bundle and not Path(cfg.server.ca_bundle).is_file():
+        notes.append(f"server.ca_bundle: {cfg.server.ca_bundle} does not exist")
+    if not cfg.intake:
+        notes.append("intake: no watched folders — only `stationflow submit` will add reports")
+    for index, intake in enumerate(cfg.intake):
+        if not Path(intake.watch).is_dir():
+            notes.append(f"intake[{index}].watch: folder {intake.watch} does not exist yet")
+    return notes
+
+
+# --------------------------------------------------------------------------------------------
+# The starter file
+# --------------------------------------------------------------------------------------------
+
+_STARTER = """\
+# stationflow station config — written by `stationflow config init`.
+# Check it with `stationflow config validate`; every key is described by `stationflow config schema`.
+# Relative paths are relative to this file's folder. Sizes: 500MB, 10GB (1000s), 1.5GiB (1024s) or bytes.
+# Keys left out take their defaults (shown here as comments).
+
+station:
+  name: {name}                 # stamped as machineName into reports that lack one
+  # location: Line 1
+  # purpose: Production
+
+server:
+  url: http://127.0.0.1:8080   # the WATS server (http:// or https://); this one is `stationflow emulator`
+  # token: PASTE-TOKEN-HERE    # as issued by the WATS server (already base64); sent as "Basic <token>"
+  # verify_tls: true           # check the server's certificate
+  # ca_bundle: ./internal-ca.pem   # for a server behind an internal certificate authority
+  # timeout_s: 30              # read timeout, seconds
+  # connect_timeout_s: 10
+
+data_dir: ./stationflow-data   # spool, source copies, archive, logs, lock, control token
+
+# Watched folders. Each file picked up becomes reports in the spool before the source is touched.
+intake: []
+#  - name: ict-json            # unique; letters, digits, . _ -
+#    watch: ./drop/json
+#    patterns: ["*.json"]
+#    recursive: false
+#    converter: wsjf           # wsjf | wsxf | csv | path/to/file.py:ClassName | module:ClassName
+#    settle_ms: 1000           # wait until the file has not changed for this long
+#    after: archive            # archive | move | delete | keep
+#    # move_to: ./done         # required when after: move
+#    max_file_bytes: 50MB
+#    timeout_s: 60             # per file
+#    arguments: {{}}            # passed to the converter as they are
+
+upload:
+  concurrency: 4               # reports sent at the same time (1..64)
+  rate_per_s: 100              # most reports per second; null = unlimited
+  retry:
+    initial_s: 1
+    max_s: 300
+    multiplier: 2.0
+    jitter: 0.2                # ±20%
+    offline_after: 5           # consecutive failures before the server counts as offline
+
+spool:                         # a full spool refuses new work; it never drops a report
+  max_reports: 100000
+  max_bytes: 10GB
+  min_free_disk: 500MB
+  keep_sent_days: 7
+
+shutdown:
+  grace_s: 60                  # in-flight work may finish for this long when stopping
+
+control:
+  port: 0                      # 0 = pick a free port on 127.0.0.1 and record it in data_dir
+
+logging:
+  level: INFO                  # DEBUG | INFO | WARNING | ERROR
+  json: false
+  file_max_bytes: 10MB
+  file_backups: 5
+"""
+
+
+def starter_config_text(station_name: str = "STATION-01") -> str:
+    """A commented starter file that loads as it is (the name is quoted safely for YAML)."""
+    return _STARTER.format(name=json.dumps(station_name, ensure_ascii=False))
+
+
+def write_starter(path: str | os.PathLike[str], *, station_name: str, force: bool = False) -> Path:
+    """Write the starter to ``path``; refuse an existing file unless ``force`` (then it goes to ``.bak``)."""
+    target = Path(path)
+    if target.exists() and not force:
+        raise ConfigError(f"{target} already exists; not overwritten",
+                          hint="pass --force to replace it (the old file is kept as "
+                               f"{target.name}.bak), or give another PATH")
+    text = starter_config_text(station_name)
+    validate_config_data(parse_config_text(text, source="starter"))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create the folder {target.parent}: {exc.strerror}") from None
+    write_config_text(target, text)
+    return target
+
+
+__all__ = [
+    "ENV_VAR", "config_dict", "config_warnings", "describe_errors", "dump_for_file", "dump_masked",
+    "find_config_path", "format_path", "load_config", "parse_config_text", "read_config_data", "resolved",
+    "save_config", "starter_config_text", "validate_config_data", "write_config_text", "write_starter",
+]
