@@ -309,7 +309,7 @@ class Spool:
             header = parse_header(raw)
         except ReportValidationError as exc:
             raise InvalidReport(f"report refused: {exc}", detail="; ".join(exc.problems)) from exc
-        key = header.id.lower()
+        key = header.key
         crc = _crc(raw)
         with self._lock:
             existing = self._entries.get(key)
@@ -533,6 +533,10 @@ class Spool:
                 entry.busy = False
 
     # ------------------------------------------------------------------ reading
+
+    def has_pending(self) -> bool:
+        """Cheap check for upload workers: is anything waiting in the initial state?"""
+        return self._counts.get(self._initial, 0) > 0
 
     def counts(self) -> dict[str, int]:
         with self._lock:

@@ -1,0 +1,336 @@
+"""WSJF (WATS Standard JSON Format) reports: what the server requires, and a lossless full model.
+
+Two models, because they serve two different paths:
+
+- ``ReportHeader`` holds only what the WATS server requires and is validated straight from the
+  bytes with every other field ignored. It is the hot path (spool accept, emulator): parsing
+  the 50 KB sample this way is several times cheaper than ``json.loads``. The caller keeps the
+  bytes it received and stores or sends them as they are — which is also how every field this
+  project does not know survives.
+- ``Report`` keeps every field (unknown ones included, ``extra="allow"``) and validates the step
+  tree. It is for code that builds or changes a report (converters). ``dump_report`` writes only
+  the fields that were present, in the order WATS itself writes them, so a report read and
+  written back is equal to its input.
+
+Field names are the wire names (``processCode``, ``machineName``): the models mirror the format,
+and no alias layer can drift from it.
+
+Rules, as the server applies them (see the samples in ``fixtures/reports``):
+
+- ``id``: a GUID, ``8-4-4-4-12`` hex digits, either case, optionally in braces (the server parses
+  it as a .NET Guid, which accepts both). It is kept as written; ``normalise_id`` gives the
+  canonical lower-case form to use as a key.
+- ``type``: ``T`` (test, UUT) or ``R`` (repair, UUR). A ``T`` report needs its step tree in
+  ``root``; an ``R`` report usually has none (its data is in ``uur``).
+- ``pn``, ``sn``, ``rev``, ``machineName``, ``location``, ``purpose``: non-empty, at most 100
+  characters.
+- ``processCode``: a JSON integer.
+- ``result``: ``P`` passed, ``F`` failed, ``E`` error, ``T`` terminated, ``D`` done.
+- ``start``: ISO 8601 local time with its UTC offset, e.g. ``2026-01-30T22:01:41.4707353+01:00``
+  (WATS writes up to 7 fractional digits; kept as written).
+- each step: ``stepType`` and ``name`` non-empty, ``status`` one of ``P F S T D E``, nested
+  ``steps`` a list of steps (or null).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+from typing_extensions import NotRequired, TypedDict  # pydantic needs these on Python < 3.12
+
+__all__ = [
+    "ReportHeader",
+    "Report",
+    "Step",
+    "ReportValidationError",
+    "parse_header",
+    "load_report",
+    "dump_report",
+    "normalise_id",
+    "REQUIRED_FIELDS",
+    "REPORT_RESULTS",
+    "STEP_STATUSES",
+]
+
+# ---------------------------------------------------------------------------------------- errors
+
+
+class ReportValidationError(ValueError):
+    """A report the WATS server would refuse. ``problems`` has one line per problem:
+    the field's path, the value found and what is allowed."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.problems = list(problems or [])
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# ----------------------------------------------------------------------------------- field types
+
+_GUID = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+_GUID_RE = re.compile(rf"^(?:{_GUID}|\{{{_GUID}\}})$")
+_START_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2})$")
+
+REPORT_RESULTS: tuple[str, ...] = ("P", "F", "E", "T", "D")
+STEP_STATUSES: tuple[str, ...] = ("P", "F", "S", "T", "D", "E")
+
+
+def _check_start(value: str) -> str:
+    """ISO 8601 with an offset. Python's parser takes at most 6 fractional digits; WATS writes 7."""
+    if not _START_RE.match(value):
+        raise PydanticCustomError("start_format", "not an ISO 8601 date-time with a UTC offset")
+    date_part, _, rest = value.partition("T")
+    trimmed = re.sub(r"(\.\d{6})\d+", r"\1", rest)
+    try:
+        datetime.fromisoformat(f"{date_part}T{trimmed}".replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise PydanticCustomError("start_format", "not a real date-time") from exc
+    return value
+
+
+Guid = Annotated[str, Field(pattern=_GUID_RE.pattern)]
+HeaderText = Annotated[str, Field(min_length=1, max_length=100)]
+StartTime = Annotated[str, AfterValidator(_check_start)]
+ReportType = Literal["T", "R"]
+ReportResult = Literal["P", "F", "E", "T", "D"]
+StepStatus = Literal["P", "F", "S", "T", "D", "E"]
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+REQUIRED_FIELDS: tuple[str, ...] = (
+    "id", "type", "pn", "sn", "rev", "processCode", "result", "start", "machineName", "location",
+    "purpose",
+)
+
+# What each field allows, as a person reads it in a problem line (keyed by the field's name).
+_ALLOWED: dict[str, str] = {
+    "id": "a GUID like 0f8fad5b-d9cb-469f-a165-70867728950e (the report's identity)",
+    "type": "'T' (test report, UUT) or 'R' (repair report, UUR)",
+    "pn": "text of 1 to 100 characters (the part number)",
+    "sn": "text of 1 to 100 characters (the serial number)",
+    "rev": "text of 1 to 100 characters (the part revision)",
+    "processCode": "a whole number, e.g. 10 (the process code)",
+    "result": "one of " + ", ".join(repr(r) for r in REPORT_RESULTS)
+              + " (passed, failed, error, terminated, done)",
+    "start": "an ISO 8601 local time with its UTC offset, e.g. 2026-01-30T22:01:41.47+01:00",
+    "machineName": "text of 1 to 100 characters (the station name)",
+    "location": "text of 1 to 100 characters (the station location)",
+    "purpose": "text of 1 to 100 characters (the test purpose)",
+    "root": "an object: the root SequenceCall step with its nested 'steps'",
+    "stepType": "non-empty text, e.g. 'ET_NLT' or 'SequenceCall' (the step type)",
+    "name": "non-empty text (the step name)",
+    "status": "one of " + ", ".join(repr(s) for s in STEP_STATUSES)
+              + " (passed, failed, skipped, terminated, done, error)",
+    "steps": "a list of step objects, or null",
+}
+
+
+def _require_root(model: Any) -> Any:
+    if model.type == "T" and model.root is None:
+        raise PydanticCustomError("root_required", "a test report (type 'T') needs its step tree in 'root'")
+    return model
+
+
+# --------------------------------------------------------------------------------- header model
+
+
+class HeaderStep(TypedDict):
+    """One step of the tree, reduced to what the server checks (a dict: cheaper than a model)."""
+
+    stepType: NonEmpty
+    name: NonEmpty
+    status: StepStatus
+    steps: NotRequired[list[HeaderStep] | None]
+
+
+class ReportHeader(BaseModel):
+    """What the WATS server requires of a report, and nothing else (unknown fields are ignored)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: Guid
+    type: ReportType
+    pn: HeaderText
+    sn: HeaderText
+    rev: HeaderText
+    processCode: StrictInt
+    result: ReportResult
+    start: StartTime
+    machineName: HeaderText
+    location: HeaderText
+    purpose: HeaderText
+    root: HeaderStep | None = None
+
+    require_step_tree = model_validator(mode="after")(_require_root)
+
+    @property
+    def key(self) -> str:
+        """The canonical id (lower case, no braces): use it for file names and lookups."""
+        return normalise_id(self.id)
+
+
+# ----------------------------------------------------------------------------------- full model
+#
+# Known fields are declared in the order WATS writes them, so a dump keeps the samples' key order;
+# fields nobody declared follow in the order they came. Optional known fields default to None
+# and are written back only when they were present in the input (``exclude_unset``).
+
+
+class Step(BaseModel):
+    """A step of the tree; every field is kept, the ones the server checks are validated."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: Any = None
+    group: Any = None
+    stepType: NonEmpty
+    loop: Any = None
+    name: NonEmpty
+    start: Any = None
+    status: StepStatus
+    errorCode: Any = None
+    errorCodeFormat: Any = None
+    errorMessage: Any = None
+    tsGuid: Any = None
+    totTime: Any = None
+    totTimeFormat: Any = None
+    causedSeqFailure: Any = None
+    causedUUTFailure: Any = None
+    reportText: Any = None
+    numericMeas: Any = None
+    booleanMeas: Any = None
+    stringMeas: Any = None
+    messagePopup: Any = None
+    callExe: Any = None
+    chart: Any = None
+    attachment: Any = None
+    additionalResults: Any = None
+    steps: list[Step] | None = None
+    seqCall: Any = None
+
+
+class Report(BaseModel):
+    """A whole WSJF report: validated like ``ReportHeader`` plus the full step tree, lossless."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: ReportType
+    id: Guid
+    pn: HeaderText
+    sn: HeaderText
+    rev: HeaderText
+    productName: Any = None
+    processCode: StrictInt
+    processCodeFormat: Any = None
+    processName: Any = None
+    result: ReportResult
+    machineName: HeaderText
+    location: HeaderText
+    purpose: HeaderText
+    origin: Any = None
+    start: StartTime
+    startUTC: Any = None
+    root: Step | None = None
+    uut: Any = None
+    uur: Any = None
+    miscInfos: Any = None
+    subUnits: Any = None
+    assets: Any = None
+    assetStats: Any = None
+    binaryData: Any = None
+    additionalData: Any = None
+
+    require_step_tree = model_validator(mode="after")(_require_root)
+
+    @property
+    def key(self) -> str:
+        """The canonical id (lower case, no braces)."""
+        return normalise_id(self.id)
+
+
+# --------------------------------------------------------------------------------- entry points
+
+
+def parse_header(raw: bytes | str) -> ReportHeader:
+    """Validate what the server requires, straight from the bytes. Raises ReportValidationError."""
+    try:
+        return ReportHeader.model_validate_json(raw)
+    except ValidationError as exc:
+        raise _refusal(exc) from None
+
+
+def load_report(raw: bytes | str) -> Report:
+    """Read a whole report, keeping every field. Raises ReportValidationError."""
+    try:
+        return Report.model_validate_json(raw)
+    except ValidationError as exc:
+        raise _refusal(exc) from None
+
+
+def dump_report(report: Report) -> bytes:
+    """The report as WSJF bytes: only the fields that were present, nulls and unknown fields kept."""
+    return report.model_dump_json(exclude_unset=True).encode("utf-8")
+
+
+def normalise_id(value: str) -> str:
+    """The canonical form of a report id: lower case, without braces. Refuses anything not a GUID."""
+    if not isinstance(value, str) or not _GUID_RE.match(value):
+        shown = _show(value)
+        raise ReportValidationError(f"not a report id: {shown} is not a GUID",
+                                    [f"id: {shown} — must be {_ALLOWED['id']}"])
+    return value.strip("{}").lower()
+
+
+# ------------------------------------------------------------------------------ problem lines
+
+_MAX_PROBLEMS = 20
+
+
+def _refusal(exc: ValidationError) -> ReportValidationError:
+    problems = [_problem(err) for err in exc.errors(include_url=False)]
+    if len(problems) > _MAX_PROBLEMS:
+        problems = problems[:_MAX_PROBLEMS] + [f"... and {len(problems) - _MAX_PROBLEMS} more"]
+    more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
+    return ReportValidationError(f"invalid WSJF report: {problems[0]}{more}", problems)
+
+
+def _path(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _problem(err: Any) -> str:
+    kind, loc = err["type"], tuple(err["loc"])
+    if kind == "json_invalid":
+        return f"not valid JSON: {err['ctx'].get('error', err['msg']) if err.get('ctx') else err['msg']}"
+    if kind == "root_required":
+        return f"root: missing — {err['msg']}"
+    if not loc:
+        if kind in ("model_type", "model_attributes_type"):
+            return f"the report must be a JSON object, found {_show(err['input'])}"
+        return err["msg"]
+    path = _path(loc)
+    field = next((p for p in reversed(loc) if isinstance(p, str)), "")
+    allowed = _ALLOWED.get(field)
+    if kind == "missing":
+        return f"{path}: missing — required: {allowed}" if allowed else f"{path}: missing — required"
+    if kind in ("model_type", "model_attributes_type", "dict_type") and isinstance(loc[-1], int):
+        allowed = "a step object with 'stepType', 'name' and 'status'"
+    found = _show(err["input"])
+    if allowed:
+        return f"{path}: {found} — must be {allowed}"
+    return f"{path}: {found} — {err['msg']}"
+
