@@ -1,0 +1,27 @@
+"""``stationflow bench``: measure this station's disk and spool, print the figures."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from engine import bench
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="measure this station: disk durability limit and spool rates")
+    p.add_argument("--dir", type=Path, default=None,
+                   help="folder on the disk to measure (default: the system temp folder; use the data_dir's disk)")
+    p.add_argument("--size", type=int, default=1000, help="report size in bytes (default 1000)")
+    p.add_argument("-n", type=int, default=2000, help="operations per figure (default 2000)")
+    p.add_argument("--queued", type=int, default=100_000,
+                   help="reports queued for the 'full spool' figure (default 100000; 0 skips it)")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    figures = bench.run(args.dir, report_bytes=args.size, n=args.n, queued=args.queued)
+    ratios = figures.ratios()
+    ok = ratios["cycle_vs_raw"] >= 0.6 and (not figures.queued or ratios["queued_vs_empty"] >= 0.8)
+    print("targets met" if ok else "some targets not met on this disk (see above)")
+    return 0

@@ -1,0 +1,231 @@
+"""The uploader against the real emulator over loopback, through the real spool on disk."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import pytest
+
+from engine.emulator import DEFAULT_TOKEN, Emulator
+from engine.samples import make_report_bytes
+from engine.spool import Spool
+from engine.uploader import OFFLINE, ONLINE, PAUSED, Backoff, TokenBucket, Uploader
+from schemas.config import RetrySection, ServerSection, UploadSection
+
+
+def _server(url: str, token: str = DEFAULT_TOKEN, timeout_s: float = 5.0) -> ServerSection:
+    return ServerSection(url=url, token=token, timeout_s=timeout_s, connect_timeout_s=2.0)
+
+
+def _upload(concurrency: int = 4, rate: float | None = None, **retry: float) -> UploadSection:
+    defaults = {"initial_s": 0.05, "max_s": 0.3, "offline_after": 3}
+    return UploadSection(concurrency=concurrency, rate_per_s=rate, retry=RetrySection(**{**defaults, **retry}))
+
+
+@pytest.fixture
+def emulator():
+    with Emulator(port=0, seed=1) as emu:
+        yield emu
+
+
+def _fill(spool: Spool, n: int, start: int = 0) -> set[str]:
+    return {spool.accept(make_report_bytes(i, seed=5)).key for i in range(start, start + n)}
+
+
+def _run(uploader: Uploader, until: Callable[[], bool], *, timeout: float = 20.0,
+         during: Callable[[float], None] | None = None) -> float:
+    """Serve until ``until()`` holds (then drain), failing after ``timeout`` seconds."""
+    started = time.monotonic()
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(uploader.run)
+            with anyio.fail_after(timeout):
+                while not until():
+                    if during:
+                        await anyio.to_thread.run_sync(during, time.monotonic() - started)
+                    await anyio.sleep(0.02)
+            uploader.drain()
+
+    anyio.run(main)
+    return time.monotonic() - started
+
+
+def _all_sent(spool: Spool, n: int) -> Callable[[], bool]:
+    return lambda: spool.counts()["sent"] == n
+
+
+def test_every_report_reaches_the_server_once(data_dir: Path, emulator: Emulator) -> None:
+    with Spool(data_dir) as spool:
+        ids = _fill(spool, 60)
+        uploader = Uploader(spool, _server(emulator.url), _upload())
+        _run(uploader, _all_sent(spool, 60))
+        assert emulator.received_ids() == ids
+        stats = emulator.stats()
+        assert stats.posts == 60 and stats.duplicates == 0
+        assert uploader.counters["sent"] == 60 and uploader.mode == "stopped"
+        assert uploader.status()["latency"]["p50_ms"] > 0
+        for key in ids:  # byte for byte what was accepted
+            assert emulator.report(key) == spool.read(key)
+
+
+def test_rejected_reports_go_to_failed_with_the_servers_message(data_dir: Path, emulator: Emulator) -> None:
+    with Spool(data_dir) as spool:
+        good = _fill(spool, 5)
+        emulator.set_faults(reject_rate=1.0)  # the server refuses every report with 400 and a message
+        uploader = Uploader(spool, _server(emulator.url), _upload())
+        _run(uploader, lambda: spool.counts()["failed"] == 5)
+        for key in good:
+            info = spool.info(key)
+            assert info.state == "failed" and "400" in info.last_error and info.attempts == 1
+        assert uploader.mode == "stopped" and uploader.counters["failed"] == 5
+
+
+def test_bad_token_pauses_sending_until_the_config_is_fixed(data_dir: Path, emulator: Emulator) -> None:
+    with Spool(data_dir) as spool:
+        ids = _fill(spool, 10)
+        uploader = Uploader(spool, _server(emulator.url, token="d3Jvbmc6dG9rZW4="), _upload())
+        seen: dict[str, object] = {}
+
+        def fix_token(elapsed: float) -> None:
+            if uploader.mode == PAUSED and "paused" not in seen:
+                seen["paused"] = uploader.status()["reason"]
+                seen["pending"] = spool.counts()["pending"]
+                seen["failed"] = spool.counts()["failed"]
+                uploader.update_server(_server(emulator.url))
+
+        _run(uploader, _all_sent(spool, 10), during=fix_token)
+        assert "token" in str(seen["paused"]) and "401" in str(seen["paused"])
+        assert seen["pending"] == 10 and seen["failed"] == 0  # nothing was burned while paused
+        assert emulator.received_ids() == ids
+        for key in ids:
+            assert spool.info(key).attempts == 0  # a pause is not an attempt
+
+
+def test_wrong_url_pauses_with_a_clear_reason(data_dir: Path, emulator: Emulator) -> None:
+    with Spool(data_dir) as spool:
+        _fill(spool, 3)
+        uploader = Uploader(spool, _server(emulator.url + "/wats"), _upload())
+        _run(uploader, lambda: uploader.mode == PAUSED)
+        assert "404" in uploader.reason and "server.url" in uploader.reason
+        assert spool.counts()["pending"] == 3
+
+
+def test_server_errors_back_off_honour_retry_after_and_recover(data_dir: Path, emulator: Emulator) -> None:
+    with Spool(data_dir) as spool:
+        ids = _fill(spool, 20)
+        emulator.set_faults(error_rate=1.0, error_status=503, retry_after=0.25)
+        uploader = Uploader(spool, _server(emulator.url), _upload(concurrency=2))
+        modes: list[str] = []
+        waits: list[float] = []
+
+        def watch(elapsed: float) -> None:
+            modes.append(uploader.mode)
+            for key in spool.keys("retry_wait"):
+                due = spool.next_due_in()
+                if due is not None:
+                    waits.append(due)
+            if elapsed > 1.5 and emulator.faults.error_rate:
+                emulator.clear_faults()
+
+        _run(uploader, _all_sent(spool, 20), during=watch)
+        assert OFFLINE in modes  # several failures in a row: one probe at a time instead of a stampede
+        assert max(waits) <= 0.3 + 0.05  # never beyond the cap
+        assert emulator.received_ids() == ids
+        retried = [k for k in ids if spool.info(k).attempts > 0]
+        assert retried and all("503" in (spool.info(k).last_error or "") for k in retried)
+        assert uploader.counters["went_online"] >= 1
+
+
+def test_server_down_then_back_loses_nothing(data_dir: Path, emulator: Emulator) -> None:
+    with Spool(data_dir) as spool:
+        ids = _fill(spool, 30)
+        emulator.go_down()
+        uploader = Uploader(spool, _server(emulator.url), _upload())
+        modes: list[str] = []
+
+        def outage(elapsed: float) -> None:
+            modes.append(uploader.mode)
+            if elapsed > 1.0 and not emulator.is_up:
+                emulator.come_back()
+
+        _run(uploader, _all_sent(spool, 30), during=outage)
+        assert OFFLINE in modes and uploader.counters["went_online"] >= 1
+        assert emulator.received_ids() == ids
+
+
+def test_lost_acknowledgements_resend_the_same_id(data_dir: Path, emulator: Emulator) -> None:
+    with Spool(data_dir) as spool:
+        ids = _fill(spool, 40)
+        emulator.set_faults(drop_after_rate=0.3)
+        uploader = Uploader(spool, _server(emulator.url), _upload(offline_after=1000))
+        _run(uploader, _all_sent(spool, 40))
+        stats = emulator.stats()
+        assert stats.dropped_after > 0
+        assert emulator.received_ids() == ids  # no new ids, ever
+        assert stats.duplicates == stats.dropped_after  # each lost ack costs exactly one resend of the same id
+
+
+def test_a_hung_server_is_a_timeout_not_a_hang(data_dir: Path, emulator: Emulator) -> None:
+    with Spool(data_dir) as spool:
+        key = next(iter(_fill(spool, 1)))
+        emulator.set_faults(latency_s=1.5)
+        uploader = Uploader(spool, _server(emulator.url, timeout_s=0.3), _upload(offline_after=1000))
+        _run(uploader, lambda: spool.info(key).attempts >= 1, timeout=10)
+        assert "did not answer in time" in spool.info(key).last_error
+
+
+def test_backoff_is_capped_and_jittered() -> None:
+    backoff = Backoff(RetrySection(initial_s=1, max_s=300, multiplier=2, jitter=0.2), random.Random(3))
+    delays = [backoff.delay(n) for n in range(1, 30)]
+    assert all(d <= 300 for d in delays)
+    assert 0.8 <= delays[0] <= 1.2 and 1.6 <= delays[1] <= 2.4
+    assert max(delays) > 250  # it does grow to the cap
+    assert backoff.delay(1, retry_after=30) >= 30
+    assert backoff.delay(1, retry_after=10_000) == 300  # Retry-After honoured, but never beyond the cap
+
+
+def test_token_bucket_limits_the_rate_without_blocking_the_loop() -> None:
+    bucket = TokenBucket(20.0, burst=1)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await anyio.sleep(0.01)
+
+    async def main() -> float:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ticker)
+            started = time.monotonic()
+            for _ in range(11):
+                await bucket.acquire()
+            elapsed = time.monotonic() - started
+            tg.cancel_scope.cancel()
+        return elapsed
+
+    elapsed = anyio.run(main)
+    assert elapsed >= 0.45  # 10 tokens after the first, at 20/s
+    assert ticks >= 20  # the loop kept running while the bucket waited
+
+
+def test_cancelled_uploads_go_back_to_pending(data_dir: Path, emulator: Emulator) -> None:
+    with Spool(data_dir) as spool:
+        _fill(spool, 4)
+        emulator.set_faults(latency_s=5)
+        uploader = Uploader(spool, _server(emulator.url, timeout_s=30), _upload())
+
+        async def main() -> None:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(uploader.run)
+                while uploader.in_flight < 4:
+                    await anyio.sleep(0.02)
+                tg.cancel_scope.cancel()
+
+        anyio.run(main)
+        assert spool.counts()["sending"] == 0 and spool.counts()["pending"] == 4
