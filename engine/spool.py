@@ -406,9 +406,11 @@ class Spool:
         waits = dest in self._wait_states
         if waits and next_attempt_s is None:
             raise IllegalTransition(f"state {dest} waits for a time: give next_attempt_s")
-        # The hot path (pending -> sending) writes no sidecar; everything a person may read does.
-        if count_attempt or error or note or waits or dest in self._person_states or dest in self._final \
-                or source in self._person_states:
+        # The hot path writes no sidecar: pending -> sending never, and -> sent only when the report
+        # already has one (a report sent at its first attempt has nothing to say; its ctime is when).
+        needs_meta = (count_attempt or error or note or waits or dest in self._person_states
+                      or source in self._person_states)
+        if needs_meta or (dest in self._final and self._meta_path(key).exists()):
             meta = self._read_meta(key)
             if count_attempt:
                 meta["attempts"] = int(meta.get("attempts", 0)) + 1
@@ -564,11 +566,28 @@ class Spool:
         if entry is None:
             raise ReportNotFound(f"no report {key} in the spool", hint="see `stationflow queue list`")
         meta = self._read_meta(key)
+        path = self._dir(entry.state) / entry.filename(key)
+        history = list(meta.get("history", []))
+        if not history:
+            history = self._history_from_file(path, entry.state)
         return ReportInfo(
             id=key, state=entry.state, size=entry.size, attempts=int(meta.get("attempts", 0)),
             last_error=meta.get("last_error"), next_attempt=meta.get("next_attempt"), source=meta.get("source"),
-            history=list(meta.get("history", [])), path=str(self._dir(entry.state) / entry.filename(key)),
+            history=history, path=str(path),
         )
+
+    def _history_from_file(self, path: Path, state: str) -> list[dict[str, Any]]:
+        """A report with no sidecar went the quiet way: accepted (mtime), then moved (ctime) if it moved."""
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return []
+        at = lambda t: datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")  # noqa: E731
+        history = [{"at": at(st.st_mtime), "from": None, "to": self._initial, "trigger": "accept", "note": None}]
+        if state != self._initial:
+            history.append({"at": at(st.st_ctime), "from": None, "to": state, "trigger": None,
+                            "note": "time of the last move (no sidecar: nothing else to record)"})
+        return history
 
     def iter_info(self, state: str | None = None) -> Iterator[ReportInfo]:
         for key in self.keys(state):

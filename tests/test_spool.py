@@ -61,7 +61,8 @@ def test_happy_cycle_and_counts(data_dir: Path) -> None:
         assert claimed == keys  # oldest first
         assert spool.counts() == {**{s: 0 for s in spool.lifecycle.states}, "sent": 5}
         history = spool.info(keys[0]).history
-        assert [h["to"] for h in history] == ["sent"]
+        assert [h["to"] for h in history] == ["pending", "sent"]
+        assert not (data_dir / "spool" / "meta" / f"{keys[0]}.json").exists()  # the quiet path writes no sidecar
 
 
 def test_transient_error_waits_then_becomes_due(data_dir: Path) -> None:
