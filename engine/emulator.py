@@ -30,6 +30,7 @@ import json
 import logging
 import random
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -134,8 +135,9 @@ class Emulator:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, token: str | None = DEFAULT_TOKEN,
                  store_dir: Path | str | None = None, faults: Faults | None = None, *,
                  seed: int | None = None, keep_in_memory: bool = True,
-                 max_body_bytes: int = MAX_BODY_BYTES) -> None:
+                 max_body_bytes: int = MAX_BODY_BYTES, tls: tuple[str | Path, str | Path] | None = None) -> None:
         self.host = host
+        self.tls = tls  # (certificate chain PEM, private key PEM): serve https
         self._port = port
         self.token = token
         self.store_dir = Path(store_dir) if store_dir is not None else None
@@ -207,7 +209,7 @@ class Emulator:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self._port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self._port}"
 
     def __enter__(self) -> Emulator:
         self.start()
@@ -219,6 +221,11 @@ class Emulator:
     def _listen(self) -> None:
         server = _Server((self.host, self._port), _Handler, self)
         self._port = server.server_address[1]
+        if self.tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(self.tls[0]), str(self.tls[1]))
+            # The handshake happens in the handler's thread, not in the accepting one.
+            server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                                   name=f"wats-emulator-{self._port}", daemon=True)
         self._server, self._thread = server, thread

@@ -117,16 +117,30 @@ def classify_response(response: httpx.Response) -> Answer:
     return Answer("rejected", f"server rejected the report ({code})" + (f": {text}" if text else ""), status=code)
 
 
+def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The ssl error behind an httpx error, if the failure was the TLS handshake."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def classify_exception(exc: BaseException) -> Answer:
+    tls = _tls_failure(exc)
+    if tls is not None or "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        detail = getattr(tls, "verify_message", None) or getattr(tls, "reason", None) or str(exc)
+        return Answer("pause", f"TLS check of the server failed ({detail}) — renew the server's certificate, "
+                               "or set server.ca_bundle to the CA that signed it")
     if isinstance(exc, httpx.ConnectError):
         return Answer("transient", f"cannot connect to the server: {exc or type(exc).__name__}")
     if isinstance(exc, httpx.TimeoutException):
         return Answer("transient", f"the server did not answer in time ({type(exc).__name__})")
     if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.NetworkError)):
         return Answer("transient", f"the connection broke before the answer: {exc or type(exc).__name__}")
-    if isinstance(exc, (ssl.SSLError, httpx.ProxyError)):
-        return Answer("pause", f"TLS/proxy failure talking to the server: {exc} — check server.url, "
-                               "server.ca_bundle and server.verify_tls")
+    if isinstance(exc, httpx.ProxyError):
+        return Answer("pause", f"proxy failure talking to the server: {exc} — check the proxy settings")
     return Answer("transient", f"{type(exc).__name__}: {exc}")
 
 

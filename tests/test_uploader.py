@@ -229,3 +229,50 @@ def test_cancelled_uploads_go_back_to_pending(data_dir: Path, emulator: Emulator
 
         anyio.run(main)
         assert spool.counts()["sending"] == 0 and spool.counts()["pending"] == 4
+
+
+TLS = Path(__file__).resolve().parents[1] / "fixtures" / "tls"
+
+
+@pytest.mark.parametrize("cert, ca_bundle, expect", [
+    ("server.pem", None, "CA that signed it"),          # a private CA the station does not know
+    ("expired.pem", "ca.pem", "expired"),                # known CA, expired certificate
+    ("server.pem", "ca.pem", None),                      # the station trusts the internal CA: sent
+])
+def test_tls_failures_pause_with_the_reason_and_a_ca_bundle_fixes_them(
+        data_dir: Path, cert: str, ca_bundle: str | None, expect: str | None) -> None:
+    with Emulator(port=0, tls=(TLS / cert, TLS / "server.key")) as emu, Spool(data_dir) as spool:
+        ids = _fill(spool, 3)
+        server = ServerSection(url=emu.url, token=DEFAULT_TOKEN, timeout_s=5,
+                               ca_bundle=str(TLS / ca_bundle) if ca_bundle else None)
+        uploader = Uploader(spool, server, _upload())
+        if expect is None:
+            _run(uploader, _all_sent(spool, 3))
+            assert emu.received_ids() == ids
+        else:
+            _run(uploader, lambda: uploader.mode == PAUSED)
+            assert expect in uploader.reason and "TLS" in uploader.reason
+            assert spool.counts()["pending"] == 3 and not emu.received_ids()
+
+
+def test_thirty_percent_faults_over_two_thousand_reports(data_dir: Path) -> None:
+    """5xx, 429 with Retry-After, resets before reading, lost acknowledgements: all sent, none lost."""
+    with Emulator(port=0, seed=11, keep_in_memory=False) as emu, Spool(data_dir) as spool:
+        ids = _fill(spool, 2000)
+        emu.set_faults(error_rate=0.1, error_status=503, drop_before_rate=0.1, drop_after_rate=0.1)
+        uploader = Uploader(spool, _server(emu.url), _upload(concurrency=8, offline_after=1000, max_s=0.2))
+
+        def alternate(elapsed: float) -> None:
+            # half the time the injected errors are 429 with Retry-After, half the time 503
+            if int(elapsed * 2) % 2:
+                emu.set_faults(error_status=429, retry_after=0.1)
+            else:
+                emu.set_faults(error_status=503, retry_after=None)
+
+        _run(uploader, _all_sent(spool, 2000), timeout=120, during=alternate)
+        stats = emu.stats()
+        assert emu.received_ids() == ids
+        assert stats.unique_ids == 2000
+        assert stats.errors_injected > 100 and stats.dropped_before > 100 and stats.dropped_after > 100
+        assert stats.duplicates == stats.dropped_after  # repeated ids only where an ack was lost
+        assert spool.counts()["failed"] == 0 and spool.counts()["quarantined"] == 0
