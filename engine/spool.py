@@ -43,7 +43,7 @@ import shutil
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -182,6 +182,7 @@ class Spool:
         self._clock_ref = (time.time(), time.monotonic())
         self._filelock: FileLock | None = None
         self.recovery_notes: list[str] = []
+        self._listeners: list[Callable[[], None]] = []
         self._open()
 
     # ------------------------------------------------------------------ opening and recovery
@@ -334,6 +335,7 @@ class Spool:
         with self._lock:
             entry.busy = False
             self._queue.append(key)
+        self._notify()
         return Accepted(key, self._initial)
 
     def _accept_existing(self, key: str, existing: _Entry, raw: bytes, crc: str) -> Accepted:
@@ -437,6 +439,7 @@ class Spool:
             self._counts[source] -= 1
             self._bytes[source] -= entry.size
             entry.state = dest
+            entry.busy = False  # in the same critical section as the queue append below
             self._counts[dest] += 1
             self._bytes[dest] += entry.size
             if dest == self._initial:
@@ -445,6 +448,8 @@ class Spool:
                 self._schedule(key, time.time() + float(next_attempt_s or 0.0))
             elif dest in self._final:
                 self._sent_order.append((time.time(), key))
+        if dest == self._initial:
+            self._notify()
         return dest
 
     def _note_final_rename(self, dest: str) -> None:
@@ -512,13 +517,17 @@ class Spool:
         while True:
             with self._lock:
                 key = None
-                while self._queue:
+                for _ in range(len(self._queue)):  # bounded: busy ones go back to the end once
                     candidate = self._queue.popleft()
                     entry = self._entries.get(candidate)
-                    if entry is not None and entry.state == self._initial and not entry.busy:
-                        entry.busy = True
-                        key = candidate
-                        break
+                    if entry is None or entry.state != self._initial:
+                        continue  # stale: it left the initial state by another trigger
+                    if entry.busy:
+                        self._queue.append(candidate)  # being moved right now; keep its place in line
+                        continue
+                    entry.busy = True
+                    key = candidate
+                    break
                 if key is None:
                     return None
             try:
@@ -535,6 +544,18 @@ class Spool:
                 entry.busy = False
 
     # ------------------------------------------------------------------ reading
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (from whichever thread) each time a report becomes ready to send."""
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: Callable[[], None]) -> None:
+        if callback in self._listeners:
+            self._listeners.remove(callback)
+
+    def _notify(self) -> None:
+        for callback in list(self._listeners):
+            callback()
 
     def has_pending(self) -> bool:
         """Cheap check for upload workers: is anything waiting in the initial state?"""

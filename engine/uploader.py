@@ -19,6 +19,7 @@ again with the same id, never a new one. One pooled ``httpx.AsyncClient`` serves
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import random
@@ -240,12 +241,23 @@ class Uploader:
         self._sending_state = spool.lifecycle.next_state(spool.lifecycle.initial, "send")
         self._send_timeout = spool.lifecycle.state(self._sending_state).timeout or 120.0
         self._limiter = anyio.CapacityLimiter(upload.concurrency + 2)
-        self._idle = anyio.Event()
+        self._work = anyio.Event()
+
+    def _wake(self) -> None:
+        """A report became ready: wake idle workers (runs on the event loop)."""
+        old, self._work = self._work, anyio.Event()
+        old.set()
 
     # ------------------------------------------------------------------ public
 
     async def run(self) -> None:
-        """Serve until drained. Cancellation leaves in-flight reports to start-up recovery."""
+        """Serve until drained. Cancelled uploads are put back in the spool (or by start-up recovery)."""
+        loop = asyncio.get_running_loop()
+
+        def wake_from_any_thread() -> None:
+            loop.call_soon_threadsafe(self._wake)
+
+        self.spool.add_listener(wake_from_any_thread)
         try:
             async with anyio.create_task_group() as tg:
                 for n in range(self.upload.concurrency):
@@ -253,6 +265,7 @@ class Uploader:
                 tg.start_soon(self._scheduler, name="upload-scheduler")
                 tg.start_soon(self._prober, name="upload-prober")
         finally:
+            self.spool.remove_listener(wake_from_any_thread)
             self.mode = STOPPED
             if self._own_client:
                 with anyio.CancelScope(shield=True):
@@ -262,6 +275,7 @@ class Uploader:
         """Stop taking new reports; in-flight uploads finish, then ``run()`` returns."""
         self._draining = True
         self._resume.set()
+        self._work.set()
 
     def update_server(self, server: ServerSection, upload: UploadSection | None = None) -> None:
         """A reloaded config: new address or token take effect now, and a pause is lifted to re-probe."""
@@ -294,7 +308,8 @@ class Uploader:
                 await self._wait_resume()
                 continue
             if not self.spool.has_pending():
-                await anyio.sleep(0.05)
+                with anyio.move_on_after(0.5):  # the listener wakes us; this is only a safety net
+                    await self._work.wait()
                 continue
             await self.bucket.acquire()
             if self._draining or self.mode != ONLINE:

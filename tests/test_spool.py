@@ -277,3 +277,40 @@ def test_an_interrupted_write_does_not_block_the_same_report_later(data_dir: Pat
         result = spool.accept(raw)
         assert result.key == key and not result.already_present
         assert spool.state_of(key) == "pending"
+
+
+def test_a_report_busy_in_another_move_keeps_its_place_in_line(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A claim that meets a report in the middle of another move must not drop it from the queue."""
+    import threading
+
+    with Spool(data_dir) as spool:
+        first = spool.accept(_report(1)).key
+        second = spool.accept(_report(2)).key
+        inside, release = threading.Event(), threading.Event()
+        real_replace = durable.replace
+
+        def slow_failing_replace(src, dst):
+            if "quarantined" in str(dst):
+                inside.set()
+                release.wait(10)
+                raise StorageError("disk went away")  # the move fails: the report stays pending
+            return real_replace(src, dst)
+
+        monkeypatch.setattr(durable, "replace", slow_failing_replace)
+        errors: list[BaseException] = []
+        mover = threading.Thread(target=lambda: _catch(errors, spool.fire, first, "quarantine", error="x"))
+        mover.start()
+        assert inside.wait(10)
+        assert spool.claim_next().key == second  # the busy one is skipped, not dropped
+        release.set()
+        mover.join(10)
+        assert isinstance(errors[0], StorageError)
+        assert spool.state_of(first) == "pending"
+        assert spool.claim_next().key == first  # and it is still in line
+
+
+def _catch(errors: list[BaseException], fn, *args, **kwargs) -> None:
+    try:
+        fn(*args, **kwargs)
+    except BaseException as exc:  # noqa: BLE001 - handed to the test thread to assert on
+        errors.append(exc)
