@@ -16,11 +16,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-n", type=int, default=2000, help="operations per figure (default 2000)")
     p.add_argument("--queued", type=int, default=100_000,
                    help="reports queued for the 'full spool' figure (default 100000; 0 skips it)")
+    p.add_argument("--upload-n", type=int, default=1000,
+                   help="reports per upload figure (50 KB sample; default 1000; 0 skips the upload figures)")
     p.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     figures = bench.run(args.dir, report_bytes=args.size, n=args.n, queued=args.queued)
+    if args.upload_n:
+        from engine import bench_upload
+
+        bench_upload.run(args.dir, n=args.upload_n)
     ratios = figures.ratios()
     ok = ratios["cycle_vs_raw"] >= 0.6 and (not figures.queued or ratios["queued_vs_empty"] >= 0.8)
     print("targets met" if ok else "some targets not met on this disk (see above)")

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import importlib.util
 import logging
 import random
 import ssl
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +38,13 @@ from engine.spool import Claim, Spool
 from schemas.config import RetrySection, ServerSection, UploadSection
 
 log = logging.getLogger(__name__)
+
+# httpcore asks ``import sniffio`` several times per request to learn the async library. Without
+# sniffio installed (it is not one of our dependencies) every failed import scans sys.path again:
+# measured at ~0.14 ms each, ~0.7 ms of CPU per report. A None entry in sys.modules makes the import
+# fail at once, which httpcore already handles by assuming asyncio — the only loop we run.
+if importlib.util.find_spec("sniffio") is None:
+    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 REPORT_PATH = "/api/Report/WSJF"
 PROBE_PATH = "/api/App/Version"
