@@ -87,6 +87,18 @@ class TokenBucket:
         self._tokens = self.capacity
         self._last = time.monotonic()
 
+    def try_acquire(self) -> bool:
+        """Take a token if one is there now; never waits."""
+        if not self.rate:
+            return True
+        now = time.monotonic()
+        self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
+
     async def acquire(self) -> None:
         if not self.rate:
             return
@@ -312,23 +324,46 @@ class Uploader:
     # ------------------------------------------------------------------ workers
 
     async def _worker(self, n: int) -> None:
-        while not self._draining:
-            if self.mode != ONLINE:
-                await self._wait_resume()
-                continue
-            if not self.spool.has_pending():
-                with anyio.move_on_after(0.5):  # the listener wakes us; this is only a safety net
-                    await self._work.wait()
-                continue
-            await self.bucket.acquire()
-            if self._draining or self.mode != ONLINE:
-                continue
-            claim = await anyio.to_thread.run_sync(self.spool.claim_next, limiter=self._limiter)
-            if claim is None:
-                continue
-            await self._send(claim)
+        """One upload at a time. The outcome of a report and the claim of the next one share one
+        trip to a worker thread (a thread hop costs about as much as the disk work itself)."""
+        claim: Claim | None = None
+        try:
+            while True:
+                if claim is None:
+                    if self._draining:
+                        return
+                    if self.mode != ONLINE:
+                        await self._wait_resume()
+                        continue
+                    if not self.spool.has_pending():
+                        with anyio.move_on_after(0.5):  # the listener wakes us; this is only a safety net
+                            await self._work.wait()
+                        continue
+                    await self.bucket.acquire()
+                    if self._draining or self.mode != ONLINE:
+                        continue
+                    claim = await anyio.to_thread.run_sync(self.spool.claim_next, limiter=self._limiter)
+                    if claim is None:
+                        continue
+                done, claim = claim, None  # from here _send owns it (and puts it back if cancelled)
+                answer = await self._send(done)
+                trigger, kwargs = self._outcome(done, answer)
+                take_next = (not self._draining and self.mode == ONLINE and self.spool.has_pending()
+                             and self.bucket.try_acquire())
+                claim = await anyio.to_thread.run_sync(self._settle, done.key, trigger, kwargs, take_next,
+                                                       limiter=self._limiter)
+        except BaseException:
+            if claim is not None:  # claimed but not sent: put it back, shielded (else recovery will)
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self._fire, claim.key, "recover", None, None, "cancelled")
+            raise
 
-    async def _send(self, claim: Claim) -> None:
+    def _settle(self, key: str, trigger: str, kwargs: dict[str, Any], take_next: bool) -> Claim | None:
+        """In a worker thread: move the sent report to its next state, then maybe claim another."""
+        self.spool.fire(key, trigger, **kwargs)
+        return self.spool.claim_next() if take_next else None
+
+    async def _send(self, claim: Claim) -> Answer:
         self.in_flight += 1
         started = time.monotonic()
         try:
@@ -342,7 +377,7 @@ class Uploader:
         finally:
             self.in_flight -= 1
         self.latencies.add(time.monotonic() - started)
-        await self._apply(claim, answer)
+        return answer
 
     async def _post(self, claim: Claim) -> Answer:
         with anyio.move_on_after(self._send_timeout) as scope:
@@ -357,34 +392,26 @@ class Uploader:
         return Answer("transient", f"no answer within the {self._send_timeout:g} s limit of the "
                                    f"'{self._sending_state}' state")
 
-    async def _apply(self, claim: Claim, answer: Answer) -> None:
-        """Turn the answer into the report's next state and the uploader's mode."""
+    def _outcome(self, claim: Claim, answer: Answer) -> tuple[str, dict[str, Any]]:
+        """Decide the report's trigger from the answer, and update the uploader's mode and counters."""
         if answer.kind == "accepted":
-            await self._to_thread(claim.key, "accepted", None, None, None)
             self.counters["sent"] += 1
-            if self.consecutive_failures:
-                self.consecutive_failures = 0
-            return
+            self.consecutive_failures = 0
+            return "accepted", {}
         self.last_error = answer.message
         if answer.kind == "rejected":
-            await self._to_thread(claim.key, "rejected", answer.message, None, None, count=True)
             self.counters["failed"] += 1
             log.warning("report %s rejected: %s", claim.key, answer.message)
-        elif answer.kind == "pause":
-            await self._to_thread(claim.key, "recover", None, None, f"not sent: {answer.message}")
+            return "rejected", {"error": answer.message, "count_attempt": True}
+        if answer.kind == "pause":
             self._set_mode(PAUSED, answer.message)
-        else:
-            delay = self.backoff.delay(claim.attempts + 1, answer.retry_after)
-            await self._to_thread(claim.key, "transient_error", answer.message, delay, None, count=True)
-            self.counters["retried"] += 1
-            self.consecutive_failures += 1
-            if self.consecutive_failures >= self.upload.retry.offline_after and self.mode == ONLINE:
-                self._set_mode(OFFLINE, f"{self.consecutive_failures} failures in a row; last: {answer.message}")
-
-    async def _to_thread(self, key: str, trigger: str, error: str | None, delay: float | None, note: str | None,
-                         *, count: bool = False) -> None:
-        await anyio.to_thread.run_sync(lambda: self._fire(key, trigger, error, delay, note, count),
-                                       limiter=self._limiter)
+            return "recover", {"note": f"not sent: {answer.message}"}
+        delay = self.backoff.delay(claim.attempts + 1, answer.retry_after)
+        self.counters["retried"] += 1
+        self.consecutive_failures += 1
+        if self.consecutive_failures >= self.upload.retry.offline_after and self.mode == ONLINE:
+            self._set_mode(OFFLINE, f"{self.consecutive_failures} failures in a row; last: {answer.message}")
+        return "transient_error", {"error": answer.message, "next_attempt_s": delay, "count_attempt": True}
 
     def _fire(self, key: str, trigger: str, error: str | None, delay: float | None, note: str | None,
               count: bool = False) -> None:
