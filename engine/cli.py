@@ -19,7 +19,10 @@ from engine.errors import StationflowError
 _GROUPS = (
     "engine.cli_service",
     "engine.cli_queue",
+    "engine.cli_reprocess",
+    "engine.cli_control",
     "engine.cli_config",
+    "engine.cli_configure",
     "engine.cli_machines",
     "engine.cli_emulator",
     "engine.cli_demo",

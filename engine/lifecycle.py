@@ -85,9 +85,9 @@ DEFAULT_REGISTRY = Registry(
     required={
         "report": {"send", "accepted", "rejected", "transient_error", "due", "retry",
                    "recover", "quarantine"},
-        "conversion": {"settle", "changed", "copy", "copied", "convert", "converted", "reject",
+        "conversion": {"settle", "changed", "copy", "copied", "convert", "converted", "reject", "defer", "vanished",
                        "finish", "timeout"},
-        "task": {"start", "started", "crashed", "restart", "give_up", "stop", "stopped"},
+        "task": {"start", "started", "crashed", "restart", "give_up", "stop", "stopped", "recycle"},
         "service": {"start", "started", "degrade", "recover", "drain", "drained", "fail", "reset"},
     },
 )

@@ -149,6 +149,7 @@ class Spool:
         sent_sync_every: int = 64,
         sent_sync_s: float = 1.0,
         fsync: bool = True,
+        max_wait_s: float = 86400.0,
     ) -> None:
         self.root = Path(data_dir) / "spool"
         self.lifecycle = lifecycle or load_lifecycle("report")
@@ -156,6 +157,8 @@ class Spool:
         self.max_bytes = max_bytes
         self.min_free_bytes = min_free_bytes
         self.keep_sent_s = keep_sent_days * 86400.0
+        #: Longest wait of a report in a waiting state (the retry policy's cap, upload.retry.max_s).
+        self.max_wait_s = max_wait_s
         self.readonly = readonly
         self._fsync = fsync
         self._sent_sync_every = sent_sync_every
@@ -474,8 +477,9 @@ class Spool:
         """Remember when a waiting report is due, bounded by what the retry policy allows."""
         now_wall, now_mono = time.time(), time.monotonic()
         delay = 0.0 if due_epoch is None else due_epoch - now_wall
-        # A clock that jumped leaves an absurd delay; never wait longer than a day for a report.
-        delay = min(max(delay, 0.0), 86400.0)
+        # A wall clock that jumped (or was set back before a restart) leaves an absurd delay:
+        # never wait longer than the retry policy's cap.
+        delay = min(max(delay, 0.0), self.max_wait_s)
         self._wait_seq += 1
         heapq.heappush(self._waiting, (now_mono + delay, self._wait_seq, key))
 

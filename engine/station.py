@@ -24,6 +24,7 @@ def open_spool(cfg: StationConfig, *, readonly: bool = False) -> Spool:
         min_free_bytes=int(cfg.spool.min_free_disk),
         keep_sent_days=cfg.spool.keep_sent_days,
         readonly=readonly,
+        max_wait_s=cfg.upload.retry.max_s,
     )
 
 

@@ -270,7 +270,8 @@ class IntakeSection(_Section):
     move_to: str | None = Field(default=None, description="Folder to move source files into; required when after "
                                                           "is 'move'. Relative to the config file's folder.")
     max_file_bytes: PositiveSize = Field(default=ByteSize.parse("50MB"),
-                                         description="Larger files are refused and left where they are.")
+                                         description="Larger files are not converted: they go to the error folder "
+                                                     "(<data_dir>/rejected/<intake>/) with the reason.")
     timeout_s: float = Field(default=60.0, gt=0, le=3600, description="Seconds one file's conversion may take.")
     arguments: dict[str, Any] = Field(default_factory=dict,
                                       description="Settings passed to the converter as they are.")

@@ -1,1 +1,5 @@
-"""The Tk configurator. Imports schemas and the control client only."""
+"""The Tk configurator (``stationflow configure``).
+
+Imports ``schemas`` and the engine's client-side pieces (config file, control client, connection
+test, the offline view of the spool); never the spool itself. Start at ``app.py``.
+"""

@@ -1,0 +1,82 @@
+"""``run`` (the service in the foreground) and ``healthcheck`` (exit 0/1 for service managers)."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+from typing import Any
+
+import anyio
+
+from engine.config_file import find_config_path, load_config, resolved
+from engine.errors import StationflowError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="the service in the foreground until SIGTERM, SIGINT or `stationflow stop`",
+                       description="Run the station service in the foreground: watch folders, spool, upload. "
+                                   "SIGTERM/SIGINT (Ctrl+C) stop it gracefully; a second one stops it at "
+                                   "once; SIGHUP reloads the config. Exits 8 if another service already "
+                                   "runs on the same data dir.")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("healthcheck", help="exit 0 if the service is up and running, 1 otherwise",
+                       description="For container and service-manager health checks: exit 0 when the service "
+                                   "answers and its state is running, 1 otherwise with a one-line reason.")
+    p.set_defaults(func=cmd_healthcheck)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from engine.service import Service
+
+    service = Service(find_config_path(args.config), log_level=getattr(args, "log_level", None))
+    return anyio.run(service.run)
+
+
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    """Always 0 or 1 (Docker reserves 2): a broken config is unhealthy too, with its reason."""
+    try:
+        healthy, line = check_health(args.config)
+    except StationflowError as exc:
+        healthy, line = False, str(exc)
+    print(f"{'healthy' if healthy else 'unhealthy'}: {line}", file=sys.stdout if healthy else sys.stderr)
+    return 0 if healthy else 1
+
+
+def check_health(config_arg: str | None) -> tuple[bool, str]:
+    """(healthy, one-line reason). Asks the service through the control protocol when this build
+    has it; otherwise the data dir's lock tells whether a service is alive (not its state)."""
+    import importlib.util
+
+    from engine.service import lock_is_held, read_pid
+
+    path = find_config_path(config_arg)
+    cfg = resolved(load_config(path), path)
+    if all(importlib.util.find_spec(m) is not None
+           for m in ("engine.control_client", "engine.control_server", "engine.control_commands")):
+        from engine.control_client import ControlClient
+
+        try:
+            answer: Any = ControlClient(cfg.data_dir).call("status")
+        except StationflowError as exc:
+            if lock_is_held(cfg.data_dir):
+                return False, (f"a service (pid {read_pid(cfg.data_dir) or 'unknown'}) holds the lock of "
+                               f"{cfg.data_dir} but does not answer on the control protocol: {exc}")
+            raise
+        if inspect.isawaitable(answer):
+            pending = answer
+
+            async def wait() -> Any:
+                return await pending
+
+            answer = anyio.run(wait)
+        service = (answer or {}).get("service", {})
+        state = service.get("state")
+        if state == "running":
+            return True, f"running (pid {service.get('pid')}, up {service.get('uptime_s')} s)"
+        reason = service.get("reason")
+        return False, f"the service is {state}" + (f": {reason}" if reason else "")
+    if lock_is_held(cfg.data_dir):
+        return True, (f"a service (pid {read_pid(cfg.data_dir) or 'unknown'}) holds the lock of {cfg.data_dir}; "
+                      "its state is not checked (this build has no control protocol)")
+    return False, f"no service is running on {cfg.data_dir} (its lock is free)"

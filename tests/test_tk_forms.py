@@ -1,0 +1,386 @@
+"""The configurator's forms in a real Tk (under Xvfb): generated from the schema, filled, checked, saved.
+
+No service runs here: the window edits the file and reads the spool from disk.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pytest
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from engine.config_file import load_config, validate_config_data
+from engine.errors import ConfigError
+from engine.samples import make_report_bytes
+from engine.spool import Spool
+from schemas.config import ByteSize, IntakeSection, ServerSection, StationConfig
+from tests.tk_fixtures import FIXTURES, RecordingDialogs, dialogs, pump, pump_until, tk_root, ui_threads, write_station
+
+__all__ = ["dialogs", "tk_root"]  # fixtures used by name
+
+
+def _app(root: Any, path: Path, dialogs: RecordingDialogs, **kw: Any) -> Any:
+    from ui_tk.app import ConfiguratorApp
+
+    app = ConfiguratorApp(root, path, dialogs=dialogs, **kw)
+    pump(root, 0.05)
+    return app
+
+
+def _schema_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Every leaf field of a model as a dotted path (sections expanded, lists of sections skipped)."""
+    paths: list[str] = []
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            paths.extend(_schema_paths(annotation, f"{prefix}{key}."))
+        elif key != "intake":
+            paths.append(prefix + key)
+    return paths
+
+
+def test_every_schema_field_has_a_widget(tk_root: Any, dialogs: RecordingDialogs, tmp_path: Path) -> None:
+    path = write_station(tmp_path, "http://127.0.0.1:9")
+    app = _app(tk_root, path, dialogs)
+    for dotted in _schema_paths(StationConfig):
+        section, _, rest = dotted.partition(".")
+        if section in ("station", "server"):
+            row = app.form(section).field(rest)
+        else:
+            row = app.form("").field(dotted)
+        assert row.spec.description, f"{dotted} has no help text"
+        assert row.help.cget("text").startswith(row.spec.description)
+    editor = app.pages["Intake"].editor
+    for name, field in IntakeSection.model_fields.items():
+        assert editor.field(field.alias or name).spec.key == (field.alias or name)
+    # Bounds from the schema appear in the help: server.timeout_s is gt=0, le=600.
+    assert "more than 0, at most 600" in app.form("server").field("timeout_s").help.cget("text")
+    app.close()
+
+
+class _Future(BaseModel):
+    """A section that does not exist yet: the form must handle it with no new widget code."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    enabled: bool = Field(default=False, description="Turn it on.")
+    mode: Literal["fast", "safe"] = Field(default="safe", description="How.")
+    count: int = Field(default=3, ge=1, le=9, description="How many.")
+    ratio: float | None = Field(default=None, gt=0, description="A ratio, or empty.")
+    secret: SecretStr | None = Field(default=None, description="A password.")
+    limit: ByteSize = Field(default=ByteSize.parse("1MB"), description="A size.")
+    tags: Annotated[list[str], Field(min_length=1)] = Field(default_factory=lambda: ["a"], description="Tags.")
+    extra: dict[str, Any] = Field(default_factory=dict, description="Anything.")
+
+
+def test_a_new_section_gets_a_working_form(tk_root: Any, tmp_path: Path) -> None:
+    from ui_tk.forms import FormContext, ModelForm
+
+    changes: list[int] = []
+    form = ModelForm(tk_root, _Future, "future", FormContext(RecordingDialogs(), tmp_path, lambda: changes.append(1)))
+    form.frame.pack()
+    form.load({})
+    kinds = {key: row.spec.kind for key, row in form.rows.items()}
+    assert kinds == {"enabled": "bool", "mode": "choice", "count": "int", "ratio": "float", "secret": "secret",
+                     "limit": "size", "tags": "strlist", "extra": "mapping"}
+    assert form.collect() == {}  # nothing typed, nothing in the file: defaults stay implicit
+    assert form.field("limit").var.get() == "1MB" and form.field("tags").var.get() == "a"
+    form.field("enabled").set(True)
+    form.field("mode").set("fast")
+    form.field("count").set("7")
+    form.field("ratio").set("0.5")
+    form.field("secret").set("s3cret")
+    form.field("limit").set("2GiB")
+    form.field("tags").set("x, y")
+    form.field("extra").set("{depth: 2}")
+    data = form.collect()
+    assert data == {"enabled": True, "mode": "fast", "count": 7, "ratio": 0.5, "secret": "s3cret", "limit": "2GiB",
+                    "tags": ["x", "y"], "extra": {"depth": 2}}
+    model = _Future.model_validate(data)
+    assert model.limit == 2 * 2**30 and model.secret is not None and model.secret.get_secret_value() == "s3cret"
+    assert len(changes) == 8
+    form.field("ratio").set("")
+    assert "ratio" not in form.collect()  # an optional field emptied is left out
+
+
+def test_fill_save_and_read_back(tk_root: Any, dialogs: RecordingDialogs, tmp_path: Path) -> None:
+    path = write_station(tmp_path, "http://127.0.0.1:9")
+    before = path.read_bytes()
+    app = _app(tk_root, path, dialogs)
+    station, server, settings = app.form("station"), app.form("server"), app.form("")
+    station.field("name").set("LINE2-FCT-07")
+    station.field("location").set("Hall B")
+    station.field("purpose").set("")
+    server.field("url").set("https://wats.example.com/")
+    server.field("token").set("bmV3OnRva2Vu")
+    server.field("verify_tls").set(False)
+    server.field("timeout_s").set("45")
+    settings.field("upload.concurrency").set("8")
+    settings.field("upload.rate_per_s").set("")  # empty = unlimited
+    settings.field("upload.retry.max_s").set("600")
+    settings.field("spool.max_bytes").set("20GB")
+    settings.field("logging.level").set("DEBUG")
+    editor = app.pages["Intake"].editor
+    editor.select(1)
+    editor.remove()  # fct-csv goes
+    editor.add()
+    editor.field("name").set("ict-xml")
+    editor.field("watch").set("./drop/xml")
+    editor.field("patterns").set("*.xml, *.wsxf")
+    editor.field("converter").set("wsxf")
+    editor.field("after").set("move")
+    editor.field("move_to").set("./done/xml")
+    editor.field("max_file_bytes").set("5MB")
+    assert app.dirty and app.root.title().startswith("*")
+    assert app.validate_now() == []
+
+    app.save_button.invoke()
+    pump_until(tk_root, lambda: not app.dirty, what="the save to finish")
+    assert dialogs.errors == []
+    cfg = load_config(path)
+    assert cfg.station.name == "LINE2-FCT-07" and cfg.station.location == "Hall B" and cfg.station.purpose is None
+    assert cfg.server.url == "https://wats.example.com" and cfg.server.verify_tls is False
+    assert cfg.server.token is not None and cfg.server.token.get_secret_value() == "bmV3OnRva2Vu"
+    assert cfg.server.timeout_s == 45 and cfg.upload.concurrency == 8 and cfg.upload.rate_per_s is None
+    assert cfg.upload.retry.max_s == 600 and cfg.spool.max_bytes == 20 * 10**9 and cfg.logging.level == "DEBUG"
+    assert [i.name for i in cfg.intake] == ["ict-json", "ict-xml"]
+    xml = cfg.intake[1]
+    assert (xml.watch, xml.patterns, xml.converter, xml.after, xml.move_to, int(xml.max_file_bytes)) == \
+        ("./drop/xml", ["*.xml", "*.wsxf"], "wsxf", "move", "./done/xml", 5 * 10**6)
+    text = path.read_text()
+    assert "20GB" in text and "5MB" in text  # sizes stay as written
+    assert "recursive" not in text  # untouched defaults stay implicit
+    assert (tmp_path / "station.yaml.bak").read_bytes() == before
+    assert "saved" in app.messages[-1][0] and not app.messages[-1][1]
+    assert app.root.title().startswith("stationflow")
+    app.close()
+
+
+def _problem_for(data: dict[str, Any], path: str) -> str:
+    """The schema's own message for ``path`` (what the field must show)."""
+    with pytest.raises(ConfigError) as caught:
+        validate_config_data(data)
+    found = [line.split(": ", 1)[1] for line in caught.value.problems if line.startswith(path + ": ")]
+    assert found, f"no problem for {path} in {caught.value.problems}"
+    return found[0]
+
+
+@pytest.mark.parametrize("kind", ["type", "range", "choice", "required_move_to", "url"])
+def test_each_validation_error_is_marked_and_save_refused(kind: str, tk_root: Any, dialogs: RecordingDialogs,
+                                                          tmp_path: Path) -> None:
+    path = write_station(tmp_path, "http://127.0.0.1:9")
+    before = path.read_bytes()
+    app = _app(tk_root, path, dialogs, validate_ms=10)
+    if kind == "type":
+        row, page, problem_path, good = app.form("server").field("timeout_s"), "Connection", "server.timeout_s", "30"
+        row.set("thirty")
+    elif kind == "range":
+        row, page, problem_path, good = app.form("").field("upload.concurrency"), "Settings", "upload.concurrency", "4"
+        row.set("65")
+    elif kind == "choice":
+        row, page, problem_path, good = app.form("").field("logging.level"), "Settings", "logging.level", "INFO"
+        row.set("LOUD")
+    elif kind == "url":
+        row, page, problem_path, good = app.form("server").field("url"), "Connection", "server.url", \
+            "http://127.0.0.1:9"
+        row.set("wats.example.com")
+    else:
+        editor = app.pages["Intake"].editor
+        editor.select(0)
+        editor.field("after").set("move")
+        row, page, problem_path, good = editor.field("move_to"), "Intake", "intake[0].move_to", "./done"
+    pump_until(tk_root, lambda: row.invalid, what=f"{problem_path} to be marked")
+    expected = _problem_for(app.collect(), problem_path)
+    assert row.error == expected
+    assert row.error_label.cget("text") == expected and row.error_label.winfo_ismapped()
+    assert row.widget.instate(["invalid"])
+    assert app.notebook.tab(app.pages[page], "text").endswith("⚠")
+    assert "Save is refused" in app.problem_label.cget("text")
+    if kind == "required_move_to":
+        assert "required when after is 'move'" in expected
+        assert app.pages["Intake"].editor.items_with_problems == [0]
+
+    app.save_button.invoke()
+    pump(tk_root, 0.1)
+    assert dialogs.errors and dialogs.errors[-1][0] == "Save" and problem_path in dialogs.errors[-1][1]
+    assert app.messages[-1][1] is True and "Not saved" in app.messages[-1][0]
+    assert path.read_bytes() == before and not (tmp_path / "station.yaml.bak").exists()
+
+    row.set(good)
+    pump_until(tk_root, lambda: not row.invalid, what="the mark to clear")
+    assert not row.widget.instate(["invalid"]) and not row.error_label.winfo_ismapped()
+    assert app.notebook.tab(app.pages[page], "text") == page
+    app.save_button.invoke()
+    pump_until(tk_root, lambda: not app.dirty, what="the save")
+    assert path.read_bytes() != before
+    app.close()
+
+
+def test_a_broken_file_opens_with_its_problems_marked(tk_root: Any, dialogs: RecordingDialogs,
+                                                      tmp_path: Path) -> None:
+    path = tmp_path / "station.yaml"
+    shutil.copy(FIXTURES / "configs" / "out_of_range.yaml", path)
+    expected = ConfigError  # the CLI refuses this file; the window opens it and shows why
+    with pytest.raises(expected):
+        load_config(path)
+    app = _app(tk_root, path, dialogs)
+    assert app.problems
+    marked = [p for f in app.config_forms for p, r in f.field_rows() if r.invalid] + \
+        [f"intake[{i}]" for i in app.pages["Intake"].editor.items_with_problems]
+    assert marked, app.problems
+    assert app.messages[0][1] is True and "problem" in app.messages[0][0]
+    app.close()
+
+
+def test_a_missing_file_starts_from_the_starter_and_save_writes_it(tk_root: Any, dialogs: RecordingDialogs,
+                                                                   tmp_path: Path) -> None:
+    path = tmp_path / "new" / "station.yaml"
+    app = _app(tk_root, path, dialogs)
+    assert "does not exist yet" in app.messages[0][0]
+    assert app.problems == []
+    app.form("station").field("name").set("FRESH-01")
+    app.save_button.invoke()
+    pump_until(tk_root, lambda: not app.dirty, what="the save")
+    assert load_config(path).station.name == "FRESH-01"
+    app.close()
+
+
+def test_token_is_masked_until_revealed(tk_root: Any, dialogs: RecordingDialogs, tmp_path: Path) -> None:
+    path = write_station(tmp_path, "http://127.0.0.1:9")
+    app = _app(tk_root, path, dialogs)
+    token = app.form("server").field("token")
+    assert token.widget.cget("show") == "•" and token.var.get() == "dXNlcjpwYXNz"
+    assert token.reveal_var is not None
+    token.reveal_var.set(True)
+    token._reveal()
+    assert token.widget.cget("show") == ""
+    app.close()
+
+
+def test_folder_chooser_fills_a_relative_path(tk_root: Any, dialogs: RecordingDialogs, tmp_path: Path) -> None:
+    path = write_station(tmp_path, "http://127.0.0.1:9")
+    app = _app(tk_root, path, dialogs)
+    row = app.pages["Intake"].editor.field("watch")
+    assert row.spec.path_kind == "folder"
+    dialogs.next_directory = str(tmp_path / "equipment" / "out")
+    row._browse()
+    assert row.var.get() == "equipment/out"
+    assert app.form("server").field("ca_bundle").spec.path_kind == "file"
+    app.close()
+
+
+def _seed_spool(data_dir: Path) -> tuple[list[str], str]:
+    spool = Spool(data_dir, fsync=False)
+    keys = [spool.accept(make_report_bytes(i, seed=i)).key for i in range(3)]
+    failed = keys[0]
+    assert spool.claim_next() is not None  # the oldest goes to sending, as an upload worker would take it
+    spool.fire(failed, "rejected", error="server rejected the report (400): serial number missing")
+    spool.close()
+    return keys, failed
+
+
+def test_offline_banner_counts_from_disk_and_retry(tk_root: Any, dialogs: RecordingDialogs, tmp_path: Path) -> None:
+    path = write_station(tmp_path, "http://127.0.0.1:9", intake=[])
+    keys, failed = _seed_spool(tmp_path / "stationflow-data")
+    app = _app(tk_root, path, dialogs, probe_ms=200)
+    pump_until(tk_root, lambda: app.probe is not None, what="the first look at the service")
+    assert app.probe.running is False and app.banner_kind == "stopped"
+    assert "Service not running" in app.banner.cget("text")
+    queue = app.select("Queue")
+    pump_until(tk_root, lambda: queue.snapshot is not None, what="the queue")
+    snap = queue.snapshot
+    assert snap.source == "disk" and snap.counts["pending"] == 2 and snap.counts["failed"] == 1
+    assert queue.count_labels["failed"].cget("text") == "1"
+    assert "spool on disk" in queue.source_label.cget("text")
+    row = queue.table.item(failed, "values")
+    assert row[1] == "failed" and "serial number missing" in row[3]
+    # Configuration is never disabled because the service is down.
+    assert not app.save_button.instate(["disabled"])
+    assert not app.form("station").field("name").widget.instate(["disabled"])
+
+    queue.table.selection_set(failed)
+    queue.retry_button.invoke()
+    pump_until(tk_root, lambda: queue.snapshot is not snap and queue.snapshot.counts.get("failed") == 0,
+               what="the retried report to leave failed")
+    assert Spool(tmp_path / "stationflow-data", readonly=True).state_of(failed) == "pending"
+    assert "sent back to pending" in " ".join(m for m, _ in app.messages)
+    queue.folder_button.invoke()
+    assert dialogs.opened == [tmp_path / "stationflow-data" / "spool"]
+    app.close()
+
+
+def test_retry_with_nothing_selected_says_so(tk_root: Any, dialogs: RecordingDialogs, tmp_path: Path) -> None:
+    path = write_station(tmp_path, "http://127.0.0.1:9", intake=[])
+    app = _app(tk_root, path, dialogs)
+    queue = app.select("Queue")
+    queue.retry_button.invoke()
+    assert dialogs.errors == [("Retry", "Select the reports to retry first.")]
+    assert app.messages[-1] == ("Retry: Select the reports to retry first.", True)
+    app.close()
+
+
+def test_closing_leaves_no_timer_and_no_thread(tk_root: Any, dialogs: RecordingDialogs, tmp_path: Path) -> None:
+    path = write_station(tmp_path, "http://127.0.0.1:9", intake=[])
+    app = _app(tk_root, path, dialogs, probe_ms=100)
+    for title in app.pages:
+        app.select(title)
+        pump(tk_root, 0.05)
+    queue = app.pages["Queue"]
+    app.select("Queue")
+    assert queue.scope.pending_afters >= 1  # its refresh is scheduled while it is shown
+    app.select("Station")
+    assert queue.scope.pending_afters == 0  # hidden: its refresh stopped
+    results: list[Any] = []
+    # Jobs still running at close: a long one that watches the stop event, a short one that does not.
+    app.scope.submit(app.runner.stop_event.wait, 30.0, name="long", on_done=results.append)
+    app.scope.submit(time.sleep, 0.2, name="short", on_done=results.append)
+    app.form("station").field("name").set("X")  # a pending validation timer
+    assert len(ui_threads()) >= 2 and tk_root.tk.call("after", "info")
+    started = time.monotonic()
+    left = app.close(destroy=False)
+    assert left == [] and ui_threads() == []
+    assert time.monotonic() - started < 3  # the long job ended at the stop event, not after 30 s
+    assert not tk_root.tk.call("after", "info")
+    pump(tk_root, 0.1)
+    assert results == []  # results that arrive after close are dropped, not handled
+    tk_root.destroy()
+
+
+def test_revert_reads_the_file_again(tk_root: Any, dialogs: RecordingDialogs, tmp_path: Path) -> None:
+    path = write_station(tmp_path, "http://127.0.0.1:9", intake=[])
+    app = _app(tk_root, path, dialogs)
+    app.form("station").field("name").set("SOMETHING-ELSE")
+    assert app.dirty
+    app.revert_button.invoke()
+    assert dialogs.questions and dialogs.questions[-1][0] == "Revert"
+    pump_until(tk_root, lambda: not app.dirty, what="the file to be read again")
+    assert app.form("station").field("name").var.get() == "STATION-01"
+    app.close()
+
+
+def test_unsaved_changes_are_asked_about_on_close(tk_root: Any, tmp_path: Path) -> None:
+    path = write_station(tmp_path, "http://127.0.0.1:9", intake=[])
+    keep = RecordingDialogs(answer=False)
+    app = _app(tk_root, path, keep)
+    app.form("station").field("name").set("CHANGED")
+    app.request_close()
+    assert keep.questions and not app.closed
+    keep.answer = True
+    app.request_close()
+    assert app.closed
+    assert yaml.safe_load(path.read_text())["station"]["name"] == "STATION-01"
+
+
+def test_server_section_model_matches_connection_page(tk_root: Any, dialogs: RecordingDialogs,
+                                                      tmp_path: Path) -> None:
+    path = write_station(tmp_path, "http://127.0.0.1:9")
+    app = _app(tk_root, path, dialogs)
+    assert set(app.form("server").rows) == {f.alias or n for n, f in ServerSection.model_fields.items()}
+    assert set(app.collect()) <= {f.alias or n for n, f in StationConfig.model_fields.items()}
+    app.close()

@@ -1,0 +1,228 @@
+"""The configurator with a real running service (``stationflow run`` in a subprocess) and the emulator.
+
+Start and stop from the Service page, Save through the control protocol, retry a failed report from
+the Queue page, and the promise that the window never freezes: while the service uploads at full
+speed, no handler holds the Tk thread for more than 50 ms.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from engine.config_file import load_config
+from engine.control_client import ControlClient
+from engine.emulator import Emulator
+from engine.samples import make_report_bytes
+from engine.spool import Spool
+from tests.tk_fixtures import (
+    ROOT,
+    TOKEN,
+    RecordingDialogs,
+    dialogs,
+    free_port,
+    pump,
+    pump_until,
+    stop_process,
+    tk_root,
+    write_station,
+)
+
+__all__ = ["dialogs", "tk_root"]
+
+UPLOAD = {"concurrency": 8, "rate_per_s": None, "retry": {"initial_s": 0.2, "max_s": 1}}
+
+
+def _station(folder: Path, url: str) -> Path:
+    return write_station(folder, url, intake=[], upload=UPLOAD, shutdown={"grace_s": 5})
+
+
+def _seed(data_dir: Path, count: int) -> list[str]:
+    spool = Spool(data_dir, fsync=False)
+    keys = [spool.accept(make_report_bytes(i, seed=i, approx_bytes=800)).key for i in range(count)]
+    spool.close()
+    return keys
+
+
+def _app(root: Any, path: Path, dialogs: RecordingDialogs) -> Any:
+    from ui_tk.app import ConfiguratorApp
+
+    return ConfiguratorApp(root, path, dialogs=dialogs, probe_ms=200)
+
+
+def _run_service(path: Path) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "-c", str(path), "run"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = ControlClient(path.parent / "stationflow-data")
+    deadline = time.monotonic() + 20
+    while not client.is_running():
+        assert proc.poll() is None, f"the service exited with {proc.returncode}"
+        assert time.monotonic() < deadline, "the service did not answer within 20 s"
+        time.sleep(0.05)
+    return proc
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    with Emulator(token=TOKEN, seed=3) as emu:
+        yield emu
+
+
+def test_service_page_starts_saves_through_and_stops_the_service(emulator: Emulator, tk_root: Any,
+                                                                 dialogs: RecordingDialogs, tmp_path: Path) -> None:
+    path = _station(tmp_path, emulator.url)
+    app = _app(tk_root, path, dialogs)
+    try:
+        page = app.select("Service")
+        pump_until(tk_root, lambda: app.probe is not None and app.probe.running is False, what="service: stopped")
+        assert not page.start_button.instate(["disabled"]) and page.stop_button.instate(["disabled"])
+        page.start_button.invoke()
+        pump_until(tk_root, lambda: app.probe and app.probe.running, timeout=30, what="the service to run")
+        assert app.banner_kind == "running" and "Service running" in app.banner.cget("text")
+        pump_until(tk_root, lambda: page.tasks.get_children(), what="the task table")
+        tasks = {page.tasks.item(i, "values")[0]: page.tasks.item(i, "values")[1] for i in page.tasks.get_children()}
+        assert tasks.get("uploader") == "running", tasks
+        assert page.state_label.cget("text") == "Service: running"
+        pump_until(tk_root, lambda: "running service" in page.log_source.cget("text"), what="the service's log")
+        assert not page.stop_button.instate(["disabled"]) and page.start_button.instate(["disabled"])
+
+        app.form("").field("upload.concurrency").set("6")
+        app.save_button.invoke()
+        pump_until(tk_root, lambda: not app.dirty, timeout=30, what="the save through the service")
+        assert dialogs.errors == [], dialogs.errors
+        assert "through the service" in app.messages[-1][0] or any("through the service" in m for m, _ in
+                                                                   app.messages[-3:])
+        assert load_config(path).upload.concurrency == 6
+        assert (tmp_path / "station.yaml.bak").exists()
+
+        page.stop_button.invoke()
+        pump_until(tk_root, lambda: app.probe and app.probe.running is False, timeout=30, what="the service to stop")
+        assert app.banner_kind == "stopped"
+        pump_until(tk_root, lambda: not app.link.children, what="the stopped service to be reaped")
+    finally:
+        for child in app.link.children:
+            stop_process(child)
+        app.close()
+
+
+def test_a_service_that_cannot_start_says_why(emulator: Emulator, tk_root: Any, dialogs: RecordingDialogs,
+                                              tmp_path: Path) -> None:
+    path = _station(tmp_path, emulator.url)
+    app = _app(tk_root, path, dialogs)
+    holder = Spool(tmp_path / "stationflow-data", fsync=False)  # another process would hold the spool like this
+    try:
+        page = app.select("Service")
+        pump_until(tk_root, lambda: app.probe is not None, what="the first look at the service")
+        assert app.probe.running is False and app.probe.locked
+        assert page.start_button.instate(["disabled"])  # a process holds the spool: Start would fail
+        page.start()
+        pump_until(tk_root, lambda: dialogs.errors, timeout=30, what="the start to fail")
+        title, message = dialogs.errors[-1]
+        assert title == "Start the service" and "exit code 8" in message and "in use" in message
+        assert app.messages[-1][1] is True
+    finally:
+        holder.close()
+        for child in app.link.children:
+            stop_process(child)
+        app.close()
+
+
+def test_retry_a_failed_report_against_the_running_service(emulator: Emulator, tk_root: Any,
+                                                           dialogs: RecordingDialogs, tmp_path: Path) -> None:
+    path = _station(tmp_path, emulator.url)
+    [key] = _seed(tmp_path / "stationflow-data", 1)
+    emulator.set_faults(reject_rate=1.0)
+    service = _run_service(path)
+    app = _app(tk_root, path, dialogs)
+    try:
+        queue = app.select("Queue")
+        pump_until(tk_root, lambda: queue.snapshot and queue.snapshot.source == "service"
+                   and queue.snapshot.counts.get("failed") == 1, timeout=20, what="the report to fail")
+        values = queue.table.item(key, "values")
+        assert values[1] == "failed" and "injected rejection" in values[3]
+        assert key not in emulator.received_ids()
+
+        emulator.clear_faults()
+        queue.table.selection_set(key)
+        queue.retry_button.invoke()
+        pump_until(tk_root, lambda: key in emulator.received_ids(), timeout=20, what="the report to reach the server")
+        pump_until(tk_root, lambda: queue.snapshot.counts.get("sent") == 1 and queue.snapshot.counts.get("failed") == 0,
+                   what="the queue to show it sent")
+        assert any("by the service" in m for m, _ in app.messages)
+        assert dialogs.errors == []
+    finally:
+        app.close()
+        stop_process(service)
+
+
+def _stats(port: int) -> dict[str, Any]:
+    return httpx.get(f"http://127.0.0.1:{port}/_emulator/stats", timeout=5).json()
+
+
+def test_the_window_is_never_busy_over_50ms_while_the_service_uploads(tk_root: Any, dialogs: RecordingDialogs,
+                                                                       tmp_path: Path) -> None:
+    # The emulator runs in its own process: its threads must not share this process's GIL with Tk.
+    port = free_port()
+    emu = subprocess.Popen([sys.executable, "-m", "engine.cli", "emulator", "--port", str(port), "--stats-every",
+                            "3600"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    app = None
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                _stats(port)
+                break
+            except httpx.HTTPError:
+                assert emu.poll() is None and time.monotonic() < deadline, "the emulator did not start"
+                time.sleep(0.05)
+        total = 3000
+        path = _station(tmp_path, f"http://127.0.0.1:{port}")
+        _seed(tmp_path / "stationflow-data", total)
+        app = _app(tk_root, path, dialogs)
+        service_page = app.select("Service")
+        pump_until(tk_root, lambda: app.probe and app.probe.running is False, what="service: stopped")
+        service_page.start_button.invoke()
+        pump_until(tk_root, lambda: _stats(port)["posts"] > 0, timeout=30, what="the first uploads")
+
+        app.meter.reset()
+        before = _stats(port)["posts"]
+        titles = list(app.pages)
+        end = time.monotonic() + 3.0
+        step = 0
+        while time.monotonic() < end:
+            page = app.select(titles[step % len(titles)])
+            if page.title == "Connection":
+                app.form("server").field("timeout_s").set(str(30 + step % 5))
+            elif page.title == "Queue":
+                page.refresh_button.invoke()
+            elif page.title == "Intake":
+                page.editor.add_button.invoke()
+                page.editor.remove_button.invoke()
+            pump(tk_root, 0.15)
+            step += 1
+        after = _stats(port)["posts"]
+        meter = app.meter
+        assert before < total, "the uploads were over before the measurement started"
+        assert after - before >= 100, f"only {after - before} uploads during the measurement"
+        assert meter.calls > 100
+        assert meter.longest_ms < 50, f"the Tk thread was busy {meter.longest_ms:.1f} ms in {meter.longest_name}"
+        assert app.internal_errors == []
+        print(f"\nlongest handler {meter.longest_ms:.1f} ms ({meter.longest_name}) over {meter.calls} handlers; "
+              f"{after - before} uploads meanwhile")
+
+        service_page = app.select("Service")
+        service_page.stop_button.invoke()
+        pump_until(tk_root, lambda: app.probe and app.probe.running is False, timeout=30, what="the service to stop")
+    finally:
+        if app is not None:
+            for child in app.link.children:
+                stop_process(child)
+            app.close()
+        stop_process(emu)
