@@ -1,14 +1,18 @@
 """``stationflow demo``: the whole pipeline against the emulator, on generated data, with no setup.
 
-It starts the WATS emulator on loopback, makes a temporary station, generates realistic reports,
-sends them through the real spool and uploader with a live progress line, takes the server down
-for a few seconds in the middle (and loses a few acknowledgements) so retry and recovery can be
-seen, and ends with a summary. ``lost`` must be 0: every generated report is either stored by the
-server or still in the spool. The exit code says so.
+It starts the WATS emulator on loopback, makes a temporary station with a watch folder, runs the
+real service (intake, spool, uploader), drops generated report files into the folder the way test
+equipment writes them, takes the server down for a few seconds in the middle (and loses a few
+acknowledgements) so retry and recovery can be seen, and ends with a summary. ``lost`` must be 0:
+every generated report is stored by the server, or still in the spool, or its file is still
+waiting in the folder. The exit code says so.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import os
 import shutil
 import sys
 import tempfile
@@ -16,15 +20,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import anyio
 
 from engine.emulator import DEFAULT_TOKEN, Emulator
 from engine.samples import make_report_bytes
+from engine.service import Service
 from engine.spool import Spool
-from engine.uploader import Uploader
-from schemas.config import RetrySection, ServerSection, UploadSection
 
 
 @dataclass
@@ -69,43 +72,39 @@ class Progress:
 
 
 def run_demo(*, reports: int = 300, outage_s: float = 3.0, workdir: Path | None = None, keep: bool = False,
-             stream: TextIO = sys.stdout, timeout_s: float = 120.0) -> DemoResult:
+             stream: TextIO | None = None, timeout_s: float = 180.0) -> DemoResult:
     """Run the demo; returns the figures (``lost`` is the number that must be 0)."""
+    stream = stream or sys.stdout
     base = Path(tempfile.mkdtemp(prefix="stationflow-demo-", dir=workdir))
     out = stream.write
     result = DemoResult(generated=reports)
     emulator = Emulator(port=0, seed=7)
     emulator.start()
     try:
-        out(f"stationflow demo: WATS emulator on {emulator.url}, station in {base}\n")
-        generated: set[str] = set()
-        with Spool(base / "data") as spool:
-            out(f"accepting {reports} generated reports into the spool …\n")
-            for i in range(reports):
-                size = 50_000 if i % 10 == 0 else 1_200
-                raw = make_report_bytes(i, approx_bytes=size, station="DEMO-STATION")
-                accepted = spool.accept(raw, source=f"demo/report-{i:04d}.json")
-                generated.add(accepted.key)
-            result.accepted = len(generated)
-            emulator.set_faults(drop_after_rate=0.02, error_rate=0.02, error_status=503)
-            server = ServerSection(url=emulator.url, token=DEFAULT_TOKEN, timeout_s=10, connect_timeout_s=2)
-            upload = UploadSection(concurrency=4, rate_per_s=150,
-                                   retry=RetrySection(initial_s=0.2, max_s=2.0, offline_after=3))
-            uploader = Uploader(spool, server, upload)
-            result.seconds, result.outage_s = _serve(uploader, spool, emulator, reports, outage_s, timeout_s,
-                                                     Progress(stream))
-            counts = spool.counts()
-            at_server = emulator.received_ids()
-            stats = emulator.stats()
-            in_spool = {k for k in generated if spool.state_of(k) != "sent"}
-            lost = sorted(generated - at_server - in_spool)
-            result.sent = counts.get("sent", 0)
-            result.retried = uploader.counters["retried"]
-            result.failed = counts.get("failed", 0)
-            result.duplicates = stats.duplicates
-            result.lost = len(lost)
-            result.lost_ids = lost
+        config = _write_station(base, emulator.url)
+        out(f"stationflow demo: WATS emulator on {emulator.url}; station {config}\n")
+        out(f"dropping {reports} generated reports into {base / 'drop'}; the service converts, spools "
+            f"and uploads them (2% server errors, 2% lost acknowledgements, a {outage_s:g} s outage)\n")
+        emulator.set_faults(drop_after_rate=0.02, error_rate=0.02, error_status=503)
+        service = Service(config, log_level="WARNING", log_stream=_LogTail())
+        generated, result.seconds, result.outage_s = _serve(service, base / "drop", emulator, reports, outage_s,
+                                                            timeout_s, Progress(stream))
+        at_server = emulator.received_ids()
+        stats = emulator.stats()
+        spool = Spool(base / "data", readonly=True)
+        counts = spool.counts()
+        result.accepted = len(set(generated) & set(spool.keys()))
+        in_spool = {k for k in generated if k in set(spool.keys()) and spool.state_of(k) != "sent"}
+        waiting_sources = {p.stem for p in (base / "drop").glob("*.json")}
+        lost = sorted(k for k in set(generated) - at_server - in_spool if generated[k] not in waiting_sources)
+        result.sent = counts.get("sent", 0)
+        result.retried = (service.uploader.counters["retried"] if service.uploader else 0)
+        result.failed = counts.get("failed", 0)
+        result.duplicates = stats.duplicates
+        result.lost = len(lost)
+        result.lost_ids = lost
         _summary(result, out)
+        out(f"service log: {base / 'data' / 'logs' / 'stationflow.log'}\n")
         return result
     finally:
         emulator.stop()
@@ -115,48 +114,99 @@ def run_demo(*, reports: int = 300, outage_s: float = 3.0, workdir: Path | None 
             shutil.rmtree(base, ignore_errors=True)
 
 
-def _serve(uploader: Uploader, spool: Spool, emulator: Emulator, total: int, outage_s: float, timeout_s: float,
-           progress: Progress) -> tuple[float, float]:
-    """Upload until every report is sent, with one outage when a third has gone."""
+class _LogTail(io.StringIO):
+    """Keeps the service's console log out of the progress line (it is in the log file too)."""
+
+
+def _write_station(base: Path, url: str) -> Path:
+    config = base / "station.yaml"
+    (base / "drop").mkdir()
+    config.write_text(
+        "station: {name: DEMO-STATION, location: Demo line, purpose: Demo}\n"
+        f"server: {{url: '{url}', token: {DEFAULT_TOKEN}, timeout_s: 10, connect_timeout_s: 2}}\n"
+        "data_dir: ./data\n"
+        "intake:\n"
+        "  - {name: demo, watch: ./drop, patterns: ['*.json'], converter: wsjf, settle_ms: 200, after: archive}\n"
+        "upload: {concurrency: 4, rate_per_s: 200, retry: {initial_s: 0.2, max_s: 2, offline_after: 3}}\n"
+        "shutdown: {grace_s: 10}\n"
+        "logging: {level: WARNING}\n"
+    )
+    return config
+
+
+def _drop_files(folder: Path, total: int, per_s: float) -> dict[str, str]:
+    """Write reports as test equipment would: to a temporary name, then renamed into place."""
+    generated: dict[str, str] = {}
     started = time.monotonic()
+    for i in range(total):
+        size = 50_000 if i % 10 == 0 else 1_200
+        raw = make_report_bytes(i, approx_bytes=size, station="DEMO-STATION")
+        name = f"uut-{i:04d}"
+        generated[json.loads(raw)["id"]] = name
+        tmp = folder / f".{name}.part"
+        tmp.write_bytes(raw)
+        os.replace(tmp, folder / f"{name}.json")
+        delay = started + (i + 1) / per_s - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    return generated
+
+
+def _serve(service: Service, drop: Path, emulator: Emulator, total: int, outage_s: float, timeout_s: float,
+           progress: Progress) -> tuple[dict[str, str], float, float]:
+    """Run the service, drop the files, take the server down when a third is sent, stop when all are."""
     outage = {"start": 0.0, "end": 0.0}
+    generated: dict[str, str] = {}
+    started = time.monotonic()
 
     def line() -> str:
-        c = spool.counts()
+        spool = service.spool
+        c = spool.counts() if spool is not None else {}
+        waiting = sum(1 for _ in drop.glob("*.json"))
+        mode = service.uploader.mode if service.uploader is not None else "starting"
+        server = "DOWN" if not emulator.is_up else mode
         elapsed = time.monotonic() - started
-        server = "DOWN" if not emulator.is_up else uploader.mode
-        return (f"sent {c['sent']:>4}/{total}  pending {c['pending']:>4}  retry_wait {c['retry_wait']:>3}  "
-                f"failed {c['failed']}  server {server:<8} {c['sent'] / elapsed if elapsed else 0:6.0f}/s")
+        return (f"in folder {waiting:>4}  pending {c.get('pending', 0):>4}  retry_wait {c.get('retry_wait', 0):>3}  "
+                f"sent {c.get('sent', 0):>4}/{total}  failed {c.get('failed', 0)}  server {server:<8}"
+                f"{c.get('sent', 0) / elapsed if elapsed else 0:6.0f}/s")
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(uploader.run)
+            tg.start_soon(service.run)
             with anyio.fail_after(timeout_s):
-                while spool.counts()["sent"] < total:
-                    sent = spool.counts()["sent"]
+                while service.state != "running":
+                    await anyio.sleep(0.05)
+                dropper = anyio.to_thread.run_sync(_drop_files, drop, total, 150.0)
+                tg.start_soon(_collect, dropper, generated)
+                while True:
+                    sent = service.spool.counts()["sent"] if service.spool is not None else 0
+                    if sent >= total:
+                        break
                     if not outage["start"] and sent >= total // 3 and outage_s > 0:
                         outage["start"] = time.monotonic()
                         emulator.go_down()
-                        progress.show(line() + "  ← server taken down", force=True)
+                        progress.show(line() + "  <- server taken down", force=True)
                     elif outage["start"] and not outage["end"] and time.monotonic() - outage["start"] >= outage_s:
                         outage["end"] = time.monotonic()
                         emulator.come_back()
-                        progress.show(line() + "  ← server back", force=True)
+                        progress.show(line() + "  <- server back", force=True)
                     progress.show(line())
-                    if spool.counts()["failed"] and spool.counts()["pending"] + spool.counts()["retry_wait"] + \
-                            spool.counts()["sending"] == 0:
-                        break
                     await anyio.sleep(0.1)
             progress.show(line(), force=True)
-            uploader.drain()
+            service.request_stop("demo finished")
 
     anyio.run(main)
     progress.done()
-    return time.monotonic() - started, (outage["end"] - outage["start"]) if outage["end"] else 0.0
+    return generated, time.monotonic() - started, (outage["end"] - outage["start"]) if outage["end"] else 0.0
+
+
+async def _collect(dropper: Any, generated: dict[str, str]) -> None:
+    generated.update(await dropper)
 
 
 def _summary(r: DemoResult, out: Callable[[str], object]) -> None:
     out("\nsummary\n")
+    out(f"  files dropped            {r.generated}\n")
     out(f"  accepted into the spool  {r.accepted}\n")
     out(f"  sent (acknowledged)      {r.sent}\n")
     out(f"  retried attempts         {r.retried}\n")
