@@ -22,7 +22,7 @@ _BUILTIN_SUBMIT_CONVERTERS = ("wsjf", "wsxf", "csv")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("submit", help="accept WSJF report files into the spool (no service needed)")
+    p = sub.add_parser("submit", help="convert files (wsjf, wsxf, csv, custom) and accept the reports into the spool (no service needed)")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--converter", default="wsjf", help="converter for the files (default: wsjf)")
     p.set_defaults(func=cmd_submit)
