@@ -214,8 +214,8 @@ class _Worker:
         with anyio.CancelScope(shield=True):
             try:
                 await self.process.stdin.aclose()
-            except Exception:
-                pass
+            except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass  # the worker is gone already; waiting and killing below still apply
             with anyio.move_on_after(2):
                 await self.process.wait()
             if self.process.returncode is None:

@@ -25,6 +25,8 @@ A custom converter is named in the config as ``path/to/file.py:ClassName`` or
 
 from __future__ import annotations
 
+import abc
+
 import hashlib
 import importlib
 import importlib.util
@@ -98,14 +100,15 @@ class ConvertContext:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
-class Converter:
+class Converter(abc.ABC):
     """Base class for converters (optional: any class with ``name`` and ``convert`` works)."""
 
     name: ClassVar[str] = ""
     patterns: ClassVar[tuple[str, ...]] = ("*",)
 
+    @abc.abstractmethod
     def convert(self, source: Path, context: ConvertContext) -> Iterable[dict[str, Any] | bytes]:
-        raise NotImplementedError
+        """Yield the reports of ``source`` (dicts, or the bytes of a complete WSJF file)."""
 
 
 # --------------------------------------------------------------------------------- built-in: wsjf
