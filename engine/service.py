@@ -53,7 +53,7 @@ from engine.logs import LogRing, ServiceLogging
 from engine.spool import Spool
 from engine.station import open_spool
 from engine.supervisor import RestartPolicy, SupervisedTask, Supervisor
-from engine.uploader import PAUSED, Uploader
+from engine.uploader import PAUSED, SWITCH_INTERVAL_S, Uploader
 from schemas.config import StationConfig
 
 log = logging.getLogger(__name__)
@@ -232,6 +232,7 @@ class Service:
         if self._ran:
             raise RuntimeError("a Service runs once; build a new one to run again")
         self._ran = True
+        sys.setswitchinterval(SWITCH_INTERVAL_S)  # threads and the event loop share the GIL fairly
         self._take_lock()
         try:
             self._token = anyio.lowlevel.current_token()

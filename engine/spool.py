@@ -124,6 +124,23 @@ def _now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def _read_file(path: Path, size: int) -> bytes:
+    """Read a whole spool file in as few system calls as possible (each one gives up the GIL)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        chunks = []
+        got = 0
+        while got < size:  # spool files never change after accept; the crc checks what was read
+            chunk = os.read(fd, size - got)
+            if not chunk:
+                break  # shorter than recorded: the crc check will quarantine it
+            chunks.append(chunk)
+            got += len(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def _crc(data: bytes) -> str:
     return f"{zlib.crc32(data) & 0xFFFFFFFF:08x}"
 
@@ -186,6 +203,10 @@ class Spool:
         self._filelock: FileLock | None = None
         self.recovery_notes: list[str] = []
         self._listeners: list[Callable[[], None]] = []
+        self._with_meta: set[str] = set()  # keys that have a sidecar: no failed open() per claim
+        #: When true, renames into final states never fsync in the caller's thread: whoever set it
+        #: (the uploader's scheduler) calls ``sync_final()`` at least every ``sent_sync_s``.
+        self.final_sync_elsewhere = False
         self._open()
 
     # ------------------------------------------------------------------ opening and recovery
@@ -231,6 +252,10 @@ class Spool:
 
     def _scan(self, *, recover: bool) -> None:
         """Stream every state directory once: rebuild the index, put ``sending`` back, quarantine junk."""
+        meta_dir = self.root / "meta"
+        if meta_dir.is_dir():
+            with os.scandir(meta_dir) as it:
+                self._with_meta.update(e.name[:-5] for e in it if e.name.endswith(".json"))
         pending: list[tuple[float, str]] = []
         sent: list[tuple[float, str]] = []
         waiting: list[str] = []
@@ -415,7 +440,7 @@ class Spool:
         # already has one (a report sent at its first attempt has nothing to say; its ctime is when).
         needs_meta = (count_attempt or error or note or waits or dest in self._person_states
                       or source in self._person_states)
-        if needs_meta or (dest in self._final and self._meta_path(key).exists()):
+        if needs_meta or (dest in self._final and key in self._with_meta):
             meta = self._read_meta(key)
             if count_attempt:
                 meta["attempts"] = int(meta.get("attempts", 0)) + 1
@@ -432,7 +457,14 @@ class Spool:
             history.append({"at": _now_iso(), "from": source, "to": dest, "trigger": trigger,
                             "note": error or note})
             del history[:-_MAX_HISTORY]
-            self._write_meta(key, meta, sync=dest in self._person_states)
+            try:
+                self._write_meta(key, meta, sync=dest in self._person_states)
+            except StorageError as exc:
+                if dest in self._person_states:
+                    raise  # the reason a person reads is written before the report moves
+                # Informational (see the module docstring): a full disk must not hold the report in
+                # a working state, where nothing but a restart would move it again.
+                log.warning("report %s moves to %s without its sidecar (attempts, history): %s", key, dest, exc)
         durable.replace(self._dir(source) / entry.filename(key), self._dir(dest) / entry.filename(key))
         if dest in self._final:
             self._note_final_rename(dest)
@@ -461,7 +493,7 @@ class Spool:
             self._final_renames += 1
             due = (self._final_renames >= self._sent_sync_every
                    or time.monotonic() - self._last_final_sync >= self._sent_sync_s)
-        if due:
+        if due and not self.final_sync_elsewhere:
             self.sync_final()
 
     def sync_final(self) -> None:
@@ -536,14 +568,14 @@ class Spool:
                     return None
             try:
                 dest = self._fire_locked_io(key, "send")
-                path = self._dir(dest) / entry.filename(key)
-                data = path.read_bytes()
+                data = _read_file(self._dir(dest) / entry.filename(key), entry.size)
                 if _crc(data) != entry.crc:
                     self._fire_locked_io(key, "quarantine", error=(
                         f"content does not match its checksum (crc32 {_crc(data)}, expected {entry.crc}): "
                         "the file was damaged after it was accepted"))
                     continue
-                return Claim(key, data, int(self._read_meta(key).get("attempts", 0)))
+                attempts = int(self._read_meta(key).get("attempts", 0)) if key in self._with_meta else 0
+                return Claim(key, data, attempts)
             finally:
                 entry.busy = False
 
@@ -682,10 +714,12 @@ class Spool:
         tmp = self.root / "tmp" / f"{key}.{threading.get_ident()}.meta.tmp"
         durable.write_file(tmp, json.dumps(meta, indent=1).encode(), sync=sync and self._fsync)
         durable.replace(tmp, self._meta_path(key))
+        self._with_meta.add(key)
         if sync:
             self._sync_dir("meta")
 
     def _unlink_meta(self, key: str) -> None:
+        self._with_meta.discard(key)
         try:
             os.unlink(self._meta_path(key))
         except FileNotFoundError:
