@@ -276,3 +276,26 @@ def test_thirty_percent_faults_over_two_thousand_reports(data_dir: Path) -> None
         assert stats.errors_injected > 100 and stats.dropped_before > 100 and stats.dropped_after > 100
         assert stats.duplicates == stats.dropped_after  # repeated ids only where an ack was lost
         assert spool.counts()["failed"] == 0 and spool.counts()["quarantined"] == 0
+
+
+def test_a_slow_disk_moves_spool_work_off_the_event_loop(data_dir: Path, emulator: Emulator,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    with Spool(data_dir) as spool:
+        ids = _fill(spool, 20)
+        real_claim = spool.claim_next
+        slow = {"left": 1}
+
+        def slow_claim():
+            if slow["left"]:
+                slow["left"] -= 1
+                time.sleep(0.05)  # one claim stalls like a disk that hangs
+            return real_claim()
+
+        spool.claim_next = slow_claim  # type: ignore[method-assign]
+        uploader = Uploader(spool, _server(emulator.url), _upload())
+        assert uploader._inline_io
+        _run(uploader, _all_sent(spool, 20))
+        assert not uploader._inline_io  # from then on, spool work runs in threads
+        assert "disk is slow" in caplog.text
+        assert emulator.received_ids() == ids
+        assert not spool._unsynced_final  # the batched fsync of sent/ happened before run() returned
