@@ -553,6 +553,8 @@ class Service:
             self.spool.max_bytes = int(new.spool.max_bytes)
             self.spool.min_free_bytes = int(new.spool.min_free_disk)
             self.spool.keep_sent_s = new.spool.keep_sent_days * 86400.0
+        if self.spool is not None:
+            self.spool.max_wait_s = new.upload.retry.max_s  # a waiting report never waits past the cap
         if self.uploader is not None and (new.server != old.server or new.upload != old.upload):
             if new.upload.concurrency != old.upload.concurrency and "uploader" in self.supervisor.tasks \
                     and "uploader" not in self._overrides:

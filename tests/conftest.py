@@ -18,6 +18,11 @@ SHARED = ROOT.parent / "shared"
 _NAME = re.compile(r"^(?P<key>[^.]+)\.(?P<crc>[0-9a-f]{8})\.json$")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--long", action="store_true", default=False,
+                     help="chaos suite (tests/chaos): soak form, 10x the reports, kills and outage lengths")
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     d = tmp_path / "data"
