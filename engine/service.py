@@ -51,7 +51,7 @@ from engine.errors import AlreadyRunning, ConfigError, ServiceNotRunning, Statio
 from engine.lifecycle import load_lifecycle
 from engine.logs import LogRing, ServiceLogging
 from engine.spool import Spool
-from engine.station import open_spool
+from engine.station import lock_file_held, open_spool
 from engine.supervisor import RestartPolicy, SupervisedTask, Supervisor
 from engine.uploader import PAUSED, SWITCH_INTERVAL_S, Uploader
 from schemas.config import StationConfig
@@ -85,16 +85,7 @@ def read_pid(data_dir: Path) -> int | None:
 
 def lock_is_held(data_dir: Path) -> bool:
     """True while a service holds the data dir's lock (probing takes the lock for an instant)."""
-    path = Path(data_dir) / LOCK_FILE
-    if not path.exists():
-        return False
-    lock = FileLock(str(path), thread_local=False)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        return True
-    lock.release()
-    return False
+    return lock_file_held(Path(data_dir) / LOCK_FILE)
 
 
 class _Model:

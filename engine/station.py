@@ -30,12 +30,16 @@ def open_spool(cfg: StationConfig, *, readonly: bool = False) -> Spool:
 
 def spool_in_use(cfg: StationConfig) -> bool:
     """True when another process (normally the service) holds this station's spool lock."""
+    return lock_file_held(Path(cfg.data_dir) / "spool" / "spool.lock")
+
+
+def lock_file_held(path: Path) -> bool:
+    """True while some process holds the file lock at ``path`` (probing takes it for an instant)."""
     from filelock import FileLock, Timeout
 
-    lock_path = Path(cfg.data_dir) / "spool" / "spool.lock"
-    if not lock_path.parent.is_dir():
+    if not path.exists():
         return False
-    lock = FileLock(str(lock_path), thread_local=False)
+    lock = FileLock(str(path), thread_local=False)
     try:
         lock.acquire(timeout=0)
     except Timeout:
