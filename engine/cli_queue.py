@@ -68,9 +68,19 @@ def cmd_submit(args: argparse.Namespace) -> int:
                            hint=f"use one of {', '.join(_BUILTIN_SUBMIT_CONVERTERS)}, 'file.py:Class', "
                                 f"'module:Class' or an intake name ({', '.join(by_name) or 'none configured'})")
     failures = 0
-    with open_spool(cfg) as spool:
-        results = anyio.run(lambda: submit_files([Path(f) for f in args.files], spool, cfg.station, converter=spec,
-                                                 arguments=arguments, timeout_s=timeout))
+    if spool_in_use(cfg):  # the service owns the spool: it converts and accepts the files itself
+        from engine.control_client import ControlClient
+        from engine.intake import Submitted
+
+        answer = ControlClient(Path(cfg.data_dir), timeout=max(60.0, timeout * len(args.files))).call(
+            "submit", paths=[str(Path(f).resolve()) for f in args.files], converter=args.converter)
+        results = [Submitted(r["path"], [tuple(t) for t in r["accepted"]], r["error"], r["detail"])
+                   for r in answer["results"]]
+        print("(submitted through the running service)", file=sys.stderr)
+    else:
+        with open_spool(cfg) as spool:
+            results = anyio.run(lambda: submit_files([Path(f) for f in args.files], spool, cfg.station,
+                                                     converter=spec, arguments=arguments, timeout_s=timeout))
     for result in results:
         for key, state, already in result.accepted:
             what = f"already in the spool ({state})" if already else "accepted"

@@ -42,6 +42,7 @@ from schemas.control import (
     QueueListArgs,
     QueueRetryArgs,
     QueueShowArgs,
+    SubmitArgs,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -66,6 +67,7 @@ def build_handlers(service: Any) -> dict[str, Handler]:
         "reload": commands.reload,
         "stop": commands.stop,
         "log.tail": commands.log_tail,
+        "submit": commands.submit,
     }
     assert set(table) == set(COMMANDS), "schemas.control.COMMANDS and the handlers disagree"
     return {name: _validated(name, COMMANDS[name][0], fn) for name, fn in table.items()}
@@ -136,6 +138,27 @@ class _Commands:
         return {**info.as_dict(), "history": info.history}
 
     # ------------------------------------------------------------------ acting on reports
+
+    async def submit(self, a: SubmitArgs) -> dict[str, Any]:
+        """``stationflow submit`` while the service owns the spool: the same conversion, done here."""
+        from pathlib import Path
+
+        from engine.intake import submit_files
+
+        spool = self._spool()
+        config = self.service.config
+        spec, arguments, timeout = a.converter, {}, 60.0
+        by_name = {intake.name: intake for intake in config.intake}
+        if spec in by_name:
+            spec, arguments, timeout = by_name[spec].converter, dict(by_name[spec].arguments), by_name[spec].timeout_s
+        relative = [p for p in a.paths if not os.path.isabs(p)]
+        if relative:
+            raise InvalidInput(f"submit needs absolute paths (got {relative[0]!r})",
+                               hint="the service may run in another folder than the command")
+        results = await submit_files([Path(p) for p in a.paths], spool, config.station, converter=spec,
+                                     arguments=arguments, timeout_s=timeout)
+        return {"results": [{"path": r.path, "accepted": [list(t) for t in r.accepted], "error": r.error,
+                             "detail": r.detail} for r in results]}
 
     async def queue_retry(self, a: QueueRetryArgs) -> dict[str, Any]:
         return await self._thread(self._retry, self._spool(), list(a.ids))

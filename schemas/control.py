@@ -134,6 +134,14 @@ class ConfigDataArgs(_Message):
     data: dict[str, Any] = Field(description="The whole station config as a mapping (as in the YAML file).")
 
 
+class SubmitArgs(_Message):
+    paths: Annotated[list[Annotated[str, Field(min_length=1, max_length=4096)]],
+                     Field(min_length=1, max_length=1000)] = Field(
+        description="Absolute paths of the files, as the service's user can read them.")
+    converter: Annotated[str, Field(min_length=1, max_length=500)] = Field(
+        default="wsjf", description="A built-in converter, 'file.py:Class', 'module:Class' or an intake's name.")
+
+
 class LogTailArgs(_Message):
     n: Annotated[StrictInt, Field(ge=1, le=10_000)] = 100
 
@@ -154,6 +162,7 @@ COMMANDS: dict[str, tuple[type[BaseModel], str]] = {
     "reload": (NoArgs, "read the config file again; an invalid file is refused, old settings stay"),
     "stop": (NoArgs, "graceful two-phase stop; answered before the service starts stopping"),
     "log.tail": (LogTailArgs, "the last n lines of the service's log"),
+    "submit": (SubmitArgs, "convert files and accept their reports into the spool (the files are not touched)"),
 }
 
 

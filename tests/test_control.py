@@ -749,6 +749,16 @@ def test_a_real_service_status_retry_and_stop(tmp_path: Path, capsys: pytest.Cap
         after = client.call("queue.show", id=key)
         assert after["state"] != "failed"
         assert any(h["trigger"] == "retry" and "control protocol" in h["note"] for h in after["history"])
+        # submit while the service owns the spool: the service converts and accepts the files
+        good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+        good.write_bytes(make_report_bytes(2, seed=5))
+        bad.write_bytes(b'{"id": "truncated')
+        assert cli_main(["-c", str(config_path), "submit", str(good), str(bad)]) == 4
+        out, err = capsys.readouterr()
+        submitted = json.loads(good.read_bytes())["id"]
+        assert f"accepted: {submitted}" in out and "through the running service" in err and "bad.json" in err
+        assert client.call("queue.show", id=submitted)["id"] == submitted
+        assert good.exists() and bad.exists()  # submit never touches the files
         assert cli_main(["-c", str(config_path), "stop"]) == 0
         assert "stopped" in capsys.readouterr().out
         assert proc.wait(10) == 0, (tmp_path / "console.log").read_text()
