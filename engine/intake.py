@@ -90,6 +90,18 @@ _CHUNK = 1024 * 1024
 _SHA_PREFIX = re.compile(r"^[0-9a-f]{64}-")
 
 
+def _disk_full(exc: BaseException) -> bool:
+    """True when ``exc`` (or what caused it) is the disk or quota being full."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            return True
+        if "No space left on device" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 @dataclass
 class IntakeOptions:
     """Settings of the intake that are not (yet) in the station config."""
@@ -357,7 +369,17 @@ class Intake:
         except anyio.get_cancelled_exc_class():
             raise
         except Exception as exc:  # a bug or an unexpected OS error: the file stays for a later pass
-            log.exception("intake %s: unexpected error on %s", file.watch.name, file.path)
+            if _disk_full(exc):
+                # Not a bug: pause like a full spool (status says why), leave the source in place,
+                # try again every full_retry_s — and do not log a traceback per file.
+                reason = f"the disk holding the data dir is full: {exc}"
+                if self._full_pause is None:
+                    log.warning("intake: %s — sources stay where they are; retrying every %g s", reason,
+                                self.options.full_retry_s)
+                self._full_pause = reason
+                self._full_retry_at = time.monotonic() + self.options.full_retry_s
+            else:
+                log.exception("intake %s: unexpected error on %s", file.watch.name, file.path)
             self._note_error(file.watch, file.path, f"unexpected error: {type(exc).__name__}: {exc}")
             # Back to the durable state the file's work can resume from (copy kept, source untouched).
             back = {"settled": "changed", "copying": "changed", "converting": "defer"}.get(file.state)

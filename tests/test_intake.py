@@ -283,6 +283,48 @@ def test_a_full_spool_pauses_intake_leaves_sources_and_resumes_by_itself(tmp_pat
     assert files_in(drop) == []
 
 
+def test_a_full_disk_while_copying_pauses_with_the_reason_and_resumes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """ENOSPC during the copy is not a bug: no traceback per file, a paused reason in status."""
+    import errno as errno_module
+
+    data, drop = tmp_path / "data", tmp_path / "drop"
+    drop.mkdir()
+    raws = {f"r{i}.json": report(i) for i in range(3)}
+    for name, raw in raws.items():
+        (drop / name).write_bytes(raw)
+    real_fsync = os.fsync
+
+    def full_disk(fd: int) -> None:
+        raise OSError(errno_module.ENOSPC, "No space left on device")
+
+    with Spool(data) as spool:
+
+        async def main() -> None:
+            intake = intake_for(spool, data, section("j", drop))
+            try:
+                monkeypatch.setattr(os, "fsync", full_disk)
+                assert await intake.scan_once() == 0
+                status = intake.status()
+                assert status["paused"] and "disk holding the data dir is full" in status["paused_reason"]
+                assert files_in(drop) == sorted(raws) and not spool.keys()
+                assert not [r for r in caplog.records if r.levelname == "ERROR" and r.name == "engine.intake"]
+                monkeypatch.setattr(os, "fsync", real_fsync)  # space is back
+                finished = 0
+                with anyio.fail_after(10):
+                    while finished < 3:
+                        await anyio.sleep(0.12)
+                        finished += await intake.scan_once()
+                assert not intake.status()["paused"]
+            finally:
+                monkeypatch.setattr(os, "fsync", real_fsync)
+                await intake.aclose()
+
+        anyio.run(main)
+        assert {rid(r) for r in raws.values()} <= set(spool.keys())
+    assert files_in(drop) == []
+
+
 # ---------------------------------------------------------------------------------------- settling
 
 def test_a_file_still_being_written_is_taken_once_whole_after_it_settles(tmp_path: Path) -> None:
