@@ -104,7 +104,8 @@ def run_demo(*, reports: int = 300, outage_s: float = 3.0, workdir: Path | None 
         result.lost = len(lost)
         result.lost_ids = lost
         _summary(result, out)
-        out(f"service log: {base / 'data' / 'logs' / 'stationflow.log'}\n")
+        if keep:
+            out(f"service log: {base / 'data' / 'logs' / 'stationflow.log'}\n")
         return result
     finally:
         emulator.stop()
