@@ -875,15 +875,7 @@ class Intake:
             if exc.errno != errno.EXDEV:
                 raise
             # Another file system: write a whole, fsynced copy first, then remove the source.
-            tmp = target.with_name(f".{target.name}.stationflow.tmp")
-            with open(file.copy if file.copy and file.copy.exists() else file.path, "rb") as src, \
-                    open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst, _CHUNK)
-                dst.flush()
-                if self.options.fsync:
-                    os.fsync(dst.fileno())
-            durable.replace(tmp, target)
-            self._sync(target.parent)
+            self._copy_whole(file.copy if file.copy and file.copy.exists() else file.path, target)
             self._remove_source(file)
             return
         self._sync(target.parent)
@@ -993,15 +985,23 @@ class Intake:
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
-        tmp = target.with_name(f".{target.name}.tmp")
-        with open(source, "rb") as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst, _CHUNK)
-            dst.flush()
-            if self.options.fsync:
-                os.fsync(dst.fileno())
-        durable.replace(tmp, target)
-        self._sync(target.parent)
+        self._copy_whole(source, target)
         os.unlink(source)
+
+    def _copy_whole(self, source: Path, target: Path) -> None:
+        """Across file systems: ``target`` appears whole and fsynced, or not at all (no partial temp left)."""
+        tmp = target.with_name(f".{target.name}.stationflow.tmp")
+        try:
+            with open(source, "rb") as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, _CHUNK)
+                dst.flush()
+                if self.options.fsync:
+                    os.fsync(dst.fileno())
+            durable.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        self._sync(target.parent)
 
     # ------------------------------------------------------------------ archive retention
 

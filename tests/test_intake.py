@@ -119,6 +119,30 @@ def test_move_never_overwrites_and_keeps_subfolders(tmp_path: Path) -> None:
     assert (done_dir / "line2" / "r~1.json").read_bytes() == report(1)
 
 
+def test_move_to_another_file_system_copies_whole_then_removes(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rename across file systems fails with EXDEV: the source is copied whole, then removed."""
+    import errno as errno_module
+
+    data, drop, done_dir = tmp_path / "data", tmp_path / "drop", tmp_path / "done"
+    drop.mkdir()
+    (drop / "a.json").write_bytes(report(1))
+    real_replace = os.replace
+
+    def cross_device(src, dst, *args, **kwargs):
+        if Path(src).parent == drop and Path(dst).parent == done_dir:
+            raise OSError(errno_module.EXDEV, "Invalid cross-device link")
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", cross_device)
+    with Spool(data) as spool:
+        done, _ = scans(spool, data, section("m", drop, after="move", move_to=str(done_dir)))
+        assert done == 1 and rid(report(1)) in spool.keys()
+    assert files_in(drop) == []
+    assert files_in(done_dir) == ["a.json"]  # no temp file left beside it
+    assert (done_dir / "a.json").read_bytes() == report(1)
+
+
 def test_move_to_inside_the_watch_folder_is_not_watched(tmp_path: Path) -> None:
     data, drop = tmp_path / "data", tmp_path / "drop"
     drop.mkdir()
