@@ -387,8 +387,15 @@ class Uploader:
                     continue
                 if self._inline_io:
                     claims = self._timed_inline(self._claim_many, n)
+                    await anyio.lowlevel.checkpoint()  # inline work must never starve the loop
                 else:
                     claims = await anyio.to_thread.run_sync(self._claim_many, n, limiter=self._limiter)
+                if not claims:
+                    # Pending, but nothing claimable right now (each is being moved by another
+                    # thread): wait a little instead of spinning on the event loop.
+                    with anyio.move_on_after(0.05):
+                        await self._work.wait()
+                    continue
                 for i, claim in enumerate(claims):
                     try:
                         ready.send_nowait(claim)

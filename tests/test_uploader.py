@@ -299,3 +299,36 @@ def test_a_slow_disk_moves_spool_work_off_the_event_loop(data_dir: Path, emulato
         assert "disk is slow" in caplog.text
         assert emulator.received_ids() == ids
         assert not spool._unsynced_final  # the batched fsync of sent/ happened before run() returned
+
+
+def test_a_pending_report_that_cannot_be_claimed_does_not_spin_the_loop(data_dir: Path, emulator: Emulator) -> None:
+    """Found by the disk-full chaos scenario: pending > 0 but nothing claimable must not busy-loop."""
+    with Spool(data_dir) as spool:
+        key = next(iter(_fill(spool, 1)))
+        spool._entries[key].busy = True  # being moved by another thread, as far as claims can tell
+        uploader = Uploader(spool, _server(emulator.url), _upload())
+        ticks = 0
+
+        async def main() -> None:
+            nonlocal ticks
+
+            async def ticker() -> None:
+                nonlocal ticks
+                while True:
+                    ticks += 1
+                    await anyio.sleep(0.01)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(uploader.run)
+                tg.start_soon(ticker)
+                await anyio.sleep(0.5)
+                spool._entries[key].busy = False  # the other move finished
+                with anyio.fail_after(5):
+                    while spool.counts()["sent"] < 1:
+                        await anyio.sleep(0.02)
+                uploader.drain()
+                tg.cancel_scope.cancel()
+
+        anyio.run(main)
+        assert ticks >= 20  # the loop kept running while the report could not be claimed
+        assert emulator.received_ids() == {key}
