@@ -347,23 +347,29 @@ class Spool:
             self._check_room(len(raw))
             entry = _Entry(self._initial, crc, len(raw), busy=True)
             self._add_entry(key, entry)
+        tmp = self.root / "tmp" / f"{key}.{crc}.json.tmp"
         try:
-            tmp = self.root / "tmp" / f"{key}.{crc}.json.tmp"
             durable.write_file(tmp, raw, sync=self._fsync)
             durable.replace(tmp, self._dir(self._initial) / entry.filename(key))
-            self._sync_dir(self._initial)
         except BaseException:
             with self._lock:
                 self._drop_entry(key)
+            durable._unlink_quietly(tmp)
             raise
-        if source is not None:
-            self._write_meta(key, {"attempts": 0, "source": source,
-                                   "history": [{"at": _now_iso(), "from": None, "to": self._initial,
-                                                "trigger": "accept", "note": None}]})
+        # From here the file is in the initial state on disk: the index says so whatever happens next
+        # (a failure below raises, and accepting the same bytes again is then a no-op).
         with self._lock:
             entry.busy = False
             self._queue.append(key)
         self._notify()
+        self._sync_dir(self._initial)
+        if source is not None:
+            try:
+                self._write_meta(key, {"attempts": 0, "source": source,
+                                       "history": [{"at": _now_iso(), "from": None, "to": self._initial,
+                                                    "trigger": "accept", "note": None}]})
+            except StorageError as exc:  # informational; the report itself is durable
+                log.warning("report %s accepted without its sidecar (source): %s", key, exc)
         return Accepted(key, self._initial)
 
     def _accept_existing(self, key: str, existing: _Entry, raw: bytes, crc: str) -> Accepted:
@@ -466,10 +472,6 @@ class Spool:
                 # a working state, where nothing but a restart would move it again.
                 log.warning("report %s moves to %s without its sidecar (attempts, history): %s", key, dest, exc)
         durable.replace(self._dir(source) / entry.filename(key), self._dir(dest) / entry.filename(key))
-        if dest in self._final:
-            self._note_final_rename(dest)
-        elif dest in self._durable:
-            self._sync_dir(dest)
         with self._lock:
             self._counts[source] -= 1
             self._bytes[source] -= entry.size
@@ -485,6 +487,12 @@ class Spool:
                 self._sent_order.append((time.time(), key))
         if dest == self._initial:
             self._notify()
+        # The rename is done and the index agrees with the disk; now make it durable (a failure
+        # raises, but never leaves the index pointing at the wrong directory).
+        if dest in self._final:
+            self._note_final_rename(dest)
+        elif dest in self._durable:
+            self._sync_dir(dest)
         return dest
 
     def _note_final_rename(self, dest: str) -> None:

@@ -314,3 +314,17 @@ def _catch(errors: list[BaseException], fn, *args, **kwargs) -> None:
         fn(*args, **kwargs)
     except BaseException as exc:  # noqa: BLE001 - handed to the test thread to assert on
         errors.append(exc)
+
+
+def test_a_sidecar_that_cannot_be_written_does_not_strand_the_report(data_dir: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by the disk-full chaos scenario: the report was on disk but stuck 'busy' in the index."""
+    with Spool(data_dir) as spool:
+        def full_disk(*args, **kwargs):
+            raise StorageError("writing the sidecar failed: No space left on device")
+
+        monkeypatch.setattr(spool, "_write_meta", full_disk)
+        key = spool.accept(_report(1), source="/drop/a.json").key
+        monkeypatch.undo()
+        claim = spool.claim_next()
+        assert claim is not None and claim.key == key
