@@ -30,6 +30,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -91,34 +92,29 @@ def _limit_memory(limit: int) -> None:
         print(f"stationflow convert worker: cannot limit memory: {exc}", file=sys.stderr)
 
 
-def _handle(request: dict[str, Any]) -> tuple[dict[str, Any], list[bytes]]:
-    from engine.converters import (
-        ConversionError,
-        ConvertContext,
-        ConverterLoadError,
-        converter_name,
-        converter_patterns,
-        finish_reports,
-        load_converter,
-    )
+def _load(spec: str) -> tuple[Any, str | None, dict[str, Any] | None]:
+    """(converter class, its name, None), or (None, None, the failure answer)."""
+    from engine.converters import ConverterLoadError, converter_name, load_converter
 
-    spec = request["spec"]
     try:
         cls = load_converter(spec)
     except ConverterLoadError as exc:
-        return {"ok": False, "kind": "load", "message": str(exc)}, []
+        return None, None, {"ok": False, "kind": "load", "message": str(exc)}
     except Exception as exc:  # a broken module: say what and where
-        return {"ok": False, "kind": "load", "message": f"converter {spec!r} cannot be loaded: "
-                f"{type(exc).__name__}: {exc}", "traceback": _short_traceback(exc)}, []
-    name = converter_name(cls, spec)
-    if request["op"] == "describe":
-        return {"ok": True, "name": name, "patterns": converter_patterns(cls)}, []
-    context = ConvertContext.from_dict(request["context"])
+        return None, None, {"ok": False, "kind": "load", "message": f"converter {spec!r} cannot be loaded: "
+                            f"{type(exc).__name__}: {exc}", "traceback": _short_traceback(exc)}
+    return cls, converter_name(cls, spec), None
+
+
+def _convert_one(cls: Any, name: str, item: dict[str, Any], max_reports: int) -> tuple[dict[str, Any], list[bytes]]:
+    from engine.converters import ConversionError, ConvertContext, finish_reports
+
+    context = ConvertContext.from_dict(item["context"])
     try:
         converter = cls()
-        items = converter.convert(Path(request["source"]), context)
-        reports = finish_reports(items if items is not None else [], context, sha256=request["sha256"],
-                                 converter=name, max_reports=int(request.get("max_reports", 100_000)))
+        items = converter.convert(Path(item["source"]), context)
+        reports = finish_reports(items if items is not None else [], context, sha256=item["sha256"],
+                                 converter=name, max_reports=max_reports)
     except ConversionError as exc:
         return {"ok": False, "kind": "invalid", "message": exc.message, "detail": exc.detail, "converter": name}, []
     except MemoryError as exc:
@@ -132,6 +128,32 @@ def _handle(request: dict[str, Any]) -> tuple[dict[str, Any], list[bytes]]:
         return {"ok": False, "kind": "error", "converter": name,
                 "message": f"the converter raised {type(exc).__name__}: {exc}", "traceback": _short_traceback(exc)}, []
     return {"ok": True, "name": name, "count": len(reports)}, reports
+
+
+def _answers(request: dict[str, Any]) -> Iterator[tuple[dict[str, Any], list[bytes]]]:
+    """One answer per item of the request (``describe`` and ``convert`` have one item)."""
+    cls, name, failed = _load(request["spec"])
+    op = request["op"]
+    if op == "describe":
+        yield failed or {"ok": True, "name": name, "patterns": _patterns(cls)}, []
+        return
+    items = request["items"] if op == "convert_many" else [request]
+    max_reports = int(request.get("max_reports", 100_000))
+    for item in items:
+        if failed is not None:
+            yield failed, []
+            continue
+        assert name is not None
+        answer, reports = _convert_one(cls, name, item, max_reports)
+        yield answer, reports
+        if answer.get("kind") == "memory":
+            return  # a heap that hit its limit is not trusted with the next file
+
+
+def _patterns(cls: Any) -> list[str]:
+    from engine.converters import converter_patterns
+
+    return converter_patterns(cls)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,21 +170,27 @@ def main(argv: list[str] | None = None) -> int:
         frame = _read_frame(inp)
         if frame is None:
             return 0
-        try:
-            request = json.loads(frame)
-            answer, reports = _handle(request)
-        except MemoryError:
-            answer, reports = {"ok": False, "kind": "memory", "message": "the worker ran out of memory"}, []
-        payload = json.dumps(answer).encode()
-        try:
-            _write_frame(out, payload)
-            for report in reports:
-                _write_frame(out, report)
-            out.flush()
-        except BrokenPipeError:
-            return 0  # the service is gone (stopped or killed): nobody wants the answer
-        del reports
-        if answer.get("kind") == "memory":
+        memory = False
+        answers = _answers(json.loads(frame))
+        while True:
+            try:
+                answer, reports = next(answers)
+            except StopIteration:
+                break
+            except MemoryError:
+                answer, reports = {"ok": False, "kind": "memory", "message": "the worker ran out of memory"}, []
+            try:
+                _write_frame(out, json.dumps(answer).encode())
+                for report in reports:
+                    _write_frame(out, report)
+                out.flush()  # each file's answer as soon as it is ready: the service times files one by one
+            except BrokenPipeError:
+                return 0  # the service is gone (stopped or killed): nobody wants the answer
+            del reports
+            if answer.get("kind") == "memory":
+                memory = True
+                break
+        if memory:
             return 2  # a heap that hit its limit is not trusted with the next file
 
 
@@ -261,7 +289,15 @@ class WorkerPool:
         self.started += 1
         return _Worker(process, BufferedByteReceiveStream(process.stdout))
 
-    async def _exchange(self, worker: _Worker, request: dict[str, Any]) -> tuple[dict[str, Any], list[bytes]]:
+    async def _send(self, worker: _Worker, request: dict[str, Any]) -> None:
+        body = json.dumps(request).encode()
+        try:
+            await worker.process.stdin.send(_HEADER.pack(len(body)) + body)
+        except (OSError, BrokenPipeError) as exc:
+            raise await self._crashed(worker, exc) from None
+
+    async def _receive(self, worker: _Worker) -> tuple[dict[str, Any], list[bytes]]:
+        """One file's answer and, on success, its report frames."""
         from anyio import EndOfStream, IncompleteRead
 
         async def frame() -> bytes:
@@ -272,17 +308,17 @@ class WorkerPool:
                                                 f"(more than {MAX_FRAME} bytes)")
             return await worker.stream.receive_exactly(size) if size else b""
 
-        body = json.dumps(request).encode()
         try:
-            await worker.process.stdin.send(_HEADER.pack(len(body)) + body)
             answer = json.loads(await frame())
             reports = [await frame() for _ in range(int(answer.get("count", 0)))] if answer.get("ok") else []
         except (EndOfStream, IncompleteRead, OSError, BrokenPipeError) as exc:
-            code = await self._exit_code(worker)
-            how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
-            raise ConversionFailed("crash", f"the converter's worker process {how} while converting",
-                                   detail=repr(exc)) from None
+            raise await self._crashed(worker, exc) from None
         return answer, reports
+
+    async def _crashed(self, worker: _Worker, exc: BaseException) -> ConversionFailed:
+        code = await self._exit_code(worker)
+        how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
+        return ConversionFailed("crash", f"the converter's worker process {how} while converting", detail=repr(exc))
 
     @staticmethod
     async def _exit_code(worker: _Worker) -> int | None:
@@ -292,7 +328,11 @@ class WorkerPool:
             return await worker.process.wait()
         return worker.process.returncode
 
-    async def _run(self, request: dict[str, Any], timeout: float) -> tuple[dict[str, Any], list[bytes]]:
+    async def _run_many(self, request: dict[str, Any], count: int,
+                        timeout: float) -> list[tuple[dict[str, Any], list[bytes]] | ConversionFailed]:
+        """Send one request and read up to ``count`` answers, each within ``timeout`` of the one
+        before (the per-file limit). After a timeout, a crash or a memory failure the list ends
+        early: the files after it were not attempted and the worker is replaced."""
         import anyio
 
         if self._closed:
@@ -300,34 +340,70 @@ class WorkerPool:
         async with self._slots:
             worker = self._idle.pop() if self._idle else await self._spawn()
             healthy = False
+            results: list[tuple[dict[str, Any], list[bytes]] | ConversionFailed] = []
             try:
-                with anyio.move_on_after(timeout) as scope:
-                    answer, reports = await self._exchange(worker, request)
-                if scope.cancelled_caught:
-                    raise ConversionFailed("timeout", f"the converter took longer than {timeout:g} s "
-                                                      "(the intake's timeout_s) and was stopped")
-                healthy = answer.get("kind") != "memory"
-                return answer, reports
+                await self._send(worker, request)
+                for _ in range(count):
+                    with anyio.move_on_after(timeout) as scope:
+                        answer, reports = await self._receive(worker)
+                    if scope.cancelled_caught:
+                        results.append(ConversionFailed("timeout", f"the converter took longer than {timeout:g} s "
+                                                                   "(the intake's timeout_s) and was stopped"))
+                        break
+                    results.append((answer, reports))
+                    if answer.get("kind") == "memory":
+                        break
+                else:
+                    healthy = True
+            except ConversionFailed as exc:
+                results.append(exc)
             finally:
-                worker.jobs += 1
+                worker.jobs += max(1, len(results))
                 if healthy and not self._closed and worker.jobs < self.recycle_after:
                     self._idle.append(worker)
                 elif healthy:
                     await worker.close()
                 else:
                     await worker.kill()
+            return results
+
+    async def _run(self, request: dict[str, Any], timeout: float) -> tuple[dict[str, Any], list[bytes]]:
+        [result] = await self._run_many(request, 1, timeout)
+        if isinstance(result, ConversionFailed):
+            raise result
+        return result
+
+    @staticmethod
+    def _converted(spec: str, answer: dict[str, Any], reports: list[bytes]) -> Converted | ConversionFailed:
+        if not answer.get("ok"):
+            return ConversionFailed(answer.get("kind", "error"), answer.get("message", "conversion failed"),
+                                    converter=answer.get("converter"), detail=answer.get("detail"),
+                                    traceback_text=answer.get("traceback"))
+        return Converted(answer.get("name", spec), reports)
 
     async def convert(self, spec: str, source: Path, context: Any, *, sha256: str, timeout: float,
                       max_reports: int = 100_000) -> Converted:
         """The finished report bytes of ``source``, or ConversionFailed saying why not."""
         request = {"op": "convert", "spec": spec, "source": str(source), "context": context.to_dict(),
                    "sha256": sha256, "max_reports": max_reports}
-        answer, reports = await self._run(request, timeout)
-        if not answer.get("ok"):
-            raise ConversionFailed(answer.get("kind", "error"), answer.get("message", "conversion failed"),
-                                   converter=answer.get("converter"), detail=answer.get("detail"),
-                                   traceback_text=answer.get("traceback"))
-        return Converted(answer.get("name", spec), reports)
+        result = self._converted(spec, *await self._run(request, timeout))
+        if isinstance(result, ConversionFailed):
+            raise result
+        return result
+
+    async def convert_many(self, spec: str, items: list[tuple[Path, Any, str]], *, timeout: float,
+                           max_reports: int = 100_000) -> list[Converted | ConversionFailed]:
+        """Several files in one exchange with one worker: (source, context, sha256) each.
+
+        One result per file in order, each file within ``timeout``; a shorter list means the
+        files after the last result were not attempted (the worker hung, crashed or ran out of
+        memory on the last one) and should be converted again.
+        """
+        request = {"op": "convert_many", "spec": spec, "max_reports": max_reports,
+                   "items": [{"source": str(source), "context": context.to_dict(), "sha256": sha256}
+                             for source, context, sha256 in items]}
+        return [result if isinstance(result, ConversionFailed) else self._converted(spec, *result)
+                for result in await self._run_many(request, len(items), timeout)]
 
     async def describe(self, spec: str, *, timeout: float = 60.0) -> dict[str, Any]:
         """Load ``spec`` in a worker: its name and patterns, or ConversionFailed(kind='load')."""

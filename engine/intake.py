@@ -51,6 +51,7 @@ import fnmatch
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -67,11 +68,11 @@ from typing import Any
 import anyio
 
 from engine import durable
-from engine.convert_worker import DEFAULT_MEMORY_LIMIT, ConversionFailed, WorkerPool
+from engine.convert_worker import DEFAULT_MEMORY_LIMIT, ConversionFailed, Converted, WorkerPool
 from engine.converters import ConvertContext
 from engine.errors import DuplicateReport, InvalidInput, SpoolFull, StorageError
 from engine.lifecycle import Lifecycle, load_lifecycle
-from engine.spool import Spool
+from engine.spool import Accepted, Spool
 from schemas.config import IntakeSection, StationSection
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,8 @@ REPROCESS_ORIGINS = ("archive", "rejected")
 
 _WINDOWS = sys.platform == "win32"
 _CHUNK = 1024 * 1024
+#: New files taken together: one copy hop, one exchange with a worker, one spool directory fsync.
+BATCH_FILES = 32
 _SHA_PREFIX = re.compile(r"^[0-9a-f]{64}-")
 
 
@@ -181,10 +184,10 @@ class _File:
         self.state = self.watch.lifecycle.next_state(self.state, trigger)
         return self.state
 
-    def record(self) -> dict[str, Any]:
+    def record(self, state: str | None = None) -> dict[str, Any]:
         return {"job": self.job, "intake": self.watch.name, "source": str(self.path), "rel": self.rel,
                 "origin": self.origin, "size": self.size, "mtime_ns": self.mtime_ns, "sha256": self.sha256,
-                "copy": f"{self.copy.parent.name}/{self.copy.name}" if self.copy else None, "state": self.state, "reports": self.reports,
+                "copy": f"{self.copy.parent.name}/{self.copy.name}" if self.copy else None, "state": state or self.state, "reports": self.reports,
                 "updated": _now_iso()}
 
 
@@ -260,6 +263,8 @@ class Intake:
         self._in_flight: set[_File] = set()
         self._idle = anyio.Event()
         self._idle.set()
+        self._room = anyio.Event()  # set when a busy intake has room for more files again
+        self._saturated = False  # the last pass left settled files behind (in-flight budget used up)
         self._started = False
         self._clock_ref = (time.time(), time.monotonic())
         self._last_prune = 0.0
@@ -329,11 +334,16 @@ class Intake:
         try:
             async with anyio.create_task_group() as tg:
                 while True:
-                    for file in await self._collect():
-                        self._register(file)
-                        tg.start_soon(self._guarded, file)
+                    for batch in self._batches(await self._collect()):
+                        for file in batch:
+                            self._register(file)
+                        tg.start_soon(self._guarded, batch)
                     await self._maybe_prune()
-                    await anyio.sleep(self.options.poll_interval_s)
+                    # Poll again after the interval, or as soon as half the in-flight budget is free
+                    # when the last pass left settled files behind (a burst of files keeps flowing).
+                    with anyio.move_on_after(self.options.poll_interval_s):
+                        await self._room.wait()
+                    self._room = anyio.Event()
         finally:
             with anyio.CancelScope(shield=True):
                 await self._save_kept()
@@ -344,54 +354,85 @@ class Intake:
         files = await self._collect(only_reprocess=only_reprocess)
         finished = 0
 
-        async def one(file: _File) -> None:
+        async def some(batch: list[_File]) -> None:
             nonlocal finished
-            if await self._guarded(file):
-                finished += 1
+            done = await self._guarded(batch)  # not `finished += await …`: that reads finished before awaiting
+            finished += done
 
         async with anyio.create_task_group() as tg:
-            for file in files:
-                self._register(file)
-                tg.start_soon(one, file)
+            for batch in self._batches(files):
+                for file in batch:
+                    self._register(file)
+                tg.start_soon(some, batch)
         await self._save_kept()
         return finished
+
+    def _batches(self, ready: list[_File]) -> list[list[_File]]:
+        """New (settled) files of one intake go in batches, spread over the workers; a file that
+        resumes from another state (copied, spooled, rejected) goes alone."""
+        new: dict[_Watch, list[_File]] = {}
+        batches: list[list[_File]] = []
+        for file in ready:
+            if file.state == "settled":
+                new.setdefault(file.watch, []).append(file)
+            else:
+                batches.append([file])
+        for files in new.values():
+            size = max(1, min(BATCH_FILES, math.ceil(len(files) / self.workers)))
+            batches.extend(files[i:i + size] for i in range(0, len(files), size))
+        return batches
 
     def _register(self, file: _File) -> None:
         self._in_flight.add(file)
         if self._idle.is_set():
             self._idle = anyio.Event()
 
-    async def _guarded(self, file: _File) -> bool:
-        """Take one file; True when it is finished (done or rejected). Never raises but cancellation."""
+    async def _guarded(self, files: list[_File]) -> int:
+        """Take a batch; return how many files were finished (done or rejected). Never raises but
+        cancellation: an unexpected error leaves each file in a durable state for a later pass."""
         try:
             async with self._limiter:
-                return await self._take(file)
+                if files[0].state == "settled":
+                    return await self._take_new(files)
+                return int(await self._take(files[0]))
         except anyio.get_cancelled_exc_class():
             raise
-        except Exception as exc:  # a bug or an unexpected OS error: the file stays for a later pass
-            if _disk_full(exc):
-                # Not a bug: pause like a full spool (status says why), leave the source in place,
-                # try again every full_retry_s — and do not log a traceback per file.
-                reason = f"the disk holding the data dir is full: {exc}"
-                if self._full_pause is None:
-                    log.warning("intake: %s — sources stay where they are; retrying every %g s", reason,
-                                self.options.full_retry_s)
-                self._full_pause = reason
-                self._full_retry_at = time.monotonic() + self.options.full_retry_s
-            else:
-                log.exception("intake %s: unexpected error on %s", file.watch.name, file.path)
+        except Exception as exc:  # a bug or an unexpected OS error: the files stay for a later pass
+            self._unexpected(files, exc)
+            return 0
+        finally:
+            for file in files:
+                self._in_flight.discard(file)
+            if not self._in_flight:
+                self._idle.set()
+            if self._saturated and len(self._in_flight) <= self.options.max_in_flight // 2:
+                self._room.set()
+
+    def _unexpected(self, files: list[_File], exc: Exception) -> None:
+        """Put files that met an unexpected error back where their work can resume (copy kept,
+        source untouched) and retry them later; a full disk pauses the intake instead of logging."""
+        if _disk_full(exc):
+            # Not a bug: pause like a full spool (status says why), leave the sources in place,
+            # try again every full_retry_s — and do not log a traceback per file.
+            reason = f"the disk holding the data dir is full: {exc}"
+            if self._full_pause is None:
+                log.warning("intake: %s — sources stay where they are; retrying every %g s", reason,
+                            self.options.full_retry_s)
+            self._full_pause = reason
+            self._full_retry_at = time.monotonic() + self.options.full_retry_s
+        else:
+            log.error("intake %s: unexpected error on %s", files[0].watch.name,
+                      ", ".join(str(f.path) for f in files[:5]) + (" …" if len(files) > 5 else ""),
+                      exc_info=exc)
+        for file in files:
+            if file.watch.files.get(str(file.path)) is not file:
+                continue  # already finished (done, rejected or gone) before the error
             self._note_error(file.watch, file.path, f"unexpected error: {type(exc).__name__}: {exc}")
-            # Back to the durable state the file's work can resume from (copy kept, source untouched).
             back = {"settled": "changed", "copying": "changed", "converting": "defer"}.get(file.state)
             if back:
                 file.fire(back)
             file.next_try = time.monotonic() + self.options.post_retry_s
             file.note = f"unexpected error, retrying: {type(exc).__name__}: {exc}"
-            return False
-        finally:
-            self._in_flight.discard(file)
-            if not self._in_flight:
-                self._idle.set()
 
     # ------------------------------------------------------------------ start-up
 
@@ -515,6 +556,7 @@ class Intake:
             settled = self._detect(watch, listing, walked_root, time.monotonic(), only_reprocess, budget)
             ready.extend(settled)
             budget -= len(settled)
+        self._saturated = budget <= 0
         return ready
 
     def _walk(self, root: Path, recursive: bool, excluded: list[Path]) -> Iterable[os.DirEntry[str]]:
@@ -616,56 +658,97 @@ class Intake:
                 watch.kept_dirty = True
         return settled
 
-    # ------------------------------------------------------------------ one file
+    # ------------------------------------------------------------------ new files, in batches
 
-    async def _take(self, file: _File) -> bool:
-        watch = file.watch
-        if file.state == "spooled":
-            return await self._finish(file)
-        if file.state == "rejected" and file.pending_reject is not None:
-            await self._reject(file, **file.pending_reject)
-            return file.pending_reject is None
-        if file.state != "copied":
+    async def _take_new(self, files: list[_File]) -> int:
+        """Settled files of one intake: copied in one thread hop, converted in one exchange with a
+        worker, accepted under one spool directory fsync, post-actions with shared folder fsyncs.
+        Each file keeps its own outcome; a file that fails a step leaves the batch alone."""
+        watch = files[0].watch
+        finished = 0
+        todo: list[_File] = []
+        for file in files:
             if file.size > watch.section.max_file_bytes:
                 file.fire("reject")
                 await self._reject(file, "too_large", f"the file is {file.size} bytes, more than max_file_bytes "
                                    f"({int(watch.section.max_file_bytes)}) — raise max_file_bytes for this intake "
                                    "if such files are expected")
-                return True
+                finished += 1
+                continue
             file.fire("copy")
-            deadline = time.monotonic() + (self.lifecycle.state(file.state).timeout or 300.0)
+            todo.append(file)
+        if not todo:
+            return finished
+        deadline = time.monotonic() + (self.lifecycle.state("copying").timeout or 300.0)
+        failures = await anyio.to_thread.run_sync(self._copy_all, todo, deadline)
+        copied: list[_File] = []
+        for file, exc in zip(todo, failures):
+            if exc is None:
+                file.fire("copied")
+                copied.append(file)
+            else:
+                finished += await self._copy_failed(file, exc)
+        if copied:
+            finished += await self._convert(copied)
+        return finished
+
+    def _copy_all(self, files: list[_File], deadline: float) -> list[Exception | None]:
+        """Copy each file and write its job record (state copied); one failure per file, or None."""
+        failures: list[Exception | None] = []
+        for file in files:
             try:
-                await anyio.to_thread.run_sync(self._copy, file, deadline)
-            except _Vanished:
-                file.fire("vanished")
-                watch.gone += 1
-                watch.files.pop(str(file.path), None)
-                self._note_error(watch, file.path, "the file disappeared before it was copied whole; nothing "
-                                 "of it was taken", quiet=True)
-                return False
-            except (_Changed, PermissionError) as exc:
-                file.fire("changed")
-                file.stable_since = time.monotonic()
-                file.note = ("open in another program; waiting" if isinstance(exc, PermissionError)
-                             else "still changing; waiting")
-                return False
-            except _CopyTimeout:
-                file.fire("timeout")
-                file.stable_since = time.monotonic()
-                self._note_error(watch, file.path, "copying the file took too long (the copying state's timeout); "
-                                 "it is tried again")
-                return False
-            except _TooLarge:
-                file.fire("reject")
-                await self._reject(file, "too_large", f"the file grew past max_file_bytes "
-                                   f"({int(watch.section.max_file_bytes)}) while it was copied")
-                return True
-            file.fire("copied")
+                self._copy(file, deadline)
+            except Exception as exc:
+                failures.append(exc)
+                continue
+            failures.append(None)
             try:
-                await anyio.to_thread.run_sync(self._write_record, file)
+                self._write_record(file, state="copied")
             except StorageError as exc:  # the record only helps a restart; the source is still untouched
-                log.warning("intake %s: job record of %s not written: %s", watch.name, file.path, exc)
-        return await self._convert(file)
+                log.warning("intake %s: job record of %s not written: %s", file.watch.name, file.path, exc)
+        return failures
+
+    async def _copy_failed(self, file: _File, exc: Exception) -> int:
+        """What a failed copy means for the file (it is in ``copying``); 1 if it is finished."""
+        watch = file.watch
+        if isinstance(exc, _Vanished):
+            file.fire("vanished")
+            watch.gone += 1
+            watch.files.pop(str(file.path), None)
+            self._note_error(watch, file.path, "the file disappeared before it was copied whole; nothing "
+                             "of it was taken", quiet=True)
+        elif isinstance(exc, (_Changed, PermissionError)):
+            file.fire("changed")
+            file.stable_since = time.monotonic()
+            file.note = ("open in another program; waiting" if isinstance(exc, PermissionError)
+                         else "still changing; waiting")
+        elif isinstance(exc, _CopyTimeout):
+            file.fire("timeout")
+            file.stable_since = time.monotonic()
+            self._note_error(watch, file.path, "copying the file took too long (the copying state's timeout); "
+                             "it is tried again")
+        elif isinstance(exc, _TooLarge):
+            file.fire("reject")
+            await self._reject(file, "too_large", f"the file grew past max_file_bytes "
+                               f"({int(watch.section.max_file_bytes)}) while it was copied")
+            return 1
+        else:
+            self._unexpected([file], exc)
+        return 0
+
+    # ------------------------------------------------------------------ one file resuming
+
+    async def _take(self, file: _File) -> bool:
+        """A file resuming from a durable state: spooled (post-action), rejected (move to the error
+        folder failed before), copied (convert again from the copy)."""
+        if file.state == "spooled":
+            return await self._finish([file]) == 1
+        if file.state == "rejected" and file.pending_reject is not None:
+            await self._reject(file, **file.pending_reject)
+            return file.pending_reject is None
+        if file.state == "copied":
+            return await self._convert([file]) == 1
+        raise RuntimeError(f"intake: {file.path} cannot be resumed from state {file.state!r}")
 
     def _copy(self, file: _File, deadline: float) -> None:
         """Copy the source into ``copies/<job>/<name>`` and fsync it; the source is only read."""
@@ -713,11 +796,11 @@ class Intake:
         durable.replace(tmp, copy)  # no directory fsync: see "Durability argument" above
         file.job, file.sha256, file.copy = job, digest.hexdigest(), copy
 
-    def _write_record(self, file: _File) -> None:
+    def _write_record(self, file: _File, state: str | None = None) -> None:
         """Atomic, not fsynced: it survives a crash of the process, and losing it to a power cut only
         means the source (still in place) is converted again, with the same report ids."""
         watch = file.watch
-        durable.atomic_write(watch.jobs / f"{file.job}.json", json.dumps(file.record(), indent=1).encode(),
+        durable.atomic_write(watch.jobs / f"{file.job}.json", json.dumps(file.record(state), indent=1).encode(),
                              tmp_dir=watch.tmp, sync=False)
 
     def _context(self, file: _File) -> ConvertContext:
@@ -727,89 +810,142 @@ class Intake:
                               arguments=dict(file.watch.section.arguments), source_name=name,
                               source_mtime=file.mtime_ns / 1e9)
 
-    async def _convert(self, file: _File) -> bool:
-        watch = file.watch
-        assert file.copy is not None and file.sha256 is not None
-        file.fire("convert")
-        ceiling = self.lifecycle.state(file.state).timeout or watch.section.timeout_s
+    async def _convert(self, files: list[_File]) -> int:
+        """Convert copied files of one intake in one exchange with a worker, then spool them."""
+        watch = files[0].watch
+        for file in files:
+            assert file.copy is not None and file.sha256 is not None
+            file.fire("convert")
+        ceiling = self.lifecycle.state("converting").timeout or watch.section.timeout_s
         timeout = min(watch.section.timeout_s, ceiling)
-        try:
-            converted = await self.pool.convert(watch.section.converter, file.copy, self._context(file),
-                                                sha256=file.sha256, timeout=timeout,
-                                                max_reports=self.options.max_reports_per_file)
-        except ConversionFailed as exc:
-            if exc.kind == "load":  # the converter itself is gone or broken, not this file: wait for it
+        results = await self.pool.convert_many(
+            watch.section.converter, [(f.copy, self._context(f), f.sha256) for f in files],  # type: ignore[misc]
+            timeout=timeout, max_reports=self.options.max_reports_per_file)
+        finished = 0
+        converted: list[tuple[_File, Converted]] = []
+        for index, file in enumerate(files):
+            if index >= len(results):
+                # Not attempted: the worker hung, crashed or ran out of memory on an earlier file of
+                # the batch. Back to its copy; the next pass converts it on its own.
                 file.fire("defer")
-                watch.loaded, watch.problem = False, f"converter cannot be loaded: {exc.message}"
-                watch.next_load = time.monotonic() + self.options.load_retry_s
-                file.note = "waiting for the converter to load"
-                return False
-            file.fire("timeout" if exc.kind == "timeout" else "reject")
-            await self._reject(file, exc.kind, exc.message, detail=exc.detail, traceback_text=exc.traceback,
-                               converter=exc.converter or watch.converter_name)
-            return True
-        file.reports, file.already = [], 0
-        for raw in converted.reports:
-            try:
-                accepted = await anyio.to_thread.run_sync(self._accept, raw, str(file.path))
-            except (SpoolFull, StorageError) as exc:
-                file.fire("defer")
-                self._full_pause = f"the spool refuses new reports: {exc}"
-                self._full_retry_at = time.monotonic() + self.options.full_retry_s
-                file.note = "waiting for room in the spool"
-                try:
-                    await anyio.to_thread.run_sync(self._write_record, file)
-                except StorageError as record_exc:  # the record on disk still says copied
-                    log.warning("intake %s: job record of %s not updated: %s", watch.name, file.path, record_exc)
-                log.warning("intake %s: %s — %s stays in place; retrying every %g s", watch.name,
-                            self._full_pause, file.path, self.options.full_retry_s)
-                return False
-            except (DuplicateReport, InvalidInput) as exc:
+                continue
+            result = results[index]
+            if isinstance(result, ConversionFailed):
+                finished += await self._conversion_failed(file, result)
+            else:
+                converted.append((file, result))
+        if converted:
+            finished += await self._spool(converted)
+        return finished
+
+    async def _conversion_failed(self, file: _File, exc: ConversionFailed) -> int:
+        watch = file.watch
+        if exc.kind == "load":  # the converter itself is gone or broken, not this file: wait for it
+            file.fire("defer")
+            watch.loaded, watch.problem = False, f"converter cannot be loaded: {exc.message}"
+            watch.next_load = time.monotonic() + self.options.load_retry_s
+            file.note = "waiting for the converter to load"
+            return 0
+        file.fire("timeout" if exc.kind == "timeout" else "reject")
+        await self._reject(file, exc.kind, exc.message, detail=exc.detail, traceback_text=exc.traceback,
+                           converter=exc.converter or watch.converter_name)
+        return 1
+
+    async def _spool(self, converted: list[tuple[_File, Converted]]) -> int:
+        """Accept every report of the converted files in one call (one directory fsync)."""
+        items = [(raw, str(file.path)) for file, result in converted for raw in result.reports]
+        results = await anyio.to_thread.run_sync(self.spool.accept_many, items) if items else []
+        finished = 0
+        spooled: list[_File] = []
+        at = 0
+        for file, result in converted:
+            mine = results[at:at + len(result.reports)]
+            at += len(result.reports)
+            accepted = [r for r in mine if isinstance(r, Accepted)]
+            file.reports = [r.key for r in accepted]
+            file.already = sum(int(r.already_present) for r in accepted)
+            refusal = next((r for r in mine if not isinstance(r, Accepted)), None)
+            if refusal is None:
+                spooled.append(file)
+            elif isinstance(refusal, (SpoolFull, StorageError)):
+                await self._defer(file, refusal)
+            else:
                 file.fire("reject")
-                done = f" ({len(file.reports)} earlier report(s) of this file were accepted and stay)" \
-                    if file.reports else ""
-                await self._reject(file, "refused", f"the spool refused report #{len(file.reports) + 1}: {exc}{done}",
-                                   detail=exc.detail, converter=converted.converter)
-                return True
-            file.reports.append(accepted.key)
-            file.already += int(accepted.already_present)
-        if self._full_pause is not None:
+                number = mine.index(refusal) + 1
+                kept = f" ({len(accepted)} other report(s) of this file were accepted and stay)" if accepted else ""
+                await self._reject(file, "refused", f"the spool refused report #{number}: {refusal}{kept}",
+                                   detail=getattr(refusal, "detail", None), converter=result.converter)
+                finished += 1
+        if spooled and self._full_pause is not None:
             log.info("intake: the spool accepts reports again; resuming")
             self._full_pause = None
-        watch.reports += len(file.reports) - file.already
-        file.fire("converted")
+        for file in spooled:
+            file.watch.reports += len(file.reports) - file.already
+            # No "spooled" job record: after a crash from here on, the record still says copied and
+            # the copy is converted again — the same ids, "already present" — then finished.
+            file.fire("converted")
+        if spooled:
+            finished += await self._finish(spooled)
+        return finished
+
+    async def _defer(self, file: _File, exc: Exception) -> None:
+        """The spool refused (full, or a storage error): the copy waits, the source stays in place."""
+        watch = file.watch
+        file.fire("defer")
+        self._full_pause = f"the spool refuses new reports: {exc}"
+        self._full_retry_at = time.monotonic() + self.options.full_retry_s
+        file.note = "waiting for room in the spool"
         try:
             await anyio.to_thread.run_sync(self._write_record, file)
-        except StorageError as exc:  # informational: a re-conversion gives the same ids
-            log.warning("intake %s: job record of %s not updated: %s", watch.name, file.path, exc)
-        return await self._finish(file)
-
-    def _accept(self, raw: bytes, source: str) -> Any:
-        return self.spool.accept(raw, source=source)
+        except StorageError as record_exc:  # the record on disk still says copied
+            log.warning("intake %s: job record of %s not updated: %s", watch.name, file.path, record_exc)
+        log.warning("intake %s: %s — %s stays in place; retrying every %g s", watch.name,
+                    self._full_pause, file.path, self.options.full_retry_s)
 
     # ------------------------------------------------------------------ after: archive, move, delete, keep
 
-    async def _finish(self, file: _File) -> bool:
-        watch = file.watch
-        try:
-            await anyio.to_thread.run_sync(self._post_action, file)
-            if self._after(file) == "keep" and await anyio.to_thread.run_sync(self._source_unchanged, file):
-                await self._remember_kept(file)
-        except (OSError, StorageError) as exc:
-            file.next_try = time.monotonic() + self.options.post_retry_s
-            file.note = f"post-action {self._after(file)} failed: {exc}; retrying"
-            self._note_error(watch, file.path, f"its reports are in the spool, but {self._after(file)} failed: {exc} "
-                             f"— retried every {self.options.post_retry_s:g} s")
-            return False
-        file.fire("finish")
-        watch.files.pop(str(file.path), None)
-        if file.job:
-            _unlink(watch.jobs / f"{file.job}.json")
-        watch.done += 1
-        self.outcomes.append(FileOutcome(watch.name, str(file.path), file.state, list(file.reports), file.already))
-        log.info("intake %s: %s → %d report(s) in the spool (%s)", watch.name, file.path.name, len(file.reports),
-                 self._after(file))
-        return True
+    async def _finish(self, files: list[_File]) -> int:
+        """Apply the post-actions of spooled files (one thread hop); return how many are done."""
+        failures = await anyio.to_thread.run_sync(self._post_all, files)
+        kept: list[_File] = []
+        for file, exc in zip(files, failures):
+            if exc is not None:
+                watch = file.watch
+                file.next_try = time.monotonic() + self.options.post_retry_s
+                file.note = f"post-action {self._after(file)} failed: {exc}; retrying"
+                self._note_error(watch, file.path, f"its reports are in the spool, but {self._after(file)} failed: "
+                                 f"{exc} — retried every {self.options.post_retry_s:g} s")
+            elif self._after(file) == "keep":
+                kept.append(file)
+        if kept:
+            # Remembered durably in kept.json before the job records go (a restart would otherwise
+            # convert the files again; the same ids, but work for nothing).
+            for file in kept:
+                file.watch.kept[str(file.path)] = [file.size, file.mtime_ns]
+                file.watch.kept_dirty = True
+            try:
+                for watch in {file.watch for file in kept}:
+                    await self._write_kept(watch)
+            except (OSError, StorageError) as exc:
+                for file in kept:
+                    failures[files.index(file)] = exc
+                    file.next_try = time.monotonic() + self.options.post_retry_s
+                    file.note = f"post-action keep failed: {exc}; retrying"
+            else:
+                await anyio.to_thread.run_sync(self._drop_records, kept)
+        done = 0
+        for file, exc in zip(files, failures):
+            if exc is not None:
+                continue
+            watch = file.watch
+            file.fire("finish")
+            watch.files.pop(str(file.path), None)
+            watch.done += 1
+            done += 1
+            self.outcomes.append(FileOutcome(watch.name, str(file.path), file.state, list(file.reports), file.already))
+            log.info("intake %s: %s → %d report(s) in the spool (%s)", watch.name, file.path.name, len(file.reports),
+                     self._after(file))
+        return done
 
     def _after(self, file: _File) -> str:
         if file.origin == "reprocess/archive":
@@ -826,60 +962,98 @@ class Intake:
             return None
         return (st.st_size, st.st_mtime_ns) == (file.size, file.mtime_ns)
 
-    def _post_action(self, file: _File) -> None:
-        """Apply the post-action; every step is idempotent, so a crash in the middle is finished later."""
-        watch = file.watch
-        after = self._after(file)
-        unchanged = self._source_unchanged(file)
-        if unchanged is False:
-            log.warning("intake %s: %s changed after it was copied; its new content is taken as a new file",
-                        watch.name, file.path)
-        if after == "archive":
-            target = self._archive_path(file)
-            if file.copy is not None and file.copy.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                durable.replace(file.copy, target)
-                self._sync(target.parent)
-            if unchanged:
-                self._remove_source(file)
-        elif after == "move":
-            if unchanged:
-                self._move_source(file, Path(watch.section.move_to or ""))
-        elif after == "delete":
-            if unchanged:
-                self._remove_source(file)
-        elif after == "keep":
-            pass  # remembered in kept.json by the caller, before the job record goes
-        _drop_copy(file.copy)
+    def _post_all(self, files: list[_File]) -> list[Exception | None]:
+        """Post-actions of several files (in a thread); one failure per file, or None.
+
+        Two phases, so that one fsync per folder serves the whole batch without weakening the
+        argument: first every archive copy is renamed in and each archive folder fsynced; only then
+        are sources removed or moved, and their folders fsynced (a move's target folder must sync;
+        the source folder's sync is best effort — a resurrected source is converted again to the
+        same ids). Every step is idempotent, so a crash in the middle is finished later."""
+        failures: list[Exception | None] = [None] * len(files)
+        plans: list[tuple[str, bool | None]] = []
+        archived: dict[Path, list[int]] = {}
+        for i, file in enumerate(files):
+            after = self._after(file)
+            try:
+                unchanged = self._source_unchanged(file)
+                if unchanged is False:
+                    log.warning("intake %s: %s changed after it was copied; its new content is taken as a new file",
+                                file.watch.name, file.path)
+                if after == "archive" and file.copy is not None and file.copy.exists():
+                    target = self._archive_path(file)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    durable.replace(file.copy, target)
+                    archived.setdefault(target.parent, []).append(i)
+            except Exception as exc:
+                failures[i] = exc
+                unchanged = None
+            plans.append((after, unchanged))
+        self._sync_folders({folder: (False, indices) for folder, indices in archived.items()}, failures)
+        synced: dict[Path, tuple[bool, list[int]]] = {}
+        for i, file in enumerate(files):
+            if failures[i] is not None:
+                continue
+            after, unchanged = plans[i]
+            try:
+                folders: list[tuple[Path, bool]] = []
+                if unchanged and after in ("archive", "delete"):
+                    folders = self._remove_source(file)
+                elif unchanged and after == "move":
+                    folders = self._move_source(file, Path(file.watch.section.move_to or ""))
+                _drop_copy(file.copy)
+            except Exception as exc:
+                failures[i] = exc
+                continue
+            for folder, best_effort in folders:
+                was_best, indices = synced.get(folder, (True, []))
+                synced[folder] = (was_best and best_effort, indices + [i])
+        self._sync_folders(synced, failures)
+        self._drop_records([f for i, f in enumerate(files) if failures[i] is None and plans[i][0] != "keep"])
+        return failures
+
+    def _sync_folders(self, folders: dict[Path, tuple[bool, list[int]]], failures: list[Exception | None]) -> None:
+        """fsync each folder once; a failure is the failure of every file that needed it."""
+        for folder, (best_effort, indices) in folders.items():
+            try:
+                self._sync(folder, best_effort=best_effort)
+            except Exception as exc:
+                for i in indices:
+                    failures[i] = failures[i] or exc
+
+    def _drop_records(self, files: list[_File]) -> None:
+        for file in files:
+            if file.job:
+                _unlink(file.watch.jobs / f"{file.job}.json")
 
     def _archive_path(self, file: _File) -> Path:
         day = date.today().isoformat()
         name = _SHA_PREFIX.sub("", file.path.name)
         return file.watch.archive_root / day / file.watch.name / f"{file.sha256}-{name}"
 
-    def _remove_source(self, file: _File) -> None:
+    def _remove_source(self, file: _File) -> list[tuple[Path, bool]]:
+        """Remove the source; the folders to fsync afterwards, with whether that is best effort."""
         try:
             os.unlink(file.path)
         except FileNotFoundError:
-            return
-        self._sync(file.path.parent, best_effort=True)
+            return []
+        return [(file.path.parent, True)]
 
-    def _move_source(self, file: _File, folder: Path) -> None:
+    def _move_source(self, file: _File, folder: Path) -> list[tuple[Path, bool]]:
+        """Move the source into ``folder`` (never over a file); the folders to fsync afterwards."""
         target = _free_name(folder / file.rel)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.replace(file.path, target)  # never over an existing file: _free_name picked a new name
         except FileNotFoundError:
-            return
+            return []
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
             # Another file system: write a whole, fsynced copy first, then remove the source.
             self._copy_whole(file.copy if file.copy and file.copy.exists() else file.path, target)
-            self._remove_source(file)
-            return
-        self._sync(target.parent)
-        self._sync(file.path.parent, best_effort=True)
+            return self._remove_source(file)
+        return [(target.parent, False), (file.path.parent, True)]
 
     async def _remember_kept(self, file: _File) -> None:
         """Note a source left in place (after: keep) durably, so a restart does not take it again."""
@@ -974,7 +1148,8 @@ class Intake:
                              sync=self.options.fsync)
         self._sync(watch.rejected_dir)
         if not keep_source and self._source_unchanged(file):
-            self._remove_source(file)
+            for folder, best_effort in self._remove_source(file):
+                self._sync(folder, best_effort=best_effort)
         return str(error_path)
 
     def _move_into(self, source: Path, target: Path) -> None:

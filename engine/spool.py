@@ -333,7 +333,78 @@ class Spool:
 
     def accept(self, raw: bytes, *, source: str | None = None) -> Accepted:
         """Validate and store a report; return only once it is durable in the initial state."""
+        [result] = self.accept_many([(raw, source)])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def accept_many(self, items: list[tuple[bytes, str | None]]) -> list[Accepted | Exception]:
+        """Accept several reports under one directory fsync; one result per item, in order.
+
+        Each report is written to ``tmp/``, fsynced and renamed into the initial state; then the
+        initial state's directory is fsynced once for all of them, and only then are they
+        claimable and does this return. Durability argument: an item reported as Accepted was
+        fsynced and its directory entry was fsynced afterwards, exactly as with one report at a
+        time; a caller acts on a result (removes a source) only after the call returns. If the
+        directory fsync fails, every report new in this call is reported as that StorageError
+        (its source must stay), even though its file is in place: accepting the same bytes again
+        later is a no-op.
+
+        A refusal of one item (invalid, different report under the same id) is that item's
+        result and the others go on; a full spool or a storage error stops the call, and every
+        item not yet stored gets that error.
+        """
         self._writable()
+        results: list[Accepted | Exception] = []
+        written: list[tuple[int, str]] = []  # (index in results, key) of reports new in this call
+        stop: Exception | None = None
+        try:
+            for raw, _source in items:
+                if stop is not None:
+                    results.append(stop)
+                    continue
+                try:
+                    accepted = self._store(raw)
+                except (InvalidReport, DuplicateReport) as exc:
+                    results.append(exc)
+                    continue
+                except (SpoolFull, StorageError) as exc:
+                    stop = exc
+                    results.append(exc)
+                    continue
+                if not accepted.already_present:
+                    written.append((len(results), accepted.key))
+                results.append(accepted)
+        finally:
+            if written:
+                keys = [key for _, key in written]
+                try:
+                    self._sync_dir(self._initial)
+                except StorageError as exc:
+                    for index, _key in written:
+                        results[index] = exc
+                    written = []
+                finally:
+                    # The files are in the initial state on disk whatever the fsync said, so they
+                    # are claimable (at worst one is sent while its source stays and is converted
+                    # again to the same id later: a duplicate by id, never a loss).
+                    with self._lock:
+                        self._queue.extend(keys)
+                    self._notify()
+        for index, key in written:
+            source = items[index][1]
+            if source is None:
+                continue
+            try:
+                self._write_meta(key, {"attempts": 0, "source": source,
+                                       "history": [{"at": _now_iso(), "from": None, "to": self._initial,
+                                                    "trigger": "accept", "note": None}]})
+            except StorageError as exc:  # informational; the report itself is durable
+                log.warning("report %s accepted without its sidecar (source): %s", key, exc)
+        return results
+
+    def _store(self, raw: bytes) -> Accepted:
+        """Validate, check room, write + fsync in tmp/ and rename into the initial state (no dir fsync)."""
         try:
             header = parse_header(raw)
         except ReportValidationError as exc:
@@ -356,20 +427,9 @@ class Spool:
                 self._drop_entry(key)
             durable._unlink_quietly(tmp)
             raise
-        # From here the file is in the initial state on disk: the index says so whatever happens next
-        # (a failure below raises, and accepting the same bytes again is then a no-op).
+        # From here the file is in the initial state on disk: the index says so whatever happens next.
         with self._lock:
             entry.busy = False
-            self._queue.append(key)
-        self._notify()
-        self._sync_dir(self._initial)
-        if source is not None:
-            try:
-                self._write_meta(key, {"attempts": 0, "source": source,
-                                       "history": [{"at": _now_iso(), "from": None, "to": self._initial,
-                                                    "trigger": "accept", "note": None}]})
-            except StorageError as exc:  # informational; the report itself is durable
-                log.warning("report %s accepted without its sidecar (source): %s", key, exc)
         return Accepted(key, self._initial)
 
     def _accept_existing(self, key: str, existing: _Entry, raw: bytes, crc: str) -> Accepted:

@@ -328,3 +328,63 @@ def test_a_sidecar_that_cannot_be_written_does_not_strand_the_report(data_dir: P
         monkeypatch.undo()
         claim = spool.claim_next()
         assert claim is not None and claim.key == key
+
+
+def test_accept_many_stores_each_item_and_syncs_the_directory_once(data_dir: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    raws = [_report(i) for i in range(4)]
+    with Spool(data_dir) as spool:
+        first = spool.accept(raws[0])
+        changed = json.loads(raws[1])
+        changed["location"] = "elsewhere"
+        spool.accept(json.dumps(changed).encode())  # a different report under raws[1]'s id
+        while (claim := spool.claim_next()) is not None:  # nothing claimable before the call
+            spool.fire(claim.key, "accepted")
+        synced: list[str] = []
+        claimable_during_sync: list[object] = []
+        real = durable.fsync_dir
+
+        def spy(path: str | os.PathLike[str]) -> None:
+            synced.append(Path(path).name)
+            claimable_during_sync.append(spool.claim_next())
+            real(path)
+
+        monkeypatch.setattr(durable, "fsync_dir", spy)
+        results = spool.accept_many([(raws[0], "/a"), (raws[1], "/b"), (b"{not json", "/c"),
+                                     (raws[2], "/d"), (raws[3], None)])
+        monkeypatch.setattr(durable, "fsync_dir", real)
+        assert results[0].already_present and results[0].key == first.key
+        assert isinstance(results[1], DuplicateReport) and isinstance(results[2], InvalidReport)
+        assert [r.state for r in (results[3], results[4])] == ["pending", "pending"]
+        assert synced == ["pending"]  # one directory fsync for the two new reports
+        assert claimable_during_sync == [None]  # claimable only once their directory entry is durable
+        assert spool.info(results[3].key).source == "/d"
+        assert spool.counts()["pending"] == 2 and spool.claim_next() is not None
+    assert not list((data_dir / "spool" / "tmp").iterdir())
+
+
+def test_accept_many_stops_at_a_full_spool_and_keeps_what_fitted(data_dir: Path) -> None:
+    raws = [_report(i) for i in range(5)]
+    with Spool(data_dir, max_reports=2) as spool:
+        results = spool.accept_many([(raw, None) for raw in raws])
+        assert [type(r).__name__ for r in results] == ["Accepted", "Accepted", "SpoolFull", "SpoolFull", "SpoolFull"]
+    keys = {json.loads(r)["id"].lower(): r for r in raws[:2]}
+    assert assert_whole_once(data_dir, keys) == {key: "pending" for key in keys}
+
+
+def test_accept_many_reports_a_failed_directory_fsync_for_every_new_report(data_dir: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    raws = [_report(i) for i in range(3)]
+
+    def broken(path: str | os.PathLike[str]) -> None:
+        raise StorageError(f"fsync of directory {path} failed: I/O error")
+
+    with Spool(data_dir) as spool:
+        monkeypatch.setattr(durable, "fsync_dir", broken)
+        results = spool.accept_many([(raw, "/src") for raw in raws])
+        monkeypatch.undo()
+        assert all(isinstance(r, StorageError) for r in results)
+        # The files are whole in pending: the same bytes again are a no-op, not a duplicate.
+        again = spool.accept_many([(raw, "/src") for raw in raws])
+        assert all(r.already_present for r in again)
+        assert spool.counts()["pending"] == 3
