@@ -48,7 +48,7 @@ async def _measure(kind: str, files: int, workers: int) -> tuple[float, int]:
         section = IntakeSection(name="bench", watch=str(drop), converter="csv" if kind == "csv" else "wsjf",
                                 settle_ms=0, after="archive")
         intake = Intake([section], spool, data, StationSection(name="BENCH", location="Lab", purpose="Bench"),
-                        workers=workers, options=IntakeOptions(poll_interval_s=0.01, max_in_flight=workers * 8))
+                        workers=workers, options=IntakeOptions(poll_interval_s=0.01))
         try:
             async with anyio.create_task_group() as tg:  # start the workers before the clock starts
                 for _ in range(workers):

@@ -224,6 +224,7 @@ class _Watch:
         self.reports = 0
         self.last_error: dict[str, Any] | None = None
         self.excluded: list[Path] = []
+        self.listed_at = -math.inf  # monotonic time of the last listing of the watch folder
 
     def matches(self, name: str) -> bool:
         return any(fnmatch.fnmatch(name, p) for p in self.patterns)
@@ -333,8 +334,9 @@ class Intake:
         await self._start()
         try:
             async with anyio.create_task_group() as tg:
+                early = False
                 while True:
-                    for batch in self._batches(await self._collect()):
+                    for batch in self._batches(await self._collect(early=early)):
                         for file in batch:
                             self._register(file)
                         tg.start_soon(self._guarded, batch)
@@ -343,7 +345,7 @@ class Intake:
                     # when the last pass left settled files behind (a burst of files keeps flowing).
                     with anyio.move_on_after(self.options.poll_interval_s):
                         await self._room.wait()
-                    self._room = anyio.Event()
+                    early, self._room = self._room.is_set(), anyio.Event()
         finally:
             with anyio.CancelScope(shield=True):
                 await self._save_kept()
@@ -378,7 +380,8 @@ class Intake:
             else:
                 batches.append([file])
         for files in new.values():
-            size = max(1, min(BATCH_FILES, math.ceil(len(files) / self.workers)))
+            # Spread a small handful over the workers; a burst goes in full batches.
+            size = max(1, min(BATCH_FILES, max(math.ceil(len(files) / self.workers), BATCH_FILES // 4)))
             batches.extend(files[i:i + size] for i in range(0, len(files), size))
         return batches
 
@@ -517,7 +520,7 @@ class Intake:
 
     # ------------------------------------------------------------------ detecting and settling
 
-    async def _collect(self, *, only_reprocess: bool = False) -> list[_File]:
+    async def _collect(self, *, only_reprocess: bool = False, early: bool = False) -> list[_File]:
         """What is ready to be worked on now: settled new files, resumed jobs, retries."""
         if not self._started:
             await self._start()
@@ -551,13 +554,40 @@ class Intake:
                         retry_full = False
             if full:
                 continue
-            # Listing the folders is blocking I/O (a thread); the bookkeeping stays on this loop.
-            listing, walked_root = await anyio.to_thread.run_sync(self._list, watch, only_reprocess)
-            settled = self._detect(watch, listing, walked_root, time.monotonic(), only_reprocess, budget)
+            if early and not only_reprocess and time.monotonic() - watch.listed_at < self.options.poll_interval_s:
+                # An early pass (room freed up in a burst): the folder was listed moments ago, so
+                # take more of the files already seen instead of listing thousands again. New files
+                # are seen at the next listing; each file's size and mtime are checked again when
+                # it is copied.
+                settled = self._settle_seen(watch, time.monotonic(), budget)
+            else:
+                # Listing the folders is blocking I/O (a thread); the bookkeeping stays on this loop.
+                listing, walked_root = await anyio.to_thread.run_sync(self._list, watch, only_reprocess)
+                if not only_reprocess:
+                    watch.listed_at = time.monotonic()
+                settled = self._detect(watch, listing, walked_root, time.monotonic(), only_reprocess, budget)
             ready.extend(settled)
             budget -= len(settled)
         self._saturated = budget <= 0
         return ready
+
+    def _settle_seen(self, watch: _Watch, now: float, budget: int) -> list[_File]:
+        """At most ``budget`` files seen at the last listing that are due to settle (``settle`` fired)."""
+        settled: list[_File] = []
+        settle_watch = watch.section.settle_ms / 1000.0
+        for file in watch.files.values():
+            if len(settled) >= budget:
+                break
+            if file.state != self.lifecycle.initial or file in self._in_flight or now < file.next_try:
+                continue
+            if now - file.stable_since < (settle_watch if file.origin == "watch" else 0.0):
+                continue
+            if _WINDOWS and _locked(file.path):
+                continue
+            file.note = None
+            file.fire("settle")
+            settled.append(file)
+        return settled
 
     def _walk(self, root: Path, recursive: bool, excluded: list[Path]) -> Iterable[os.DirEntry[str]]:
         stack = [root]

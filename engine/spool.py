@@ -204,6 +204,9 @@ class Spool:
         self.recovery_notes: list[str] = []
         self._listeners: list[Callable[[], None]] = []
         self._with_meta: set[str] = set()  # keys that have a sidecar: no failed open() per claim
+        # Keys whose sidecar says only where the report came from (written at accept): sending it
+        # at the first attempt adds nothing a person needs, so -> sent does not rewrite it.
+        self._source_only: set[str] = set()
         #: When true, renames into final states never fsync in the caller's thread: whoever set it
         #: (the uploader's scheduler) calls ``sync_final()`` at least every ``sent_sync_s``.
         self.final_sync_elsewhere = False
@@ -399,6 +402,7 @@ class Spool:
                 self._write_meta(key, {"attempts": 0, "source": source,
                                        "history": [{"at": _now_iso(), "from": None, "to": self._initial,
                                                     "trigger": "accept", "note": None}]})
+                self._source_only.add(key)
             except StorageError as exc:  # informational; the report itself is durable
                 log.warning("report %s accepted without its sidecar (source): %s", key, exc)
         return results
@@ -506,7 +510,7 @@ class Spool:
         # already has one (a report sent at its first attempt has nothing to say; its ctime is when).
         needs_meta = (count_attempt or error or note or waits or dest in self._person_states
                       or source in self._person_states)
-        if needs_meta or (dest in self._final and key in self._with_meta):
+        if needs_meta or (dest in self._final and key in self._with_meta and key not in self._source_only):
             meta = self._read_meta(key)
             if count_attempt:
                 meta["attempts"] = int(meta.get("attempts", 0)) + 1
@@ -783,11 +787,13 @@ class Spool:
         durable.write_file(tmp, json.dumps(meta, indent=1).encode(), sync=sync and self._fsync)
         durable.replace(tmp, self._meta_path(key))
         self._with_meta.add(key)
+        self._source_only.discard(key)
         if sync:
             self._sync_dir("meta")
 
     def _unlink_meta(self, key: str) -> None:
         self._with_meta.discard(key)
+        self._source_only.discard(key)
         try:
             os.unlink(self._meta_path(key))
         except FileNotFoundError:
