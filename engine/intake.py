@@ -506,15 +506,25 @@ class Intake:
                 _unlink(entry.path)
                 continue
             if copy is not None:
-                owned.add(copy.parent.name)
+                owned.add(f"{copy.parent.name}/{copy.name}")
             watch.files[str(file.path)] = file
             log.info("intake %s: resuming %s from state %s", watch.name, file.path, state)
         for entry in os.scandir(watch.copies):
-            if entry.name not in owned:  # copied, but no job record was written: the source is untouched
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, ignore_errors=True)
+            # A copy no job record refers to was never recorded: its source is untouched.
+            if not entry.is_dir(follow_symlinks=False):
+                _unlink(entry.path)
+                continue
+            for inner in os.scandir(entry.path):
+                if f"{entry.name}/{inner.name}" in owned:
+                    continue
+                if inner.is_dir(follow_symlinks=False):
+                    shutil.rmtree(inner.path, ignore_errors=True)
                 else:
-                    _unlink(entry.path)
+                    _unlink(inner.path)
+            try:
+                os.rmdir(entry.path)
+            except OSError:
+                pass  # still holds copies of jobs being resumed
         watch.rejected = sum(1 for e in os.scandir(watch.rejected_dir)
                              if e.is_file() and not e.name.endswith(ERROR_SUFFIX))
 
@@ -725,9 +735,10 @@ class Intake:
     def _copy_all(self, files: list[_File], deadline: float) -> list[Exception | None]:
         """Copy each file and write its job record (state copied); one failure per file, or None."""
         failures: list[Exception | None] = []
+        batch, names = uuid.uuid4().hex[:16], set()
         for file in files:
             try:
-                self._copy(file, deadline)
+                self._copy(file, deadline, batch, names)
             except Exception as exc:
                 failures.append(exc)
                 continue
@@ -780,8 +791,11 @@ class Intake:
             return await self._convert([file]) == 1
         raise RuntimeError(f"intake: {file.path} cannot be resumed from state {file.state!r}")
 
-    def _copy(self, file: _File, deadline: float) -> None:
-        """Copy the source into ``copies/<job>/<name>`` and fsync it; the source is only read."""
+    def _copy(self, file: _File, deadline: float, batch: str, names: set[str]) -> None:
+        """Copy the source into ``copies/<batch>/<name>`` and fsync it; the source is only read.
+
+        The copies of one batch share a folder (no folder created and removed per file); a name
+        already used in the batch (a recursive watch) gets a folder of its own."""
         watch = file.watch
         max_bytes = int(watch.section.max_file_bytes)
         try:
@@ -820,9 +834,11 @@ class Intake:
         except BaseException:
             _unlink(tmp)
             raise
-        # One folder per job, so the converter sees the file under its own name.
-        copy = watch.copies / job / file.path.name
-        copy.parent.mkdir()
+        # The converter sees the file under its own name.
+        name = file.path.name
+        copy = watch.copies / (job if name in names else batch) / name
+        copy.parent.mkdir(exist_ok=True)
+        names.add(name)
         durable.replace(tmp, copy)  # no directory fsync: see "Durability argument" above
         file.job, file.sha256, file.copy = job, digest.hexdigest(), copy
 
@@ -1288,7 +1304,7 @@ def _free_name(target: Path, *, also: str = "") -> Path:
 
 
 def _drop_copy(copy: Path | None) -> None:
-    """Remove a job's copy (if still there) and its folder."""
+    """Remove a job's copy (if still there) and its folder once no other copy of the batch is in it."""
     if copy is None:
         return
     _unlink(copy)

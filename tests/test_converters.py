@@ -290,6 +290,40 @@ def test_worker_kills_a_hanging_converter_at_the_timeout_and_goes_on(tmp_path: P
     assert json.loads(after.reports[0])["sn"] == "SN-1"  # a new worker took over
 
 
+@pytest.mark.parametrize("bad, kind", [("HANG", "timeout"), ("CRASH", "crash"), ("BOOM", "error")]
+                         + ([] if sys.platform == "win32" else [("HOG", "memory")]))
+def test_convert_many_answers_file_by_file_and_stops_at_a_file_that_kills_the_worker(
+        tmp_path: Path, bad: str, kind: str) -> None:
+    texts = ["SN-1", "SN-2", bad, "SN-4"]
+    paths = []
+    for i, text in enumerate(texts):
+        paths.append(tmp_path / f"f{i}.txt")
+        paths[-1].write_text(text)
+    spec = f"{MISBEHAVING}:Moody"
+
+    async def scenario(pool: WorkerPool) -> tuple[list[Any], float, Any]:
+        started = time.monotonic()
+        results = await pool.convert_many(spec, [(p, _ctx(), SHA) for p in paths], timeout=1.0)
+        elapsed = time.monotonic() - started
+        after = await pool.convert_many(spec, [(paths[3], _ctx(), SHA)], timeout=10)
+        return results, elapsed, after
+
+    results, elapsed, after = _pool_run(scenario)
+    assert [json.loads(r.reports[0])["sn"] for r in results[:2]] == ["SN-1-0", "SN-2-0"]
+    failure = results[2]
+    assert isinstance(failure, ConversionFailed)
+    if kind == "memory":
+        assert failure.kind == "memory" or "killed by signal" in failure.message
+    else:
+        assert failure.kind == kind
+    if kind == "error":  # the worker survives a converter that raises: the next file is converted
+        assert len(results) == 4 and json.loads(results[3].reports[0])["sn"] == "SN-4-0"
+    else:  # the worker is gone: the file after it was not attempted, and is left to the caller
+        assert len(results) == 3
+    assert elapsed < 10  # a hang costs one timeout, not one per file
+    assert json.loads(after[0].reports[0])["sn"] == "SN-4-0"  # a new worker took over
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_AS is POSIX")
 def test_worker_memory_limit_stops_a_leaking_converter(tmp_path: Path) -> None:
     src = tmp_path / "a.txt"

@@ -247,6 +247,34 @@ def test_misbehaving_converters_cost_one_file_each_and_the_intake_goes_on(tmp_pa
     assert status["intakes"]["hang"]["last_error"]["reason"].startswith("the converter took longer than 1 s")
 
 
+def test_a_bad_file_in_a_batch_costs_that_file_only(tmp_path: Path) -> None:
+    """Files of one folder go through a worker together; a file that hangs or kills the worker is
+    rejected with its own reason, and every good file of the batch is still converted once."""
+    data, drop = tmp_path / "data", tmp_path / "drop"
+    drop.mkdir()
+    bad = {"hang.txt": "HANG", "crash.txt": "CRASH", "boom.txt": "BOOM"}
+    good = {f"g{i:02d}.txt": f"SN-{i}" for i in range(14)}
+    for name, text in {**good, **bad}.items():
+        (drop / name).write_text(text)
+    sec = section("m", drop, f"{MISBEHAVING}:Moody", timeout_s=1.0)
+    started = time.monotonic()
+    with Spool(data) as spool:
+        done, status = scans(spool, data, sec, passes=6)
+        assert done == len(good) + len(bad)
+        expected = {deterministic_id(hashlib.sha256(t.encode()).hexdigest(), "moody", 0) for t in good.values()}
+        assert set(spool.keys()) == expected
+    assert time.monotonic() - started < 20
+    assert files_in(drop) == []
+    assert sorted(files_in(data / "rejected" / "m")) == sorted([*bad, *(f"{n}.error.txt" for n in bad)])
+    reasons = {n: (data / "rejected" / "m" / f"{n}.error.txt").read_text() for n in bad}
+    assert "kind:      timeout" in reasons["hang.txt"]
+    assert "kind:      crash" in reasons["crash.txt"] and "exited with code 13" in reasons["crash.txt"]
+    assert "kind:      error" in reasons["boom.txt"]
+    assert len(files_in(today_archive(data, "m"))) == len(good)
+    for leftover in ("copies", "jobs", "tmp"):
+        assert files_in(data / "intake" / "m" / leftover) == []
+
+
 def test_a_converter_that_cannot_be_loaded_leaves_the_files_and_says_so(tmp_path: Path) -> None:
     data, drop = tmp_path / "data", tmp_path / "drop"
     drop.mkdir()
