@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from engine.errors import StorageError
 
 _WINDOWS = sys.platform == "win32"
 _REPLACE_RETRIES = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
+#: Files fsynced at once by fsync_all.
+FSYNC_THREADS = 8
+_fsync_pool: ThreadPoolExecutor | None = None
+_fsync_pool_lock = threading.Lock()
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
@@ -55,6 +62,52 @@ def write_file(path: str | os.PathLike[str], data: bytes, *, sync: bool = True) 
         raise StorageError(f"writing {path} failed: {exc.strerror}",
                            hint="free disk space or check the disk; nothing was stored") from exc
     os.close(fd)
+
+
+def write_open(path: str | os.PathLike[str], data: bytes) -> int:
+    """Create ``path`` with ``data`` and return its descriptor, not yet fsynced: the caller fsyncs
+    it (``fsync_all``) and closes it. Removes a partial file on error."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        raise StorageError(f"cannot create {path}: {exc.strerror}") from exc
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+    except OSError as exc:
+        os.close(fd)
+        _unlink_quietly(path)
+        raise StorageError(f"writing {path} failed: {exc.strerror}",
+                           hint="free disk space or check the disk; nothing was stored") from exc
+    return fd
+
+
+def fsync_all(fds: Sequence[int]) -> list[StorageError | None]:
+    """fsync several open files at once; one result per descriptor (None: durable).
+
+    Why at once: fsyncs that wait together are committed together (ext4's journal, like most,
+    batches concurrent fsyncs into one commit), where one after another each pays the disk's full
+    flush — 2–6 ms on a station's SSD, for every file of a batch.
+    """
+    if len(fds) <= 1:
+        return [_fsync(fd) for fd in fds]
+    global _fsync_pool
+    with _fsync_pool_lock:
+        if _fsync_pool is None:
+            _fsync_pool = ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix="stationflow-fsync")
+        pool = _fsync_pool
+    return list(pool.map(_fsync, fds))
+
+
+def _fsync(fd: int) -> StorageError | None:
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        return StorageError(f"fsync failed: {exc.strerror}", hint="check the disk; nothing was stored")
+    return None
 
 
 def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:

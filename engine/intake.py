@@ -139,6 +139,31 @@ class FileOutcome:
     error_file: str | None = None
 
 
+@dataclass
+class _Copy:
+    """A copy being made: its temp file, open descriptor (-1 once closed), job id, the source's
+    stat before copying, bytes copied and digest."""
+
+    tmp: Path
+    fd: int
+    job: str
+    before: os.stat_result
+    size: int = 0
+    sha256: str = ""
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def discard(self) -> None:
+        try:
+            self.close()
+        except OSError:
+            pass
+        _unlink(self.tmp)
+
+
 class _Vanished(Exception):
     pass
 
@@ -733,16 +758,34 @@ class Intake:
         return finished
 
     def _copy_all(self, files: list[_File], deadline: float) -> list[Exception | None]:
-        """Copy each file and write its job record (state copied); one failure per file, or None."""
-        failures: list[Exception | None] = []
-        batch, names = uuid.uuid4().hex[:16], set()
-        for file in files:
+        """Copy each file (the copies fsynced together) and write its job record (state copied);
+        one failure per file, or None."""
+        failures: list[Exception | None] = [None] * len(files)
+        batch, names = uuid.uuid4().hex[:16], set[str]()
+        written: list[tuple[int, _Copy]] = []
+        try:
+            for i, file in enumerate(files):
+                try:
+                    written.append((i, self._copy_data(file, deadline)))
+                except Exception as exc:
+                    failures[i] = exc
+            fds = [c.fd for _, c in written]
+            synced = durable.fsync_all(fds) if self.options.fsync else [None] * len(fds)
+        except BaseException:
+            for _, copy in written:
+                copy.discard()
+            raise
+        for (i, copy), failure in zip(written, synced):
+            file = files[i]
             try:
-                self._copy(file, deadline, batch, names)
+                copy.close()
+                if failure is not None:
+                    raise failure
+                self._place_copy(file, copy, batch, names)
             except Exception as exc:
-                failures.append(exc)
+                copy.discard()
+                failures[i] = _Vanished() if isinstance(exc, FileNotFoundError) else exc
                 continue
-            failures.append(None)
             try:
                 self._write_record(file, state="copied")
             except StorageError as exc:  # the record only helps a restart; the source is still untouched
@@ -791,11 +834,9 @@ class Intake:
             return await self._convert([file]) == 1
         raise RuntimeError(f"intake: {file.path} cannot be resumed from state {file.state!r}")
 
-    def _copy(self, file: _File, deadline: float, batch: str, names: set[str]) -> None:
-        """Copy the source into ``copies/<batch>/<name>`` and fsync it; the source is only read.
-
-        The copies of one batch share a folder (no folder created and removed per file); a name
-        already used in the batch (a recursive watch) gets a folder of its own."""
+    def _copy_data(self, file: _File, deadline: float) -> _Copy:
+        """Copy the source's bytes into ``tmp/<job>.part`` (not yet fsynced; the caller fsyncs the
+        batch together); the source is only read. Raises _Vanished, _Changed, _TooLarge, ..."""
         watch = file.watch
         max_bytes = int(watch.section.max_file_bytes)
         try:
@@ -808,39 +849,45 @@ class Intake:
         if before.st_size > max_bytes:
             raise _TooLarge()
         job = uuid.uuid4().hex[:16]
-        tmp = watch.tmp / f"{job}.part"
+        copy = _Copy(watch.tmp / f"{job}.part", -1, job, before)
         digest = hashlib.sha256()
-        copied = 0
         try:
-            with open(file.path, "rb") as src, open(tmp, "wb") as dst:
-                while chunk := src.read(_CHUNK):
-                    copied += len(chunk)
-                    if copied > max_bytes:
+            with open(file.path, "rb") as src:
+                copy.fd = os.open(copy.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o644)
+                while chunk := src.read(min(_CHUNK, max(before.st_size, 0) + 1)):
+                    copy.size += len(chunk)
+                    if copy.size > max_bytes:
                         raise _TooLarge()
                     if time.monotonic() > deadline:
                         raise _CopyTimeout()
                     digest.update(chunk)
-                    dst.write(chunk)
-                dst.flush()
-                if self.options.fsync:
-                    os.fsync(dst.fileno())
-            after = os.stat(file.path)
-            if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or copied != after.st_size:
-                file.size, file.mtime_ns = after.st_size, after.st_mtime_ns
-                raise _Changed()
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(copy.fd, view):]
         except FileNotFoundError:
-            _unlink(tmp)
+            copy.discard()
             raise _Vanished() from None
         except BaseException:
-            _unlink(tmp)
+            copy.discard()
             raise
-        # The converter sees the file under its own name.
-        name = file.path.name
-        copy = watch.copies / (job if name in names else batch) / name
-        copy.parent.mkdir(exist_ok=True)
+        copy.sha256 = digest.hexdigest()
+        return copy
+
+    def _place_copy(self, file: _File, copy: _Copy, batch: str, names: set[str]) -> None:
+        """Check the source did not change while it was copied, and move the (fsynced) copy to
+        ``copies/<batch>/<name>``. The copies of one batch share a folder (no folder created and
+        removed per file); a name already used in the batch (a recursive watch) gets its own."""
+        after = os.stat(file.path)
+        before = copy.before
+        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or copy.size != after.st_size:
+            file.size, file.mtime_ns = after.st_size, after.st_mtime_ns
+            raise _Changed()
+        name = file.path.name  # the converter sees the file under its own name
+        target = file.watch.copies / (copy.job if name in names else batch) / name
+        target.parent.mkdir(exist_ok=True)
         names.add(name)
-        durable.replace(tmp, copy)  # no directory fsync: see "Durability argument" above
-        file.job, file.sha256, file.copy = job, digest.hexdigest(), copy
+        durable.replace(copy.tmp, target)  # no directory fsync: see "Durability argument" above
+        file.job, file.sha256, file.copy = copy.job, copy.sha256, target
 
     def _write_record(self, file: _File, state: str | None = None) -> None:
         """Atomic, not fsynced: it survives a crash of the process, and losing it to a power cut only

@@ -358,26 +358,55 @@ class Spool:
         item not yet stored gets that error.
         """
         self._writable()
-        results: list[Accepted | Exception] = []
-        written: list[tuple[int, str]] = []  # (index in results, key) of reports new in this call
+        results: list[Accepted | Exception | None] = [None] * len(items)
+        staged: list[tuple[int, str, _Entry, Path, int]] = []  # (index, key, entry, tmp file, open fd)
         stop: Exception | None = None
         try:
-            for raw, _source in items:
+            for index, (raw, _source) in enumerate(items):
                 if stop is not None:
-                    results.append(stop)
+                    results[index] = stop
                     continue
                 try:
-                    accepted = self._store(raw)
+                    prepared = self._stage(raw)
                 except (InvalidReport, DuplicateReport) as exc:
-                    results.append(exc)
+                    results[index] = exc
                     continue
                 except (SpoolFull, StorageError) as exc:
-                    stop = exc
-                    results.append(exc)
+                    stop = results[index] = exc
                     continue
-                if not accepted.already_present:
-                    written.append((len(results), accepted.key))
-                results.append(accepted)
+                if isinstance(prepared, Accepted):
+                    results[index] = prepared
+                else:
+                    staged.append((index, *prepared))
+            # Every staged file is fsynced at once: the disk commits them together.
+            synced = durable.fsync_all([fd for *_, fd in staged]) if self._fsync else [None] * len(staged)
+        except BaseException:
+            self._unstage(staged)
+            raise
+        written: list[tuple[int, str]] = []  # (index, key) of reports new in this call
+        try:
+            for n, (index, key, entry, tmp, fd) in enumerate(staged):
+                failure: StorageError | None = synced[n]
+                try:
+                    os.close(fd)
+                except OSError as exc:
+                    failure = failure or StorageError(f"writing {tmp} failed: {exc.strerror}")
+                if failure is None:
+                    try:
+                        durable.replace(tmp, self._dir(self._initial) / entry.filename(key))
+                    except StorageError as exc:
+                        failure = exc
+                if failure is not None:
+                    durable._unlink_quietly(tmp)
+                    with self._lock:
+                        self._drop_entry(key)
+                    results[index] = failure
+                    continue
+                # In the initial state on disk: the index says so whatever happens next.
+                with self._lock:
+                    entry.busy = False
+                results[index] = Accepted(key, self._initial)
+                written.append((index, key))
         finally:
             if written:
                 keys = [key for _, key in written]
@@ -405,10 +434,11 @@ class Spool:
                 self._source_only.add(key)
             except StorageError as exc:  # informational; the report itself is durable
                 log.warning("report %s accepted without its sidecar (source): %s", key, exc)
-        return results
+        return [r for r in results if r is not None]
 
-    def _store(self, raw: bytes) -> Accepted:
-        """Validate, check room, write + fsync in tmp/ and rename into the initial state (no dir fsync)."""
+    def _stage(self, raw: bytes) -> Accepted | tuple[str, _Entry, Path, int]:
+        """Validate, check room, and write the report in tmp/ (not yet fsynced): its key, index
+        entry (busy), tmp file and open descriptor; or Accepted if these bytes are already here."""
         try:
             header = parse_header(raw)
         except ReportValidationError as exc:
@@ -424,17 +454,24 @@ class Spool:
             self._add_entry(key, entry)
         tmp = self.root / "tmp" / f"{key}.{crc}.json.tmp"
         try:
-            durable.write_file(tmp, raw, sync=self._fsync)
-            durable.replace(tmp, self._dir(self._initial) / entry.filename(key))
+            fd = durable.write_open(tmp, raw)
         except BaseException:
             with self._lock:
                 self._drop_entry(key)
-            durable._unlink_quietly(tmp)
             raise
-        # From here the file is in the initial state on disk: the index says so whatever happens next.
-        with self._lock:
-            entry.busy = False
-        return Accepted(key, self._initial)
+        return key, entry, tmp, fd
+
+    def _unstage(self, staged: list[tuple[int, str, _Entry, Path, int]]) -> None:
+        """Undo staged writes after an error: nothing of them was accepted."""
+        for _index, key, _entry, tmp, fd in staged:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+            durable._unlink_quietly(tmp)
+            with self._lock:
+                if key in self._entries:
+                    self._drop_entry(key)
 
     def _accept_existing(self, key: str, existing: _Entry, raw: bytes, crc: str) -> Accepted:
         """The same id again: identical bytes are a no-op (a re-conversion after a crash); else refuse."""

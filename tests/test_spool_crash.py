@@ -30,7 +30,8 @@ class CrashingDisk:
         self.calls = 0
         self.crash_at = crash_at
         self.after = after
-        self.originals = {name: getattr(durable, name) for name in ("write_file", "replace", "fsync_dir")}
+        self.originals = {name: getattr(durable, name) for name in ("write_file", "write_open", "fsync_all",
+                                                                   "replace", "fsync_dir")}
 
     def install(self) -> None:
         for name, fn in self.originals.items():
@@ -52,7 +53,7 @@ class CrashingDisk:
         return step
 
 
-OPS = st.lists(st.sampled_from(["accept", "accept", "claim", "ok", "transient", "reject", "retry", "due", "crash"]),
+OPS = st.lists(st.sampled_from(["accept", "accept", "accept_many", "claim", "ok", "transient", "reject", "retry", "due", "crash"]),
                min_size=1, max_size=25)
 
 
@@ -74,6 +75,12 @@ def test_every_accepted_report_survives_a_crash_at_any_write_step(ops: list[str]
                         raw = make_report_bytes(n, seed=1)
                         n += 1
                         accepted[spool.accept(raw).key] = raw
+                    elif op == "accept_many":
+                        raws = [make_report_bytes(n + k, seed=1) for k in range(3)]
+                        n += 3
+                        for raw, result in zip(raws, spool.accept_many([(r, "/src") for r in raws])):
+                            if not isinstance(result, Exception):
+                                accepted[result.key] = raw
                     elif op == "claim":
                         claim = spool.claim_next()
                         if claim:
