@@ -1,7 +1,7 @@
 """The whole pipeline measured: a file dropped in a watch folder → durable in the spool → the server's
 acknowledgement, against raw non-durable HTTP posts of the same reports to the same server, in the same run.
 
-    python -m engine.bench_pipeline [-n 500] [--queued 100000]      (or: stationflow bench --pipeline)
+    python -m engine.bench_pipeline [-n 2000] [--queued 100000]      (or: stationflow bench --pipeline)
 
 The server is the emulator in its own process. The pipeline is the real ``stationflow run`` in its
 own process (intake with ``settle_ms: 0`` and ``after: archive``, ``rate_per_s`` unlimited), so the
@@ -182,7 +182,7 @@ def park(data_dir: Path, make: Callable[[], bytes], count: int) -> float:
     return time.perf_counter() - started
 
 
-def run(workdir: Path | None = None, *, n: int = 500, queued: int = 100_000, sizes: tuple[int, ...] = SIZES,
+def run(workdir: Path | None = None, *, n: int = 2000, queued: int = 100_000, sizes: tuple[int, ...] = SIZES,
         concurrencies: tuple[int, ...] = CONCURRENCIES, out: Callable[[str], None] = print) -> PipelineFigures:
     """Measure and print every pipeline figure; the folder is removed afterwards."""
     figures = PipelineFigures()
@@ -249,7 +249,7 @@ def run(workdir: Path | None = None, *, n: int = 500, queued: int = 100_000, siz
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine.bench_pipeline", description=__doc__.split("\n\n")[0])
-    parser.add_argument("-n", type=int, default=500, help="files per figure (default 500)")
+    parser.add_argument("-n", type=int, default=2000, help="files per figure (default 2000)")
     parser.add_argument("--queued", type=int, default=100_000, help="largest queue measured (default 100000; 0 skips)")
     parser.add_argument("--dir", type=Path, default=None, help="folder on the disk to measure (default: temp)")
     args = parser.parse_args(argv)

@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pipeline", action="store_true",
                    help="measure the whole pipeline instead (watch folder → spool → server acknowledgement, "
                         "against raw HTTP posts; 1 KB and 50 KB, 1/4/16 uploads; 0, 10000 and --queued queued)")
-    p.add_argument("--pipeline-n", type=int, default=500, help="files per pipeline figure (default 500)")
+    p.add_argument("--pipeline-n", type=int, default=2000, help="files per pipeline figure (default 2000)")
     p.set_defaults(func=cmd_bench)
 
 
