@@ -15,7 +15,9 @@ validated: :func:`engine.converters.finish_reports`), so the service only has to
 
 Protocol on the worker's stdin/stdout: frames of a 4-byte big-endian length and a payload. A
 request is one JSON frame. An answer is one JSON frame, followed (on success) by one raw frame
-per report — report bytes are never wrapped in another JSON document. The worker's own stdout is
+per report — report bytes are never wrapped in another JSON document. A ``convert_many`` request
+names several files; the worker answers each in turn and flushes after each, so the service
+times every file on its own and knows which one a hang or crash belongs to. The worker's own stdout is
 redirected to stderr, so a converter that prints cannot corrupt the protocol.
 """
 

@@ -13,7 +13,15 @@ file's life follows the ``conversion`` lifecycle (``machines/conversion.yaml``):
 3. **Convert** in a worker process (``engine.convert_worker``), with the intake's timeout and a
    memory limit. Every report is stamped, given an id if it has none and validated before the
    first is accepted. A file larger than ``max_file_bytes`` is rejected without being read.
-4. **Accept** every report into the spool (each durable when ``accept`` returns).
+4. **Accept** every report into the spool (each durable when ``accept_many`` returns).
+
+New files are taken in batches (up to ``BATCH_FILES`` of one intake): copied in one thread hop
+with their fsyncs issued together, converted in one exchange with a worker (each file still has
+its own timeout and its own outcome; a file that hangs or crashes the worker costs that file, and
+the files after it in the batch are converted on their own in the next pass), accepted under one
+spool directory fsync, and finished with one fsync per folder touched. Batching is what lets a
+burst of files (a whole shift's results after a network outage) flow at disk speed instead of
+paying every fsync and thread hop once per file.
 5. Only then the **post-action** touches the source: ``archive`` (the copy is kept as
    ``<data_dir>/archive/<YYYY-MM-DD>/<intake>/<sha256>-<name>``, pruned after
    ``archive_keep_days``), ``move`` (to ``move_to``, never overwriting), ``delete``, or ``keep``
@@ -37,7 +45,11 @@ Durability argument (which fsyncs are needed, and why the others are not):
   fsynced before conversion; its directory entries and the job records are not: they survive a
   crash of the process (``kill -9``), and after a power cut a lost copy or record only means the
   source is converted again — the same report ids, "already present" in the spool.
-* Each report is durable when ``Spool.accept`` returns (file and directory fsynced).
+* Each report is durable when ``Spool.accept_many`` returns (files and directory fsynced; one
+  directory fsync covers the batch, and nothing acts on a report's source before it returns).
+* Post-actions of a batch run in two phases: every archive copy is renamed in and each archive
+  folder fsynced, and only then are sources removed or moved — one fsync per folder, never a
+  source removed before what replaces it is durable.
 * Before a source is removed, what replaces it is durable: ``archive`` renames the (fsynced) copy
   into the archive and fsyncs that folder; ``move`` renames and fsyncs the target folder (across
   file systems: a whole fsynced copy first); ``keep`` writes ``kept.json`` fsynced; a rejected file

@@ -14,7 +14,10 @@ directories: the file is in exactly one state at every instant, whatever happens
 Durability argument, per transition:
 
 * ``accept``: file written in ``tmp/``, fsynced, renamed into the initial state, directory fsynced.
-  ``accept`` returns only after that, so an accepted report survives power loss.
+  ``accept`` returns only after that, so an accepted report survives power loss. ``accept_many``
+  does the same for several reports: all written, fsynced together (concurrent fsyncs share a
+  journal commit), renamed, then one directory fsync; it returns (and the reports become
+  claimable) only after that fsync.
 * into any *durable* state other than a final one: rename, then fsync of the destination
   directory. The sidecar of ``failed``/``quarantined`` reports (the reason a person reads) is fsynced
   before the rename.
@@ -204,8 +207,9 @@ class Spool:
         self.recovery_notes: list[str] = []
         self._listeners: list[Callable[[], None]] = []
         self._with_meta: set[str] = set()  # keys that have a sidecar: no failed open() per claim
-        # Keys whose sidecar says only where the report came from (written at accept): sending it
-        # at the first attempt adds nothing a person needs, so -> sent does not rewrite it.
+        # Keys whose sidecar says only where the report came from (written at accept, 0 attempts):
+        # a claim need not read it, and sending at the first attempt adds nothing a person needs,
+        # so -> sent does not rewrite it.
         self._source_only: set[str] = set()
         #: When true, renames into final states never fsync in the caller's thread: whoever set it
         #: (the uploader's scheduler) calls ``sync_final()`` at least every ``sent_sync_s``.
@@ -683,7 +687,8 @@ class Spool:
                         f"content does not match its checksum (crc32 {_crc(data)}, expected {entry.crc}): "
                         "the file was damaged after it was accepted"))
                     continue
-                attempts = int(self._read_meta(key).get("attempts", 0)) if key in self._with_meta else 0
+                attempts = (int(self._read_meta(key).get("attempts", 0))
+                            if key in self._with_meta and key not in self._source_only else 0)
                 return Claim(key, data, attempts)
             finally:
                 entry.busy = False

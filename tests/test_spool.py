@@ -388,3 +388,20 @@ def test_accept_many_reports_a_failed_directory_fsync_for_every_new_report(data_
         again = spool.accept_many([(raw, "/src") for raw in raws])
         assert all(r.already_present for r in again)
         assert spool.counts()["pending"] == 3
+
+
+def test_a_source_only_sidecar_is_neither_read_nor_rewritten_but_attempts_still_count(data_dir: Path) -> None:
+    with Spool(data_dir) as spool:
+        first, second = spool.accept(_report(1), source="/drop/a.json"), spool.accept(_report(2), source="/drop/b.json")
+        claim = spool.claim_next()
+        assert claim is not None and claim.key == first.key and claim.attempts == 0
+        spool.fire(claim.key, "accepted")  # sent at the first attempt: the sidecar stays as accepted
+        meta = json.loads((data_dir / "spool" / "meta" / f"{first.key}.json").read_bytes())
+        assert meta["source"] == "/drop/a.json" and [h["trigger"] for h in meta["history"]] == ["accept"]
+        claim = spool.claim_next()
+        assert claim is not None and claim.key == second.key
+        spool.fire(claim.key, "transient_error", error="503", next_attempt_s=0.0, count_attempt=True)
+        spool.release_due()
+        again = spool.claim_next()
+        assert again is not None and again.key == second.key and again.attempts == 1
+        assert spool.info(second.key).source == "/drop/b.json"
