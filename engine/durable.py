@@ -44,16 +44,8 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
 
 def write_file(path: str | os.PathLike[str], data: bytes, *, sync: bool = True) -> None:
     """Create or truncate ``path`` with ``data``; fsync it when ``sync``. Removes a partial file on error."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
+    fd = write_open(path, data)
     try:
-        fd = os.open(path, flags, 0o644)
-    except OSError as exc:
-        raise StorageError(f"cannot create {path}: {exc.strerror}") from exc
-    try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
         if sync:
             os.fsync(fd)
     except OSError as exc:

@@ -417,7 +417,8 @@ class Intake:
             else:
                 batches.append([file])
         for files in new.values():
-            # Spread a small handful over the workers; a burst goes in full batches.
+            # A burst goes in full batches; fewer files are split over the workers, a quarter batch
+            # at least (below that, one exchange with a worker costs less than two).
             size = max(1, min(BATCH_FILES, max(math.ceil(len(files) / self.workers), BATCH_FILES // 4)))
             batches.extend(files[i:i + size] for i in range(0, len(files), size))
         return batches
