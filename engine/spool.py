@@ -388,9 +388,10 @@ class Spool:
             self._unstage(staged)
             raise
         written: list[tuple[int, str]] = []  # (index, key) of reports new in this call
+        left = list(zip(staged, synced))
         try:
-            for n, (index, key, entry, tmp, fd) in enumerate(staged):
-                failure: StorageError | None = synced[n]
+            while left:
+                (index, key, entry, tmp, fd), failure = left.pop(0)
                 try:
                     os.close(fd)
                 except OSError as exc:
@@ -411,6 +412,9 @@ class Spool:
                     entry.busy = False
                 results[index] = Accepted(key, self._initial)
                 written.append((index, key))
+        except BaseException:
+            self._unstage([item for item, _ in left])
+            raise
         finally:
             if written:
                 keys = [key for _, key in written]
@@ -438,7 +442,7 @@ class Spool:
                 self._source_only.add(key)
             except StorageError as exc:  # informational; the report itself is durable
                 log.warning("report %s accepted without its sidecar (source): %s", key, exc)
-        return [r for r in results if r is not None]
+        return [r if r is not None else StorageError("report not stored (internal error)") for r in results]
 
     def _stage(self, raw: bytes) -> Accepted | tuple[str, _Entry, Path, int]:
         """Validate, check room, and write the report in tmp/ (not yet fsynced): its key, index
