@@ -58,6 +58,11 @@ _PAUSE_CODES = {401: "the server refused the token (401) — set server.token, s
                 404: "the server has no report endpoint at this address (404) — check server.url"}
 _TRANSIENT_CODES = {408, 425, 429}
 _INLINE_LIMIT_S = 0.02  # spool work slower than this on the event loop moves to threads
+#: After moving spool work to threads, try the event loop again this much later (doubling each
+#: time it is slow again, up to the maximum): one journal commit that stalled a rename must not
+#: cost the rest of the service's life, a disk that is slow for good is not tried every minute.
+INLINE_RETRY_S = 60.0
+INLINE_RETRY_MAX_S = 3600.0
 # The GIL switch interval for the service process. At Python's default (5 ms) a thread that gives up
 # the GIL for a system call (intake's accept: write, fsync, rename) waits up to 5 ms to get it back
 # from a busy event loop, once per call: measured, accept latency at a steady 50 reports/s went from
@@ -272,6 +277,8 @@ class Uploader:
         self._limiter = anyio.CapacityLimiter(upload.concurrency + 2)
         self._work = anyio.Event()
         self._inline_io = True
+        self._inline_retry_s = INLINE_RETRY_S
+        self._inline_retry_at = math.inf
 
     def _wake(self) -> None:
         """A report became ready: wake idle workers (runs on the event loop)."""
@@ -385,7 +392,7 @@ class Uploader:
                     n += 1
                 if self._draining or self.mode != ONLINE:
                     continue
-                if self._inline_io:
+                if self._use_inline():
                     claims = self._timed_inline(self._claim_many, n)
                     await anyio.lowlevel.checkpoint()  # inline work must never starve the loop
                 else:
@@ -407,7 +414,7 @@ class Uploader:
                         raise
 
     def _timed_inline(self, fn: Callable[[Any], Any], arg: Any) -> Any:
-        """Run quick spool work on the event loop; fall back to threads for good if the disk is slow.
+        """Run quick spool work on the event loop; fall back to threads for a while if the disk is slow.
 
         Claiming (a rename into the non-durable ``sending`` state and a read from the page cache)
         and recording a 2xx (a rename into ``sent``, whose directory fsync the scheduler batches in
@@ -421,10 +428,20 @@ class Uploader:
             return fn(arg)
         finally:
             elapsed = time.perf_counter() - started
-            if elapsed > _INLINE_LIMIT_S:
+            if elapsed > _INLINE_LIMIT_S and self._inline_io:
                 self._inline_io = False
+                self._inline_retry_at = time.monotonic() + self._inline_retry_s
                 log.warning("spool work took %.0f ms on the event loop; the disk is slow, so spool work "
-                            "moves to worker threads from now on", elapsed * 1000)
+                            "moves to worker threads (tried on the event loop again in %.0f s)",
+                            elapsed * 1000, self._inline_retry_s)
+                self._inline_retry_s = min(self._inline_retry_s * 2, INLINE_RETRY_MAX_S)
+
+    def _use_inline(self) -> bool:
+        """Whether quick spool work runs on the event loop now (see ``_timed_inline``)."""
+        if not self._inline_io and time.monotonic() >= self._inline_retry_at:
+            self._inline_io, self._inline_retry_at = True, math.inf
+            log.info("trying quick spool work on the event loop again")
+        return self._inline_io
 
     def _claim_many(self, n: int) -> list[Claim]:
         claims = []
@@ -457,7 +474,7 @@ class Uploader:
                         batch.append(outcomes.receive_nowait())
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
-                quick = [item for item in batch if item[1] == "accepted"] if self._inline_io else []
+                quick = [item for item in batch if item[1] == "accepted"] if self._use_inline() else []
                 rest = [item for item in batch if item[1] != "accepted"] if quick else batch
                 with anyio.CancelScope(shield=True):  # an answer received is never forgotten
                     if quick:
