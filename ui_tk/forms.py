@@ -383,17 +383,22 @@ class FieldRow:
         return self.error is not None
 
 
+def _nested_frame(form: ModelForm, spec: FieldSpec, row: int, *, stretch_column: int) -> ttk.LabelFrame:
+    """The titled frame a nested section or list of sections sits in, spanning the form's width."""
+    assert spec.model is not None
+    frame = ttk.LabelFrame(form.grid_parent, text=spec.key.replace("_", " "), padding=(10, 4))
+    frame.grid(row=row, column=0, columnspan=2, sticky="ew", pady=(10, 0))
+    frame.columnconfigure(stretch_column, weight=1)
+    return frame
+
+
 class SectionRow:
     """A sub-section (``upload.retry``): a framed nested form."""
 
     def __init__(self, form: ModelForm, spec: FieldSpec, row: int) -> None:
-        self.form = form
-        self.spec = spec
-        self.present = False
-        assert spec.model is not None
-        frame = ttk.LabelFrame(form.grid_parent, text=spec.key.replace("_", " "), padding=(10, 4))
-        frame.grid(row=row, column=0, columnspan=2, sticky="ew", pady=(10, 0))
-        frame.columnconfigure(1, weight=1)
+        self.form, self.spec, self.present = form, spec, False
+        frame = _nested_frame(form, spec, row, stretch_column=1)
+        assert spec.model is not None  # checked by _nested_frame; narrows the type here
         if spec.description:
             ttk.Label(frame, text=spec.description, foreground=HELP_FG, wraplength=640).grid(
                 row=0, column=0, columnspan=2, sticky="w")
@@ -416,13 +421,9 @@ class ListRow:
     def __init__(self, form: ModelForm, spec: FieldSpec, row: int) -> None:
         from ui_tk.model_list import ModelListEditor
 
-        self.form = form
-        self.spec = spec
-        self.present = False
-        assert spec.model is not None
-        frame = ttk.LabelFrame(form.grid_parent, text=spec.key.replace("_", " "), padding=(10, 4))
-        frame.grid(row=row, column=0, columnspan=2, sticky="ew", pady=(10, 0))
-        frame.columnconfigure(0, weight=1)
+        self.form, self.spec, self.present = form, spec, False
+        frame = _nested_frame(form, spec, row, stretch_column=0)
+        assert spec.model is not None  # checked by _nested_frame; narrows the type here
         self.editor = ModelListEditor(frame, spec.model, form.full_path(spec.key), form.ctx)
         self.editor.grid(row=0, column=0, sticky="nsew")
 
