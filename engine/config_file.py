@@ -20,9 +20,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from engine.durable import atomic_write, fsync_dir, replace, write_file
-from engine.errors import ConfigError, StorageError
-from schemas.config import MASK, StationConfig, allowed_keys, section_model
+from .durable import atomic_write, fsync_dir, replace, write_file
+from .errors import ConfigError, StorageError
+from ..schemas.config import MASK, StationConfig, allowed_keys, section_model
 
 ENV_VAR = "STATIONFLOW_CONFIG"
 DEFAULT_NAME = "station.yaml"

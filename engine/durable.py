@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from engine.errors import StorageError
+from .errors import StorageError
 
 _WINDOWS = sys.platform == "win32"
 _REPLACE_RETRIES = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0)

@@ -24,8 +24,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from transitions import Machine, State
 
-from engine.errors import IllegalTransition, MachineDefinitionError
-from schemas.machine import ANY_STATE, MachineDef, StateDef, TransitionDef
+from .errors import IllegalTransition, MachineDefinitionError
+from ..schemas.machine import ANY_STATE, MachineDef, StateDef, TransitionDef
 
 __all__ = [
     "DEFAULT_REGISTRY",
@@ -95,6 +95,7 @@ DEFAULT_REGISTRY = Registry(
 
 # --------------------------------------------------------------------------- YAML + schema
 
+_MACHINES_PACKAGE = __package__.rpartition(".")[0] + ".machines"  # stationflow.machines, shipped YAML
 _FIX_HINT = "fix each problem listed; `stationflow machines validate` re-checks"
 
 
@@ -582,7 +583,7 @@ class Lifecycle:
 
 def shipped_names() -> list[str]:
     """Names of the lifecycles shipped in the ``machines`` package."""
-    root = resources.files("machines")
+    root = resources.files(_MACHINES_PACKAGE)
     return sorted(entry.name[:-5] for entry in root.iterdir() if entry.name.endswith(".yaml"))
 
 
@@ -604,7 +605,7 @@ def resolve(name_or_path: str | Path, override_dirs: Sequence[Path] = ()) -> tup
         if candidate.is_file():
             label, text = _read(candidate, None)
             return label, text, name
-    entry = resources.files("machines").joinpath(f"{name}.yaml")
+    entry = resources.files(_MACHINES_PACKAGE).joinpath(f"{name}.yaml")
     if not entry.is_file():
         raise MachineDefinitionError(
             f"no lifecycle named '{name}'",

@@ -14,11 +14,11 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from engine.errors import IllegalTransition, StationflowError
-from engine.lifecycle import load_lifecycle
-from engine.logs import LOG_FILE
-from engine.station import open_spool, spool_in_use
-from schemas.config import StationConfig
+from .errors import IllegalTransition, StationflowError
+from .lifecycle import load_lifecycle
+from .service.logs import LOG_FILE
+from .station import open_spool, spool_in_use
+from ..schemas.config import StationConfig
 
 #: States whose reports wait for a person (the Queue page lists them with their message).
 PROBLEM_STATES = ("failed", "quarantined")

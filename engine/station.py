@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.config_file import find_config_path, load_config, resolved
-from engine.spool import Spool
-from schemas.config import StationConfig
+from .config_file import find_config_path, load_config, resolved
+from .spool.store import Spool
+from ..schemas.config import StationConfig
 
 
 def load_station(config_arg: str | None) -> tuple[Path, StationConfig]:

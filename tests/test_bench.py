@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine import bench_intake, bench_pipeline
+from stationflow.engine.devtools import bench_intake
+from stationflow.engine.devtools import bench_pipeline
 
 
 def test_pipeline_benchmark_runs_against_a_real_service_and_emulator(tmp_path: Path) -> None:

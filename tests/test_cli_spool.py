@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
-from engine.samples import make_report, make_report_bytes
-from engine.spool import Spool
+from stationflow.engine.cli.main import main
+from stationflow.engine.devtools.samples import make_report, make_report_bytes
+from stationflow.engine.spool.store import Spool
 from tests.conftest import REPORTS, assert_whole_once
 
 

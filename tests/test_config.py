@@ -14,8 +14,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.cli import main
-from engine.config_file import (
+from stationflow.engine.cli.main import main
+from stationflow.engine.config_file import (
     ENV_VAR,
     dump_for_file,
     dump_masked,
@@ -28,8 +28,8 @@ from engine.config_file import (
     starter_config_text,
     validate_config_data,
 )
-from engine.errors import ConfigError, StorageError
-from schemas.config import MASK, ByteSize, StationConfig, format_bytes
+from stationflow.engine.errors import ConfigError, StorageError
+from stationflow.schemas.config import MASK, ByteSize, StationConfig, format_bytes
 
 CONFIGS = Path(__file__).parents[1] / "fixtures" / "configs"
 CONTRACT = CONFIGS / "station.yaml"

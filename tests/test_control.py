@@ -27,17 +27,17 @@ import anyio
 import anyio.from_thread
 import pytest
 
-from engine.cli import main as cli_main
-from engine.config_file import load_config, resolved
-from engine.control_client import ControlClient, ControlError
-from engine.control_commands import build_handlers
-from engine.control_server import ControlServer
-from engine.errors import ConfigError, ReportNotFound, ServiceNotRunning, StationflowError
-from engine.logs import LogRing
-from engine.samples import make_report_bytes
-from engine.spool import Spool
-from schemas.config import MASK
-from schemas.control import COMMANDS, CONTROL_FILE, PROTOCOL_VERSION, TOKEN_FILE, Response
+from stationflow.engine.cli.main import main as cli_main
+from stationflow.engine.config_file import load_config, resolved
+from stationflow.engine.control.client import ControlClient, ControlError
+from stationflow.engine.control.commands import build_handlers
+from stationflow.engine.control.server import ControlServer
+from stationflow.engine.errors import ConfigError, ReportNotFound, ServiceNotRunning, StationflowError
+from stationflow.engine.service.logs import LogRing
+from stationflow.engine.devtools.samples import make_report_bytes
+from stationflow.engine.spool.store import Spool
+from stationflow.schemas.config import MASK
+from stationflow.schemas.control import COMMANDS, CONTROL_FILE, PROTOCOL_VERSION, TOKEN_FILE, Response
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_TEXT = """\
@@ -196,7 +196,7 @@ def served_well(data_dir: Path) -> None:
 
 def refusals(caplog: pytest.LogCaptureFixture, code_words: str) -> list[str]:
     return [r.getMessage() for r in caplog.records
-            if r.name == "engine.control_server" and r.levelno == logging.WARNING and re.search(code_words,
+            if r.name == "stationflow.engine.control.server" and r.levelno == logging.WARNING and re.search(code_words,
                                                                                                  r.getMessage())]
 
 
@@ -732,7 +732,7 @@ def test_a_real_service_status_retry_and_stop(tmp_path: Path, capsys: pytest.Cap
         spool.claim_next()
         spool.fire(key, "rejected", error="400: rejected by the server")
     console = (tmp_path / "console.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "-c", str(config_path), "run"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "stationflow", "-c", str(config_path), "run"], cwd=ROOT,
                             stdout=console, stderr=subprocess.STDOUT)
     try:
         client = ControlClient(data_dir, timeout=5.0)

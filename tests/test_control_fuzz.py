@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from engine.control_client import ControlClient
-from engine.control_commands import build_handlers
-from schemas.control import COMMANDS, PROTOCOL_VERSION, TOKEN_FILE, Response
+from stationflow.engine.control.client import ControlClient
+from stationflow.engine.control.commands import build_handlers
+from stationflow.schemas.control import COMMANDS, PROTOCOL_VERSION, TOKEN_FILE, Response
 from tests.test_control import CONFIG_TEXT, FakeService, serve
 
 MAX_LINE = 4096

@@ -19,10 +19,10 @@ from anyio.from_thread import start_blocking_portal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.convert_csv import CsvConverter, _compare
-from engine.convert_worker import ConversionFailed, WorkerPool
-from engine.convert_wsxf import WsxfConverter, convert_wsxf_bytes
-from engine.converters import (
+from stationflow.engine.convert.csvfile import CsvConverter, _compare
+from stationflow.engine.convert.worker import ConversionFailed, WorkerPool
+from stationflow.engine.convert.wsxf import WsxfConverter, convert_wsxf_bytes
+from stationflow.engine.convert.api import (
     ConversionError,
     ConvertContext,
     ConverterLoadError,
@@ -31,9 +31,9 @@ from engine.converters import (
     finish_reports,
     load_converter,
 )
-from engine.errors import DuplicateReport, InvalidInput
-from engine.spool import Spool
-from schemas.wsjf import load_report, parse_header
+from stationflow.engine.errors import DuplicateReport, InvalidInput
+from stationflow.engine.spool.store import Spool
+from stationflow.schemas.wsjf import load_report, parse_header
 from tests.conftest import FIXTURES, REPORTS
 
 INPUTS = FIXTURES / "inputs"

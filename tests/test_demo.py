@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
-from engine.demo import run_demo
+from stationflow.engine.cli.main import main
+from stationflow.engine.devtools.demo import run_demo
 
 
 def test_demo_loses_nothing_through_an_outage(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from engine.emulator import DEFAULT_TOKEN, PING_PATH, REPORT_PATH, VERSION_PATH, Emulator, Faults
+from stationflow.engine.devtools.emulator import DEFAULT_TOKEN, PING_PATH, REPORT_PATH, VERSION_PATH, Emulator, Faults
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORTS = ROOT / "fixtures" / "reports"
@@ -332,7 +332,7 @@ def test_stop_closes_idle_keep_alive_connections() -> None:
 
 def test_cli_runs_in_the_foreground_and_prints_final_stats(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "emulator", "--port", "0", "--store", str(tmp_path / "got"),
+        [sys.executable, "-m", "stationflow", "emulator", "--port", "0", "--store", str(tmp_path / "got"),
          "--stats-every", "0.2", "--error-status", "502"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
@@ -354,7 +354,7 @@ def test_cli_runs_in_the_foreground_and_prints_final_stats(tmp_path: Path) -> No
 
 
 def test_cli_stops_on_sigterm() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "emulator", "--port", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "stationflow", "emulator", "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         assert proc.stdout is not None and "listening on" in proc.stdout.readline()
@@ -373,7 +373,7 @@ def test_cli_stops_on_sigterm() -> None:
     (["--error-rate", "2"], "error_rate"),
 ])
 def test_cli_refuses_bad_options(argv: list[str], says: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "emulator", "--port", "0", *argv],
+    done = subprocess.run([sys.executable, "-m", "stationflow", "emulator", "--port", "0", *argv],
                           capture_output=True, text=True, cwd=ROOT, timeout=20)
     assert done.returncode == 1
     assert says in done.stderr and done.stderr.startswith("stationflow: error: ")

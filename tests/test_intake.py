@@ -24,13 +24,13 @@ from typing import Any
 import anyio
 import pytest
 
-from engine import cli_reprocess
-from engine.cli import main as cli_main
-from engine.converters import deterministic_id
-from engine.intake import Intake, IntakeOptions, prune_archive
-from engine.samples import make_report_bytes
-from engine.spool import Spool
-from schemas.config import IntakeSection, StationSection
+from stationflow.engine.cli import reprocess as cli_reprocess
+from stationflow.engine.cli.main import main as cli_main
+from stationflow.engine.convert.api import deterministic_id
+from stationflow.engine.intake.intake import Intake, IntakeOptions, prune_archive
+from stationflow.engine.devtools.samples import make_report_bytes
+from stationflow.engine.spool.store import Spool
+from stationflow.schemas.config import IntakeSection, StationSection
 from tests.conftest import FIXTURES, REPORTS, ROOT, spool_files
 
 INPUTS = FIXTURES / "inputs"
@@ -360,7 +360,7 @@ def test_a_full_disk_while_copying_pauses_with_the_reason_and_resumes(
                 status = intake.status()
                 assert status["paused"] and "disk holding the data dir is full" in status["paused_reason"]
                 assert files_in(drop) == sorted(raws) and not spool.keys()
-                assert not [r for r in caplog.records if r.levelname == "ERROR" and r.name == "engine.intake"]
+                assert not [r for r in caplog.records if r.levelname == "ERROR" and r.name == "stationflow.engine.intake.intake"]
                 monkeypatch.setattr(os, "fsync", real_fsync)  # space is back
                 finished = 0
                 with anyio.fail_after(10):
@@ -496,9 +496,9 @@ _CRASH_SCRIPT = """
 import sys
 from pathlib import Path
 import anyio
-from engine.intake import Intake, IntakeOptions
-from engine.spool import Spool
-from schemas.config import IntakeSection, StationSection
+from stationflow.engine.intake.intake import Intake, IntakeOptions
+from stationflow.engine.spool.store import Spool
+from stationflow.schemas.config import IntakeSection, StationSection
 
 data, watch, converter = sys.argv[1:4]
 

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transitions import MachineError
 
-from engine.cli import main
-from engine.errors import IllegalTransition, MachineDefinitionError
-from engine.lifecycle import (
+from stationflow.engine.cli.main import main
+from stationflow.engine.errors import IllegalTransition, MachineDefinitionError
+from stationflow.engine.lifecycle import (
     DEFAULT_REGISTRY,
     Lifecycle,
     check_invariants,
@@ -20,7 +20,7 @@ from engine.lifecycle import (
     load_lifecycle,
     shipped_names,
 )
-from schemas.machine import parse_duration
+from stationflow.schemas.machine import parse_duration
 from tests.conftest import FIXTURES
 
 BAD = FIXTURES / "machines"

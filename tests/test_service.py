@@ -21,12 +21,12 @@ from typing import Any
 import anyio
 import pytest
 
-from engine.emulator import DEFAULT_TOKEN, Emulator, Faults
-from engine.errors import ConfigError
-from engine.samples import make_report_bytes
-from engine.service import Service
-from engine.spool import Spool
-from engine.supervisor import RestartPolicy
+from stationflow.engine.devtools.emulator import DEFAULT_TOKEN, Emulator, Faults
+from stationflow.engine.errors import ConfigError
+from stationflow.engine.devtools.samples import make_report_bytes
+from stationflow.engine.service.service import Service
+from stationflow.engine.spool.store import Spool
+from stationflow.engine.service.supervisor import RestartPolicy
 from tests.conftest import ROOT, assert_whole_once
 
 FAST = RestartPolicy(initial_s=0.01, max_s=0.04, max_failures=3, window_s=60.0)
@@ -305,7 +305,7 @@ def _no_stray_services():
 def start_service(config: Path, log_to: Path) -> subprocess.Popen:
     """``stationflow run`` in a subprocess; returns once it logs that it is running."""
     err = log_to.open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "-c", str(config), "run"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "stationflow", "-c", str(config), "run"], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=err)
     err.close()
     _STARTED.append(proc)
@@ -330,7 +330,7 @@ def spool_states(data_dir: Path) -> dict[str, str]:
 
 
 def healthcheck(config: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine.cli", "-c", str(config), "healthcheck"], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "stationflow", "-c", str(config), "healthcheck"], cwd=ROOT,
                           capture_output=True, text=True, timeout=30)
 
 
@@ -380,7 +380,7 @@ def test_a_second_instance_on_the_same_data_dir_is_refused(tmp_path: Path, emula
     first = start_service(config, tmp_path / "first.log")
     try:
         started = time.monotonic()
-        second = subprocess.run([sys.executable, "-m", "engine.cli", "-c", str(config), "run"], cwd=ROOT,
+        second = subprocess.run([sys.executable, "-m", "stationflow", "-c", str(config), "run"], cwd=ROOT,
                                 capture_output=True, text=True, timeout=30)
         assert second.returncode == 8
         assert time.monotonic() - started < 5
@@ -479,8 +479,8 @@ def test_request_stop_from_another_thread_stops_a_service_run_in_a_thread(tmp_pa
 
 
 def test_the_log_file_can_be_json_lines_rotated_by_size_and_never_holds_the_token(tmp_path: Path) -> None:
-    from engine.logs import LogRing, ServiceLogging
-    from schemas.config import LoggingSection
+    from stationflow.engine.service.logs import LogRing, ServiceLogging
+    from stationflow.schemas.config import LoggingSection
 
     root = logging.getLogger()
     before = list(root.handlers)

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import durable, spool as spool_module
-from engine.errors import (
+from stationflow.engine import durable
+from stationflow.engine.spool import store as spool_module
+from stationflow.engine.errors import (
     AlreadyRunning,
     DuplicateReport,
     IllegalTransition,
@@ -19,8 +20,8 @@ from engine.errors import (
     SpoolFull,
     StorageError,
 )
-from engine.samples import make_report, make_report_bytes
-from engine.spool import Spool
+from stationflow.engine.devtools.samples import make_report, make_report_bytes
+from stationflow.engine.spool.store import Spool
 from tests.conftest import REPORTS, assert_whole_once, spool_files
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from engine import durable
-from engine.samples import make_report_bytes
-from engine.spool import Spool
+from stationflow.engine import durable
+from stationflow.engine.devtools.samples import make_report_bytes
+from stationflow.engine.spool.store import Spool
 from tests.conftest import ROOT, assert_whole_once
 
 
@@ -122,8 +122,8 @@ def test_every_accepted_report_survives_a_crash_at_any_write_step(ops: list[str]
 
 _WRITER = r"""
 import sys, random
-from engine.samples import make_report_bytes
-from engine.spool import Spool
+from stationflow.engine.devtools.samples import make_report_bytes
+from stationflow.engine.spool.store import Spool
 data_dir, start = sys.argv[1], int(sys.argv[2])
 spool = Spool(data_dir)
 rng = random.Random(start)

@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 import anyio
 import pytest
 
-from engine.lifecycle import load_lifecycle
-from engine.supervisor import RestartPolicy, StopOutcome, SupervisedTask, Supervisor
+from stationflow.engine.lifecycle import load_lifecycle
+from stationflow.engine.service.supervisor import RestartPolicy, StopOutcome, SupervisedTask, Supervisor
 
 FAST = RestartPolicy(initial_s=0.01, max_s=0.04, max_failures=3, window_s=60.0)
 
@@ -60,7 +60,7 @@ def test_a_crashing_task_is_logged_once_per_crash_and_restarted(caplog: pytest.L
         await sup.stop(1.0)
         return seen
 
-    with caplog.at_level(logging.INFO, logger="engine.supervisor"):
+    with caplog.at_level(logging.INFO, logger="stationflow.engine.service.supervisor"):
         seen = run_with(sup, scenario)
     assert seen["state"] == "running"
     assert seen["restarts"] == 2

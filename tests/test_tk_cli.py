@@ -20,7 +20,7 @@ def _env(display: str | None) -> dict[str, str]:
 
 def test_configure_without_a_display_says_so(tmp_path: Path) -> None:
     path = write_station(tmp_path, "http://127.0.0.1:9")
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "configure", "-c", str(path)], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "stationflow", "configure", "-c", str(path)], cwd=ROOT,
                           env=_env(None), capture_output=True, text=True, timeout=60)
     if sys.platform.startswith("linux"):
         assert done.returncode == 1
@@ -30,7 +30,7 @@ def test_configure_without_a_display_says_so(tmp_path: Path) -> None:
 def test_configure_opens_the_window(tmp_path: Path) -> None:
     display = ensure_display()
     path = write_station(tmp_path, "http://127.0.0.1:9")
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "configure", "-c", str(path)], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "stationflow", "configure", "-c", str(path)], cwd=ROOT,
                             env=_env(display), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         time.sleep(2.0)

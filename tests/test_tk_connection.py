@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from engine.connection_test import check_connection
-from engine.emulator import VERSION, Emulator
-from schemas.config import ServerSection
+from stationflow.engine.upload.connection_test import check_connection
+from stationflow.engine.devtools.emulator import VERSION, Emulator
+from stationflow.schemas.config import ServerSection
 from tests.tk_fixtures import FIXTURES, TOKEN, RecordingDialogs, dialogs, pump_until, tk_root, write_station
 
 __all__ = ["dialogs", "tk_root"]
@@ -31,7 +31,7 @@ def tls_emulator() -> Iterator[Emulator]:
 
 
 def _test(root: Any, dialogs: RecordingDialogs, tmp_path: Path, url: str, **server: str) -> tuple[Any, Any]:
-    from ui_tk.app import ConfiguratorApp
+    from stationflow.ui_tk.app import ConfiguratorApp
 
     path = write_station(tmp_path, "http://127.0.0.1:9", intake=[])
     app = ConfiguratorApp(root, path, dialogs=dialogs)
@@ -90,7 +90,7 @@ def test_tls_failure_and_fix_with_ca_bundle(tls_emulator: Emulator, tk_root: Any
 
 
 def test_invalid_fields_are_not_tested(tk_root: Any, dialogs: RecordingDialogs, tmp_path: Path) -> None:
-    from ui_tk.app import ConfiguratorApp
+    from stationflow.ui_tk.app import ConfiguratorApp
 
     path = write_station(tmp_path, "http://127.0.0.1:9", intake=[])
     app = ConfiguratorApp(tk_root, path, dialogs=dialogs)

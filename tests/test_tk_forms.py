@@ -14,18 +14,18 @@ import pytest
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from engine.config_file import load_config, validate_config_data
-from engine.errors import ConfigError
-from engine.samples import make_report_bytes
-from engine.spool import Spool
-from schemas.config import ByteSize, IntakeSection, ServerSection, StationConfig
+from stationflow.engine.config_file import load_config, validate_config_data
+from stationflow.engine.errors import ConfigError
+from stationflow.engine.devtools.samples import make_report_bytes
+from stationflow.engine.spool.store import Spool
+from stationflow.schemas.config import ByteSize, IntakeSection, ServerSection, StationConfig
 from tests.tk_fixtures import FIXTURES, RecordingDialogs, dialogs, pump, pump_until, tk_root, ui_threads, write_station
 
 __all__ = ["dialogs", "tk_root"]  # fixtures used by name
 
 
 def _app(root: Any, path: Path, dialogs: RecordingDialogs, **kw: Any) -> Any:
-    from ui_tk.app import ConfiguratorApp
+    from stationflow.ui_tk.app import ConfiguratorApp
 
     app = ConfiguratorApp(root, path, dialogs=dialogs, **kw)
     pump(root, 0.05)
@@ -80,7 +80,7 @@ class _Future(BaseModel):
 
 
 def test_a_new_section_gets_a_working_form(tk_root: Any, tmp_path: Path) -> None:
-    from ui_tk.forms import FormContext, ModelForm
+    from stationflow.ui_tk.forms import FormContext, ModelForm
 
     changes: list[int] = []
     form = ModelForm(tk_root, _Future, "future", FormContext(RecordingDialogs(), tmp_path, lambda: changes.append(1)))

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from engine.lifecycle import load_lifecycle, shipped_names
+from stationflow.engine.lifecycle import load_lifecycle, shipped_names
 from tests.tk_fixtures import FIXTURES, RecordingDialogs, dialogs, pump_until, tk_root, write_station
-from ui_tk.machine_canvas import BOX_H, BOX_W, layout
+from stationflow.ui_tk.machine_canvas import BOX_H, BOX_W, layout
 
 __all__ = ["dialogs", "tk_root"]
 
@@ -33,7 +33,7 @@ def test_layout_puts_every_state_apart_and_turns_loops_back() -> None:
 
 
 def test_page_checks_and_draws_each_machine(tk_root: Any, dialogs: RecordingDialogs, tmp_path: Path) -> None:
-    from ui_tk.app import ConfiguratorApp
+    from stationflow.ui_tk.app import ConfiguratorApp
 
     app = ConfiguratorApp(tk_root, write_station(tmp_path, "http://127.0.0.1:9", intake=[]), dialogs=dialogs)
     page = app.pages["Lifecycles"]

@@ -17,11 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
-from engine.config_file import load_config
-from engine.control_client import ControlClient
-from engine.emulator import Emulator
-from engine.samples import make_report_bytes
-from engine.spool import Spool
+from stationflow.engine.config_file import load_config
+from stationflow.engine.control.client import ControlClient
+from stationflow.engine.devtools.emulator import Emulator
+from stationflow.engine.devtools.samples import make_report_bytes
+from stationflow.engine.spool.store import Spool
 from tests.tk_fixtures import (
     ROOT,
     TOKEN,
@@ -52,13 +52,13 @@ def _seed(data_dir: Path, count: int) -> list[str]:
 
 
 def _app(root: Any, path: Path, dialogs: RecordingDialogs) -> Any:
-    from ui_tk.app import ConfiguratorApp
+    from stationflow.ui_tk.app import ConfiguratorApp
 
     return ConfiguratorApp(root, path, dialogs=dialogs, probe_ms=200)
 
 
 def _run_service(path: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "-c", str(path), "run"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "stationflow", "-c", str(path), "run"], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     client = ControlClient(path.parent / "stationflow-data")
     deadline = time.monotonic() + 20
@@ -170,7 +170,7 @@ def test_the_window_is_never_busy_over_50ms_while_the_service_uploads(tk_root: A
                                                                        tmp_path: Path) -> None:
     # The emulator runs in its own process: its threads must not share this process's GIL with Tk.
     port = free_port()
-    emu = subprocess.Popen([sys.executable, "-m", "engine.cli", "emulator", "--port", str(port), "--stats-every",
+    emu = subprocess.Popen([sys.executable, "-m", "stationflow", "emulator", "--port", str(port), "--stats-every",
                             "3600"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     app = None
     try:

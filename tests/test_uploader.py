@@ -10,11 +10,11 @@ from pathlib import Path
 import anyio
 import pytest
 
-from engine.emulator import DEFAULT_TOKEN, Emulator
-from engine.samples import make_report_bytes
-from engine.spool import Spool
-from engine.uploader import OFFLINE, ONLINE, PAUSED, Backoff, TokenBucket, Uploader
-from schemas.config import RetrySection, ServerSection, UploadSection
+from stationflow.engine.devtools.emulator import DEFAULT_TOKEN, Emulator
+from stationflow.engine.devtools.samples import make_report_bytes
+from stationflow.engine.spool.store import Spool
+from stationflow.engine.upload.uploader import OFFLINE, ONLINE, PAUSED, Backoff, TokenBucket, Uploader
+from stationflow.schemas.config import RetrySection, ServerSection, UploadSection
 
 
 def _server(url: str, token: str = DEFAULT_TOKEN, timeout_s: float = 5.0) -> ServerSection:

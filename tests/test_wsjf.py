@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.wsjf import (
+from stationflow.schemas.wsjf import (
     REQUIRED_FIELDS,
     Report,
     ReportHeader,

@@ -142,7 +142,7 @@ def free_port() -> int:
 
 
 def ui_threads() -> list[str]:
-    from ui_tk.worker import THREAD_PREFIX
+    from stationflow.ui_tk.worker import THREAD_PREFIX
 
     return [t.name for t in threading.enumerate() if t.name.startswith(THREAD_PREFIX)]
 
@@ -159,7 +159,7 @@ def stop_process(proc: subprocess.Popen[Any], timeout: float = 15.0) -> None:
 
 
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "stationflow", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)
 
 

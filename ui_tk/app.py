@@ -21,22 +21,22 @@ from pathlib import Path
 from tkinter import ttk
 from typing import Any
 
-from engine.errors import ConfigError, ServiceNotRunning, StationflowError
-from schemas.config import StationConfig
-from ui_tk import busy
-from ui_tk.dialogs import Dialogs, TkDialogs
-from ui_tk.draft import Draft, check, data_dir_of, load_draft, resolved_config, save_locally
-from ui_tk.forms import FormContext, ModelForm, split_problem
-from ui_tk.model_list import ModelListEditor
-from ui_tk.page_base import Page
-from ui_tk.page_connection import ConnectionPage
-from ui_tk.page_forms import IntakePage, SettingsPage, StationPage
-from ui_tk.page_lifecycles import LifecyclesPage
-from ui_tk.page_queue import QueuePage
-from ui_tk.page_service import ServicePage
-from ui_tk.station_link import Probe, StationLink
-from ui_tk.widgets import ERROR_FG
-from ui_tk.worker import Runner
+from ..engine.errors import ConfigError, ServiceNotRunning, StationflowError
+from ..schemas.config import StationConfig
+from . import busy
+from .dialogs import Dialogs, TkDialogs
+from .draft import Draft, check, data_dir_of, load_draft, resolved_config, save_locally
+from .forms import FormContext, ModelForm, split_problem
+from .model_list import ModelListEditor
+from .page_base import Page
+from .page_connection import ConnectionPage
+from .page_forms import IntakePage, SettingsPage, StationPage
+from .page_lifecycles import LifecyclesPage
+from .page_queue import QueuePage
+from .page_service import ServicePage
+from .station_link import Probe, StationLink
+from .widgets import ERROR_FG
+from .worker import Runner
 
 log = logging.getLogger(__name__)
 

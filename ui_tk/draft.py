@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.config_file import (
+from ..engine.config_file import (
     parse_config_text,
     read_config_data,
     resolved,
@@ -22,8 +22,8 @@ from engine.config_file import (
     starter_config_text,
     validate_config_data,
 )
-from engine.errors import ConfigError
-from schemas.config import StationConfig
+from ..engine.errors import ConfigError
+from ..schemas.config import StationConfig
 
 
 @dataclass

@@ -31,9 +31,9 @@ import yaml
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
-from schemas.config import ByteSize
-from ui_tk.dialogs import Dialogs
-from ui_tk.widgets import ERROR_FG, HELP_FG, Tooltip
+from ..schemas.config import ByteSize
+from .dialogs import Dialogs
+from .widgets import ERROR_FG, HELP_FG, Tooltip
 
 _REQUIRED = object()
 
@@ -419,7 +419,7 @@ class ListRow:
     """A list of sections inside a form (none today besides ``intake``, which has its own page)."""
 
     def __init__(self, form: ModelForm, spec: FieldSpec, row: int) -> None:
-        from ui_tk.model_list import ModelListEditor
+        from .model_list import ModelListEditor
 
         self.form, self.spec, self.present = form, spec, False
         frame = _nested_frame(form, spec, row, stretch_column=0)

@@ -16,7 +16,7 @@ import tkinter as tk
 from collections import defaultdict
 from dataclasses import dataclass
 
-from schemas.machine import ANY_STATE, MachineDef
+from ..schemas.machine import ANY_STATE, MachineDef
 
 BOX_W, BOX_H = 180, 46
 GAP_X, ROW_H = 36, 92

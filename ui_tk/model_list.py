@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ui_tk.forms import FieldRow, FormContext, ModelForm, field_specs
-from ui_tk.widgets import ERROR_FG, HELP_FG
+from .forms import FieldRow, FormContext, ModelForm, field_specs
+from .widgets import ERROR_FG, HELP_FG
 
 
 class ModelListEditor(ttk.Frame):

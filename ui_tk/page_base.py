@@ -5,11 +5,11 @@ from __future__ import annotations
 from tkinter import ttk
 from typing import TYPE_CHECKING, Any
 
-from ui_tk.worker import Repeater
+from .worker import Repeater
 
 if TYPE_CHECKING:
-    from ui_tk.app import ConfiguratorApp
-    from ui_tk.station_link import Probe
+    from .app import ConfiguratorApp
+    from .station_link import Probe
 
 
 class Page(ttk.Frame):

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from engine.connection_test import ConnectionResult, check_connection
-from schemas.config import ServerSection
-from ui_tk.forms import ModelForm
-from ui_tk.page_base import Page
-from ui_tk.widgets import ERROR_FG, HELP_FG, OK_FG, ScrollFrame
+from ..engine.upload.connection_test import ConnectionResult, check_connection
+from ..schemas.config import ServerSection
+from .forms import ModelForm
+from .page_base import Page
+from .widgets import ERROR_FG, HELP_FG, OK_FG, ScrollFrame
 
 if TYPE_CHECKING:
-    from ui_tk.app import ConfiguratorApp
+    from .app import ConfiguratorApp
 
 
 class ConnectionPage(Page):

@@ -8,14 +8,14 @@ from __future__ import annotations
 from tkinter import ttk
 from typing import TYPE_CHECKING, Any
 
-from schemas.config import IntakeSection, StationConfig, StationSection
-from ui_tk.forms import ModelForm
-from ui_tk.model_list import ModelListEditor
-from ui_tk.page_base import Page
-from ui_tk.widgets import HELP_FG, ScrollFrame
+from ..schemas.config import IntakeSection, StationConfig, StationSection
+from .forms import ModelForm
+from .model_list import ModelListEditor
+from .page_base import Page
+from .widgets import HELP_FG, ScrollFrame
 
 if TYPE_CHECKING:
-    from ui_tk.app import ConfiguratorApp
+    from .app import ConfiguratorApp
 
 #: Top-level keys that have a page of their own; every other one is on the Settings page.
 OWN_PAGES = ("station", "server", "intake")

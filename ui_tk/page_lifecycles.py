@@ -9,15 +9,15 @@ from pathlib import Path
 from tkinter import ttk
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import MachineDefinitionError
-from engine.lifecycle import load_definition, load_lifecycle, resolve, shipped_names
-from schemas.machine import MachineDef
-from ui_tk import machine_canvas
-from ui_tk.page_base import Page
-from ui_tk.widgets import ERROR_FG, HELP_FG, OK_FG
+from ..engine.errors import MachineDefinitionError
+from ..engine.lifecycle import load_definition, load_lifecycle, resolve, shipped_names
+from ..schemas.machine import MachineDef
+from . import machine_canvas
+from .page_base import Page
+from .widgets import ERROR_FG, HELP_FG, OK_FG
 
 if TYPE_CHECKING:
-    from ui_tk.app import ConfiguratorApp
+    from .app import ConfiguratorApp
 
 
 @dataclass

@@ -9,12 +9,12 @@ from __future__ import annotations
 from tkinter import ttk
 from typing import TYPE_CHECKING, Any
 
-from ui_tk.page_base import Page
-from ui_tk.station_link import Snapshot
-from ui_tk.widgets import HELP_FG
+from .page_base import Page
+from .station_link import Snapshot
+from .widgets import HELP_FG
 
 if TYPE_CHECKING:
-    from ui_tk.app import ConfiguratorApp
+    from .app import ConfiguratorApp
 
 _COLUMNS = (("id", 250), ("state", 90), ("attempts", 70), ("last_error", 520), ("source", 220))
 

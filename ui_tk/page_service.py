@@ -6,12 +6,12 @@ import tkinter as tk
 from tkinter import ttk
 from typing import TYPE_CHECKING, Any
 
-from ui_tk.page_base import Page
-from ui_tk.widgets import ERROR_FG, HELP_FG, OK_FG
+from .page_base import Page
+from .widgets import ERROR_FG, HELP_FG, OK_FG
 
 if TYPE_CHECKING:
-    from ui_tk.app import ConfiguratorApp
-    from ui_tk.station_link import Probe
+    from .app import ConfiguratorApp
+    from .station_link import Probe
 
 _TASK_COLUMNS = (("task", 140), ("state", 100), ("restarts", 70), ("since", 200), ("last_error", 480))
 LOG_LINES = 200

@@ -1,6 +1,6 @@
 """Screenshots of every page of the configurator, taken under Xvfb, for the README.
 
-    python -m ui_tk.screenshots [--out docs/screenshots]
+    python -m stationflow.ui_tk.screenshots [--out docs/screenshots]
 
 It builds a demo station in a temporary folder (a config, the WATS emulator rejecting a share of
 the reports, a few dozen sample reports submitted), starts the service from the Service page as a
@@ -89,7 +89,7 @@ def start_xvfb(fbdir: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def make_station(folder: Path, url: str, reports: int) -> Path:
-    from engine.samples import make_report_bytes
+    from ..engine.devtools.samples import make_report_bytes
 
     drop = folder / "drop" / "json"
     drop.mkdir(parents=True)
@@ -108,7 +108,7 @@ upload: {{concurrency: 4, rate_per_s: null}}
         path = folder / f"report-{index}.json"
         path.write_bytes(make_report_bytes(index, seed=index))
         files.append(str(path))
-    subprocess.run([sys.executable, "-m", "engine.cli", "-c", str(config), "submit", *files], check=True,
+    subprocess.run([sys.executable, "-m", "stationflow", "-c", str(config), "submit", *files], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return config
 
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    from engine.emulator import Emulator
+    from ..engine.devtools.emulator import Emulator
 
     with tempfile.TemporaryDirectory(prefix="sf-shots-") as tmp:
         work = Path(tmp)
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             config = make_station(work / "station", emulator.url, args.reports)
             import tkinter as tk
 
-            from ui_tk.app import ConfiguratorApp
+            from .app import ConfiguratorApp
 
             root = tk.Tk(className="stationflow")
             app = ConfiguratorApp(root, config)

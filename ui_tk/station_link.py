@@ -1,7 +1,7 @@
 """Everything the window asks of the station, as blocking calls for worker threads.
 
 With the service running the answers come from it, through the control client; when it is not
-running (``ServiceNotRunning``) they come from the disk through ``engine.offline_view``, so
+running (``ServiceNotRunning``) they come from the disk through ``engine/offline_view.py``, so
 the window keeps working offline. Nothing here touches a widget: results go back to the Tk thread
 through the worker's queue.
 """
@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine import offline_view
-from engine.control_client import ControlClient
-from engine.errors import ServiceNotRunning, StationflowError
-from schemas.config import StationConfig
+from ..engine import offline_view
+from ..engine.children import child_env
+from ..engine.control.client import ControlClient
+from ..engine.errors import ServiceNotRunning, StationflowError
+from ..schemas.config import StationConfig
 
 CLIENT_NAME = "stationflow-configure"
 CONSOLE_LOG = Path("logs") / "service-console.log"
@@ -134,7 +135,7 @@ class StationLink:
         console = self.data_dir / CONSOLE_LOG
         console.parent.mkdir(parents=True, exist_ok=True)
         offset = console.stat().st_size if console.exists() else 0
-        command = [sys.executable, "-m", "engine.cli", "-c", str(self.config_path), "run"]
+        command = [sys.executable, "-m", "stationflow", "-c", str(self.config_path), "run"]
         options: dict[str, Any] = {}
         if sys.platform == "win32":
             options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS
@@ -144,7 +145,7 @@ class StationLink:
             out.write(f"--- started by the configurator at {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
             out.flush()
             proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                    cwd=str(self.config_path.parent), env=_child_env(), **options)
+                                    cwd=str(self.config_path.parent), env=child_env(), **options)
         with self._lock:
             self._children.append(proc)
         deadline = time.monotonic() + wait_s
@@ -240,9 +241,3 @@ def _last_lines(path: Path, n: int, *, offset: int = 0) -> list[str]:
     return list(deque(text.splitlines(), maxlen=n))
 
 
-def _child_env() -> dict[str, str]:
-    """The service must import this very stationflow, wherever the configurator was started from."""
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from engine.emulator import Emulator
+from stationflow.engine.devtools.emulator import Emulator
 from tests.chaos.harness import Station
 
 

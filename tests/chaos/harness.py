@@ -1,7 +1,7 @@
 """The chaos harness: the real ``stationflow run`` in a subprocess, a watch folder, and the one rule.
 
 A :class:`Station` writes a station.yaml for a temporary folder, starts, stops and kills the real
-service (``python -m engine.cli -c station.yaml run``, in its own process group so its converter
+service (``python -m stationflow -c station.yaml run``, in its own process group so its converter
 workers die with it), and drops report files into the watch folder the way test equipment does
 (written elsewhere, then renamed in, so a file never appears half-written).
 
@@ -37,8 +37,8 @@ from typing import Any
 
 import yaml
 
-from engine.emulator import DEFAULT_TOKEN
-from engine.samples import make_report
+from stationflow.engine.devtools.emulator import DEFAULT_TOKEN
+from stationflow.engine.devtools.samples import make_report
 
 ROOT = Path(__file__).resolve().parents[2]
 INTAKE = "chaos"
@@ -310,7 +310,7 @@ class Station:
             env[_ENOSPC_FLAG_ENV] = str(self.enospc_flag)
             cmd = [sys.executable, "-m", "tests.chaos.harness", "-c", str(self.config_path), "run"]
         else:
-            cmd = [sys.executable, "-m", "engine.cli", "-c", str(self.config_path), "run"]
+            cmd = [sys.executable, "-m", "stationflow", "-c", str(self.config_path), "run"]
         with open(self._log_path, "wb") as err:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err,
                                          start_new_session=True)
@@ -484,7 +484,7 @@ def _run_with_injected_enospc(argv: list[str]) -> int:
         real_fsync(fd)
 
     os.fsync = fsync  # type: ignore[assignment]
-    from engine.cli import main
+    from stationflow.engine.cli.main import main
 
     return main(argv)
 

@@ -22,14 +22,14 @@ from typing import Any
 import anyio
 import pytest
 
-import engine.intake
-import engine.spool
-from engine.config_file import load_config, resolved
-from engine.control_client import ControlClient
-from engine.emulator import Emulator
-from engine.spool import Spool
-from engine.station import open_spool
-from engine.uploader import Uploader
+import stationflow.engine.intake.intake as intake_module
+import stationflow.engine.spool.store as spool_module
+from stationflow.engine.config_file import load_config, resolved
+from stationflow.engine.control.client import ControlClient
+from stationflow.engine.devtools.emulator import Emulator
+from stationflow.engine.spool.store import Spool
+from stationflow.engine.station import open_spool
+from stationflow.engine.upload.uploader import Uploader
 from tests.chaos.harness import (
     Station,
     fill_disk,
@@ -482,8 +482,8 @@ def test_wall_clock_jumps_delete_nothing_early_and_strand_nothing(
     clock at boot from a year powered off, and sent reports are already at the server.)
     """
     clock = WallClock()
-    monkeypatch.setattr(engine.spool, "time", clock)
-    monkeypatch.setattr(engine.intake, "time", clock)
+    monkeypatch.setattr(spool_module, "time", clock)
+    monkeypatch.setattr(intake_module, "time", clock)
     cap = 1.0
     station = Station(tmp_path / "station", emulator.url, seed=7, retry_max_s=cap, spool={"keep_sent_days": 7})
     cfg = resolved(load_config(station.config_path), station.config_path)
@@ -509,7 +509,7 @@ def test_wall_clock_jumps_delete_nothing_early_and_strand_nothing(
         clock.offset = jump
         assert spool.prune_sent() == 0, f"sent reports pruned after a jump of {jump / DAY:+.0f} days"
         today = (datetime.now() + timedelta(seconds=jump)).date()
-        assert engine.intake.prune_archive(station.data_dir, 30, clock_ref=intake_clock_ref, today=today) == 0
+        assert intake_module.prune_archive(station.data_dir, 30, clock_ref=intake_clock_ref, today=today) == 0
         waits.append(spool.next_due_in() or 0.0)
     clock.offset = -DAY
     started = time.monotonic()

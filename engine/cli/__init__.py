@@ -1,0 +1,1 @@
+"""The ``stationflow`` command line: one module per command group."""

@@ -1,0 +1,65 @@
+"""``run`` (the service in the foreground) and ``healthcheck`` (exit 0/1 for service managers)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import anyio
+from typing import Any
+
+from ..config_file import find_config_path, load_config, resolved
+from ..errors import StationflowError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="the service in the foreground until SIGTERM, SIGINT or `stationflow stop`",
+                       description="Run the station service in the foreground: watch folders, spool, upload. "
+                                   "SIGTERM/SIGINT (Ctrl+C) stop it gracefully; a second one stops it at "
+                                   "once; SIGHUP reloads the config. Exits 8 if another service already "
+                                   "runs on the same data dir.")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("healthcheck", help="exit 0 if the service is up and running, 1 otherwise",
+                       description="For container and service-manager health checks: exit 0 when the service "
+                                   "answers and its state is running, 1 otherwise with a one-line reason.")
+    p.set_defaults(func=cmd_healthcheck)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ..service.service import Service
+
+    service = Service(find_config_path(args.config), log_level=getattr(args, "log_level", None))
+    return anyio.run(service.run)
+
+
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    """Always 0 or 1 (Docker reserves 2): a broken config is unhealthy too, with its reason."""
+    try:
+        healthy, line = check_health(args.config)
+    except StationflowError as exc:
+        healthy, line = False, str(exc)
+    print(f"{'healthy' if healthy else 'unhealthy'}: {line}", file=sys.stdout if healthy else sys.stderr)
+    return 0 if healthy else 1
+
+
+def check_health(config_arg: str | None) -> tuple[bool, str]:
+    """(healthy, one-line reason), from the running service's own status through the control
+    protocol; a service that holds the lock but does not answer is unhealthy."""
+    from ..control.client import ControlClient
+    from ..service.service import lock_is_held, read_pid
+
+    path = find_config_path(config_arg)
+    cfg = resolved(load_config(path), path)
+    try:
+        answer: Any = ControlClient(cfg.data_dir).call("status")
+    except StationflowError as exc:
+        if lock_is_held(cfg.data_dir):
+            return False, (f"a service (pid {read_pid(cfg.data_dir) or 'unknown'}) holds the lock of "
+                           f"{cfg.data_dir} but does not answer on the control protocol: {exc}")
+        raise
+    service = (answer or {}).get("service", {})
+    state = service.get("state")
+    if state == "running":
+        return True, f"running (pid {service.get('pid')}, up {service.get('uptime_s')} s)"
+    reason = service.get("reason")
+    return False, f"the service is {state}" + (f": {reason}" if reason else "")

@@ -1,0 +1,1 @@
+"""The control protocol: the service's loopback door, its commands, the client."""

@@ -1,0 +1,283 @@
+"""What each control command does, in terms of the running service.
+
+``build_handlers(service)`` gives the control server one async handler per command in
+``schemas.control.COMMANDS``. Each handler validates its arguments against that schema first
+(a wrong argument is a ``bad_args`` answer naming the field), does blocking spool and file work in
+worker threads (with a small limiter of its own, so a busy CLI cannot starve the uploader's
+threads), and raises ``StationflowError`` for anything a person must hear about.
+
+Changing the config goes one way only: validated → saved atomically with a backup → reloaded.
+``config.get`` masks the token; a config sent back with the mask in place keeps the stored token.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import os
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any, TypeVar
+
+import anyio
+from pydantic import BaseModel, ValidationError
+
+from ..config_file import (
+    config_dict,
+    config_warnings,
+    load_config,
+    resolved,
+    save_config,
+    validate_config_data,
+)
+from .server import AfterReply, BadArguments, Handler, error_code, problems_of
+from ..errors import ConfigError, InvalidInput, ReportNotFound, StationflowError
+from ...schemas.config import MASK, StationConfig
+from ...schemas.control import (
+    COMMANDS,
+    ConfigDataArgs,
+    IntakePauseArgs,
+    LogTailArgs,
+    NoArgs,
+    QueueListArgs,
+    QueueRetryArgs,
+    QueueShowArgs,
+    SubmitArgs,
+)
+
+M = TypeVar("M", bound=BaseModel)
+_RETRY_NOTE = "retried by an operator (control protocol)"
+
+
+def build_handlers(service: Any) -> dict[str, Handler]:
+    """One handler per command for ``ControlServer``; ``service`` is the running ``Service``."""
+    commands = _Commands(service)
+    table: dict[str, Callable[[Any], Awaitable[Any]]] = {
+        "status": commands.status,
+        "metrics": commands.metrics,
+        "queue.list": commands.queue_list,
+        "queue.show": commands.queue_show,
+        "queue.retry": commands.queue_retry,
+        "queue.retry_failed": commands.queue_retry_failed,
+        "intake.pause": commands.intake_pause,
+        "intake.resume": commands.intake_resume,
+        "config.get": commands.config_get,
+        "config.validate": commands.config_validate,
+        "config.apply": commands.config_apply,
+        "reload": commands.reload,
+        "stop": commands.stop,
+        "log.tail": commands.log_tail,
+        "submit": commands.submit,
+    }
+    assert set(table) == set(COMMANDS), "schemas.control.COMMANDS and the handlers disagree"
+    return {name: _validated(name, COMMANDS[name][0], fn) for name, fn in table.items()}
+
+
+def _validated(name: str, model: type[M], fn: Callable[[M], Awaitable[Any]]) -> Handler:
+    fields = ", ".join(model.model_fields) or "no arguments"
+
+    async def handler(args: dict[str, Any]) -> Any:
+        try:
+            parsed = model.model_validate(args)
+        except ValidationError as exc:
+            raise BadArguments(f"bad arguments for {name}", problems=problems_of(exc),
+                               hint=f"{name} takes: {fields}") from None
+        return await fn(parsed)
+
+    handler.__name__ = f"control_{name.replace('.', '_')}"
+    return handler
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+class _Commands:
+    def __init__(self, service: Any) -> None:
+        self.service = service
+        self.limiter = anyio.CapacityLimiter(4)
+        self.config_lock = anyio.Lock()
+
+    async def _thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await anyio.to_thread.run_sync(partial(fn, *args), limiter=self.limiter)
+
+    def _spool(self) -> Any:
+        spool = getattr(self.service, "spool", None)
+        if spool is None:
+            raise StationflowError(f"the spool is not open (the service is {self.service.state})",
+                                   hint="wait for the service to finish starting, or see its log")
+        return spool
+
+    # ------------------------------------------------------------------ reading
+
+    async def status(self, _: NoArgs) -> Any:
+        return self.service.status()
+
+    async def metrics(self, _: NoArgs) -> Any:
+        return self.service.status().get("metrics", {})
+
+    async def queue_list(self, a: QueueListArgs) -> dict[str, Any]:
+        spool = self._spool()
+        if a.state is not None and a.state not in spool.lifecycle.states:
+            raise InvalidInput(f"unknown state {a.state!r}", hint=f"one of {', '.join(spool.lifecycle.states)}")
+
+        def page() -> dict[str, Any]:
+            keys = spool.keys(a.state)
+            rows = []
+            for key in keys[a.offset:a.offset + a.limit]:
+                try:
+                    rows.append(spool.info(key).as_dict())
+                except ReportNotFound:  # pruned between the listing and now
+                    continue
+            return {"total": len(keys), "offset": a.offset, "reports": rows}
+
+        return await self._thread(page)
+
+    async def queue_show(self, a: QueueShowArgs) -> dict[str, Any]:
+        info = await self._thread(self._spool().info, a.id)
+        return {**info.as_dict(), "history": info.history}
+
+    # ------------------------------------------------------------------ acting on reports
+
+    async def submit(self, a: SubmitArgs) -> dict[str, Any]:
+        """``stationflow submit`` while the service owns the spool: the same conversion, done here."""
+        from pathlib import Path
+
+        from ..intake.intake import submit_files
+
+        spool = self._spool()
+        config = self.service.config
+        spec, arguments, timeout = a.converter, {}, 60.0
+        by_name = {intake.name: intake for intake in config.intake}
+        if spec in by_name:
+            spec, arguments, timeout = by_name[spec].converter, dict(by_name[spec].arguments), by_name[spec].timeout_s
+        relative = [p for p in a.paths if not os.path.isabs(p)]
+        if relative:
+            raise InvalidInput(f"submit needs absolute paths (got {relative[0]!r})",
+                               hint="the service may run in another folder than the command")
+        results = await submit_files([Path(p) for p in a.paths], spool, config.station, converter=spec,
+                                     arguments=arguments, timeout_s=timeout)
+        return {"results": [{"path": r.path, "accepted": [list(t) for t in r.accepted], "error": r.error,
+                             "detail": r.detail} for r in results]}
+
+    async def queue_retry(self, a: QueueRetryArgs) -> dict[str, Any]:
+        return await self._thread(self._retry, self._spool(), list(a.ids))
+
+    async def queue_retry_failed(self, _: NoArgs) -> dict[str, Any]:
+        spool = self._spool()
+        return await self._thread(lambda: self._retry(spool, spool.keys("failed")))
+
+    @staticmethod
+    def _retry(spool: Any, ids: list[str]) -> dict[str, Any]:
+        """Each report on its own: one that cannot be retried does not stop the others."""
+        results = []
+        for key in ids:
+            try:
+                state = spool.fire(key, "retry", note=_RETRY_NOTE)
+                results.append({"id": key, "ok": True, "state": state})
+            except StationflowError as exc:
+                results.append({"id": key, "ok": False, "code": error_code(exc), "error": str(exc)})
+        retried = sum(1 for r in results if r["ok"])
+        return {"retried": retried, "refused": len(results) - retried, "results": results}
+
+    # ------------------------------------------------------------------ intake
+
+    def _intake(self) -> Any:
+        intake = getattr(self.service, "intake", None)
+        if intake is None:
+            raise StationflowError("no intake is running on this station",
+                                   hint="add a watched folder under intake: in the station config")
+        return intake
+
+    async def intake_pause(self, a: IntakePauseArgs) -> Any:
+        intake = self._intake()
+        await _maybe_await(intake.pause(a.reason or "paused through the control protocol"))
+        return await _maybe_await(intake.status())
+
+    async def intake_resume(self, _: NoArgs) -> Any:
+        intake = self._intake()
+        await _maybe_await(intake.resume())
+        return await _maybe_await(intake.status())
+
+    # ------------------------------------------------------------------ config
+
+    def _stored(self) -> tuple[StationConfig, str, list[str]]:
+        """The config a person edits: the file as written if it is valid, else what the service runs."""
+        try:
+            return load_config(self.service.config_path), "file", []
+        except ConfigError as exc:
+            return self.service.config, "running", [exc.message, *exc.problems]
+
+    async def config_get(self, _: NoArgs) -> dict[str, Any]:
+        def read() -> dict[str, Any]:
+            cfg, source, problems = self._stored()
+            warnings = config_warnings(resolved(cfg, self.service.config_path)) if source == "file" else []
+            return {"path": str(self.service.config_path), "source": source, "config": config_dict(cfg),
+                    "problems": problems, "warnings": warnings}
+
+        return await self._thread(read)
+
+    def _unmask(self, data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """Put the stored token back where the client sent the mask it got from ``config.get``."""
+        server = data.get("server")
+        if not isinstance(server, dict) or server.get("token") != MASK:
+            return data, []
+        stored = self._stored()[0].server.token
+        if stored is None:
+            return data, [f"server.token: {MASK} is the masked placeholder, and no token is stored to keep — "
+                          "type the token, or remove the key"]
+        data = copy.deepcopy(data)
+        data["server"]["token"] = stored.get_secret_value()
+        return data, []
+
+    def _check(self, data: dict[str, Any]) -> StationConfig:
+        data, problems = self._unmask(data)
+        if problems:
+            raise ConfigError("the station config is not valid (1 problem)", problems=problems,
+                              hint="fix the fields listed")
+        return validate_config_data(data)
+
+    async def config_validate(self, a: ConfigDataArgs) -> dict[str, Any]:
+        def check() -> dict[str, Any]:
+            try:
+                cfg = self._check(a.data)
+            except ConfigError as exc:
+                return {"valid": False, "problems": exc.problems or [exc.message], "warnings": []}
+            return {"valid": True, "problems": [],
+                    "warnings": config_warnings(resolved(cfg, self.service.config_path))}
+
+        return await self._thread(check)
+
+    async def config_apply(self, a: ConfigDataArgs) -> dict[str, Any]:
+        path = self.service.config_path
+        async with self.config_lock:
+            cfg = await self._thread(self._check, a.data)
+            # Saved and reloaded as one step: a timeout or a dropped client must not leave it half done.
+            with anyio.CancelScope(shield=True):
+                await self._thread(save_config, cfg, path)
+                try:
+                    changes = await self.service.reload("control")
+                except ConfigError as exc:
+                    raise ConfigError(f"{path} was saved, but the service refused to reload it: {exc.message}; "
+                                      "the old settings stay in force", problems=exc.problems,
+                                      hint=f"fix the fields listed and apply again (the previous file is "
+                                           f"{path}.bak)") from None
+        return {"saved": str(path), "backup": f"{path}.bak", "changes": list(changes or [])}
+
+    async def reload(self, _: NoArgs) -> dict[str, Any]:
+        async with self.config_lock:
+            with anyio.CancelScope(shield=True):
+                changes = await self.service.reload("control")
+        return {"changes": list(changes or [])}
+
+    # ------------------------------------------------------------------ the service
+
+    async def stop(self, _: NoArgs) -> AfterReply:
+        """Answered first, then the stop begins (the answer must not race the shutdown)."""
+        grace = getattr(getattr(getattr(self.service, "config", None), "shutdown", None), "grace_s", None)
+        return AfterReply({"stopping": True, "pid": os.getpid(), "grace_s": grace},
+                          partial(self.service.request_stop, "stop requested through the control protocol"))
+
+    async def log_tail(self, a: LogTailArgs) -> dict[str, Any]:
+        ring = getattr(self.service, "log_ring", None)
+        return {"lines": list(ring.tail(a.n)) if ring is not None else []}

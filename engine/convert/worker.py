@@ -1,0 +1,426 @@
+"""Converters run in worker processes: one that hangs, crashes or eats memory costs one file.
+
+The service keeps a small pool of ``python -m stationflow.engine.convert.worker`` processes. Each converts
+one file at a time on request and answers with the finished report bytes (stamped, with ids,
+validated: :func:`.api.finish_reports`), so the service only has to accept them.
+
+* **Timeout**: the service stops waiting after the intake's ``timeout_s`` and kills the worker
+  (a new one is started for the next file).
+* **Memory**: on POSIX the worker limits its own address space (``RLIMIT_AS``) before it loads
+  any converter; a converter that allocates past it gets ``MemoryError`` (or dies), the file is
+  rejected, and the worker is replaced.
+* **Crash**: a worker that exits mid-file (segfault, ``os._exit``) is seen as end-of-stream.
+* **Orphans**: a worker whose service died (``kill -9``) notices that its parent changed and
+  exits, so a hung converter cannot outlive the service.
+
+Protocol on the worker's stdin/stdout: frames of a 4-byte big-endian length and a payload. A
+request is one JSON frame. An answer is one JSON frame, followed (on success) by one raw frame
+per report — report bytes are never wrapped in another JSON document. A ``convert_many`` request
+names several files; the worker answers each in turn and flushes after each, so the service
+times every file on its own and knows which one a hang or crash belongs to. The worker's own stdout is
+redirected to stderr, so a converter that prints cannot corrupt the protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import struct
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+__all__ = ["ConversionFailed", "Converted", "WorkerPool", "DEFAULT_MEMORY_LIMIT"]
+
+#: Address-space limit of a worker (POSIX). Generous: it stops runaway converters, not real files.
+DEFAULT_MEMORY_LIMIT = 2 * 1024**3
+#: Largest frame accepted from a worker (one report, or a request).
+MAX_FRAME = 512 * 1024**2
+_HEADER = struct.Struct(">I")
+_TRACEBACK_LINES = 12
+WORKER_MODULE = __spec__.name if __spec__ is not None and __name__ == "__main__" else __name__
+
+
+# =============================================================================== the worker side
+
+def _read_frame(stream: BinaryIO) -> bytes | None:
+    head = stream.read(_HEADER.size)
+    if len(head) < _HEADER.size:
+        return None
+    (size,) = _HEADER.unpack(head)
+    data = stream.read(size)
+    if len(data) < size:
+        return None
+    return data
+
+
+def _write_frame(stream: BinaryIO, data: bytes) -> None:
+    stream.write(_HEADER.pack(len(data)))
+    stream.write(data)
+
+
+def _short_traceback(exc: BaseException) -> str:
+    lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    text = "".join(lines).rstrip().splitlines()
+    return "\n".join(text[-_TRACEBACK_LINES:])
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit when the service that started us is gone (its stdin pipe may still be open elsewhere)."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent:
+            os._exit(3)
+
+
+def _limit_memory(limit: int) -> None:
+    if limit <= 0:
+        return
+    try:
+        import resource
+    except ImportError:  # Windows: no RLIMIT_AS; the timeout still applies
+        return
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    except (ValueError, OSError) as exc:
+        print(f"stationflow convert worker: cannot limit memory: {exc}", file=sys.stderr)
+
+
+def _load(spec: str) -> tuple[Any, str | None, dict[str, Any] | None]:
+    """(converter class, its name, None), or (None, None, the failure answer)."""
+    from .api import ConverterLoadError, converter_name, load_converter
+
+    try:
+        cls = load_converter(spec)
+    except ConverterLoadError as exc:
+        return None, None, {"ok": False, "kind": "load", "message": str(exc)}
+    except Exception as exc:  # a broken module: say what and where
+        return None, None, {"ok": False, "kind": "load", "message": f"converter {spec!r} cannot be loaded: "
+                            f"{type(exc).__name__}: {exc}", "traceback": _short_traceback(exc)}
+    return cls, converter_name(cls, spec), None
+
+
+def _convert_one(cls: Any, name: str, item: dict[str, Any], max_reports: int) -> tuple[dict[str, Any], list[bytes]]:
+    from .api import ConversionError, ConvertContext, finish_reports
+
+    context = ConvertContext.from_dict(item["context"])
+    try:
+        converter = cls()
+        items = converter.convert(Path(item["source"]), context)
+        reports = finish_reports(items if items is not None else [], context, sha256=item["sha256"],
+                                 converter=name, max_reports=max_reports)
+    except ConversionError as exc:
+        return {"ok": False, "kind": "invalid", "message": exc.message, "detail": exc.detail, "converter": name}, []
+    except MemoryError as exc:
+        return {"ok": False, "kind": "memory", "converter": name,
+                "message": "the converter ran out of memory (the worker's memory limit)",
+                "traceback": _short_traceback(exc)}, []
+    except RecursionError as exc:
+        return {"ok": False, "kind": "error", "converter": name,
+                "message": "the converter recursed too deeply (RecursionError)", "traceback": _short_traceback(exc)}, []
+    except Exception as exc:
+        return {"ok": False, "kind": "error", "converter": name,
+                "message": f"the converter raised {type(exc).__name__}: {exc}", "traceback": _short_traceback(exc)}, []
+    return {"ok": True, "name": name, "count": len(reports)}, reports
+
+
+def _answers(request: dict[str, Any]) -> Iterator[tuple[dict[str, Any], list[bytes]]]:
+    """One answer per item of the request (``describe`` and ``convert`` have one item)."""
+    cls, name, failed = _load(request["spec"])
+    op = request["op"]
+    if op == "describe":
+        yield failed or {"ok": True, "name": name, "patterns": _patterns(cls)}, []
+        return
+    items = request["items"] if op == "convert_many" else [request]
+    max_reports = int(request.get("max_reports", 100_000))
+    for item in items:
+        if failed is not None:
+            yield failed, []
+            continue
+        assert name is not None
+        answer, reports = _convert_one(cls, name, item, max_reports)
+        yield answer, reports
+        if answer.get("kind") == "memory":
+            return  # a heap that hit its limit is not trusted with the next file
+
+
+def _patterns(cls: Any) -> list[str]:
+    from .api import converter_patterns
+
+    return converter_patterns(cls)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m {WORKER_MODULE}")
+    parser.add_argument("--memory-limit", type=int, default=DEFAULT_MEMORY_LIMIT)
+    parser.add_argument("--parent", type=int, default=os.getppid())
+    args = parser.parse_args(argv)
+    _limit_memory(args.memory_limit)
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # converter prints go to stderr
+    inp = sys.stdin.buffer
+    threading.Thread(target=_watch_parent, args=(args.parent,), daemon=True).start()
+    while True:
+        frame = _read_frame(inp)
+        if frame is None:
+            return 0
+        memory = False
+        answers = _answers(json.loads(frame))
+        while True:
+            try:
+                answer, reports = next(answers)
+            except StopIteration:
+                break
+            except MemoryError:
+                answer, reports = {"ok": False, "kind": "memory", "message": "the worker ran out of memory"}, []
+            try:
+                _write_frame(out, json.dumps(answer).encode())
+                for report in reports:
+                    _write_frame(out, report)
+                out.flush()  # each file's answer as soon as it is ready: the service times files one by one
+            except BrokenPipeError:
+                return 0  # the service is gone (stopped or killed): nobody wants the answer
+            del reports
+            if answer.get("kind") == "memory":
+                memory = True
+                break
+        if memory:
+            return 2  # a heap that hit its limit is not trusted with the next file
+
+
+# =============================================================================== the service side
+
+class ConversionFailed(Exception):
+    """A file could not be converted. ``kind``: invalid, error, memory, timeout, crash or load."""
+
+    def __init__(self, kind: str, message: str, *, converter: str | None = None, detail: str | None = None,
+                 traceback_text: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.converter = converter
+        self.detail = detail
+        self.traceback = traceback_text
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class Converted:
+    converter: str
+    reports: list[bytes] = field(default_factory=list)
+
+
+class _Worker:
+    def __init__(self, process: Any, stream: Any) -> None:
+        self.process = process
+        self.stream = stream
+        self.jobs = 0
+
+    async def kill(self) -> None:
+        import anyio
+
+        with anyio.CancelScope(shield=True):
+            try:
+                self.process.kill()
+            except ProcessLookupError:
+                pass
+            with anyio.move_on_after(5):
+                await self.process.wait()
+            await self.process.aclose()
+
+    async def close(self) -> None:
+        import anyio
+
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.process.stdin.aclose()
+            except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass  # the worker is gone already; waiting and killing below still apply
+            with anyio.move_on_after(2):
+                await self.process.wait()
+            if self.process.returncode is None:
+                await self.kill()
+            else:
+                await self.process.aclose()
+
+
+class WorkerPool:
+    """Up to ``size`` worker processes, started on demand and replaced after a failure.
+
+    ``convert`` is safe to call from many tasks at once: each call takes a worker for itself.
+    A call that is cancelled kills the worker it was using (its state is unknown).
+    """
+
+    def __init__(self, size: int = 2, *, memory_limit: int = DEFAULT_MEMORY_LIMIT,
+                 python: str | None = None, recycle_after: int = 500) -> None:
+        import anyio
+
+        self.size = max(1, size)
+        self.memory_limit = memory_limit
+        self.python = python or sys.executable
+        self.recycle_after = recycle_after
+        self._slots = anyio.Semaphore(self.size)
+        self._idle: list[_Worker] = []
+        self._closed = False
+        self.started = 0  # workers started so far (for status and tests)
+
+    async def _spawn(self) -> _Worker:
+        import subprocess
+
+        import anyio
+        from anyio.streams.buffered import BufferedByteReceiveStream
+
+        command = [self.python, "-m", WORKER_MODULE, "--memory-limit", str(self.memory_limit),
+                   "--parent", str(os.getpid())]
+        from ..children import child_env
+
+        env = child_env()  # the worker imports this very package, wherever it is installed
+        process = await anyio.open_process(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None,
+                                           env=env)
+        self.started += 1
+        return _Worker(process, BufferedByteReceiveStream(process.stdout))
+
+    async def _send(self, worker: _Worker, request: dict[str, Any]) -> None:
+        body = json.dumps(request).encode()
+        try:
+            await worker.process.stdin.send(_HEADER.pack(len(body)) + body)
+        except (OSError, BrokenPipeError) as exc:
+            raise await self._crashed(worker, exc) from None
+
+    async def _receive(self, worker: _Worker) -> tuple[dict[str, Any], list[bytes]]:
+        """One file's answer and, on success, its report frames."""
+        from anyio import EndOfStream, IncompleteRead
+
+        async def frame() -> bytes:
+            head = await worker.stream.receive_exactly(_HEADER.size)
+            (size,) = _HEADER.unpack(head)
+            if size > MAX_FRAME:
+                raise ConversionFailed("error", f"the converter produced a report of {size} bytes "
+                                                f"(more than {MAX_FRAME} bytes)")
+            return await worker.stream.receive_exactly(size) if size else b""
+
+        try:
+            answer = json.loads(await frame())
+            reports = [await frame() for _ in range(int(answer.get("count", 0)))] if answer.get("ok") else []
+        except (EndOfStream, IncompleteRead, OSError, BrokenPipeError) as exc:
+            raise await self._crashed(worker, exc) from None
+        return answer, reports
+
+    async def _crashed(self, worker: _Worker, exc: BaseException) -> ConversionFailed:
+        code = await self._exit_code(worker)
+        how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
+        return ConversionFailed("crash", f"the converter's worker process {how} while converting", detail=repr(exc))
+
+    @staticmethod
+    async def _exit_code(worker: _Worker) -> int | None:
+        import anyio
+
+        with anyio.move_on_after(2):
+            return await worker.process.wait()
+        return worker.process.returncode
+
+    async def _run_many(self, request: dict[str, Any], count: int,
+                        timeout: float) -> list[tuple[dict[str, Any], list[bytes]] | ConversionFailed]:
+        """Send one request and read up to ``count`` answers, each within ``timeout`` of the one
+        before (the per-file limit). After a timeout, a crash or a memory failure the list ends
+        early: the files after it were not attempted and the worker is replaced."""
+        import anyio
+
+        if self._closed:
+            raise RuntimeError("the worker pool is closed")
+        async with self._slots:
+            worker = self._idle.pop() if self._idle else await self._spawn()
+            healthy = False
+            results: list[tuple[dict[str, Any], list[bytes]] | ConversionFailed] = []
+            try:
+                await self._send(worker, request)
+                for _ in range(count):
+                    with anyio.move_on_after(timeout) as scope:
+                        answer, reports = await self._receive(worker)
+                    if scope.cancelled_caught:
+                        results.append(ConversionFailed("timeout", f"the converter took longer than {timeout:g} s "
+                                                                   "(the intake's timeout_s) and was stopped"))
+                        break
+                    results.append((answer, reports))
+                    if answer.get("kind") == "memory":
+                        break
+                else:
+                    healthy = True
+            except ConversionFailed as exc:
+                results.append(exc)
+            finally:
+                worker.jobs += max(1, len(results))
+                if healthy and not self._closed and worker.jobs < self.recycle_after:
+                    self._idle.append(worker)
+                elif healthy:
+                    await worker.close()
+                else:
+                    await worker.kill()
+            return results
+
+    async def _run(self, request: dict[str, Any], timeout: float) -> tuple[dict[str, Any], list[bytes]]:
+        [result] = await self._run_many(request, 1, timeout)
+        if isinstance(result, ConversionFailed):
+            raise result
+        return result
+
+    @staticmethod
+    def _converted(spec: str, answer: dict[str, Any], reports: list[bytes]) -> Converted | ConversionFailed:
+        if not answer.get("ok"):
+            return ConversionFailed(answer.get("kind", "error"), answer.get("message", "conversion failed"),
+                                    converter=answer.get("converter"), detail=answer.get("detail"),
+                                    traceback_text=answer.get("traceback"))
+        return Converted(answer.get("name", spec), reports)
+
+    async def convert(self, spec: str, source: Path, context: Any, *, sha256: str, timeout: float,
+                      max_reports: int = 100_000) -> Converted:
+        """The finished report bytes of ``source``, or ConversionFailed saying why not."""
+        request = {"op": "convert", "spec": spec, "source": str(source), "context": context.to_dict(),
+                   "sha256": sha256, "max_reports": max_reports}
+        result = self._converted(spec, *await self._run(request, timeout))
+        if isinstance(result, ConversionFailed):
+            raise result
+        return result
+
+    async def convert_many(self, spec: str, items: list[tuple[Path, Any, str]], *, timeout: float,
+                           max_reports: int = 100_000) -> list[Converted | ConversionFailed]:
+        """Several files in one exchange with one worker: (source, context, sha256) each.
+
+        One result per file in order, each file within ``timeout``; a shorter list means the
+        files after the last result were not attempted (the worker hung, crashed or ran out of
+        memory on the last one) and should be converted again.
+        """
+        request = {"op": "convert_many", "spec": spec, "max_reports": max_reports,
+                   "items": [{"source": str(source), "context": context.to_dict(), "sha256": sha256}
+                             for source, context, sha256 in items]}
+        return [result if isinstance(result, ConversionFailed) else self._converted(spec, *result)
+                for result in await self._run_many(request, len(items), timeout)]
+
+    async def describe(self, spec: str, *, timeout: float = 60.0) -> dict[str, Any]:
+        """Load ``spec`` in a worker: its name and patterns, or ConversionFailed(kind='load')."""
+        answer, _ = await self._run({"op": "describe", "spec": spec}, timeout)
+        if not answer.get("ok"):
+            raise ConversionFailed("load", answer.get("message", f"converter {spec!r} cannot be loaded"),
+                                   traceback_text=answer.get("traceback"))
+        return {"name": answer["name"], "patterns": list(answer.get("patterns") or ["*"])}
+
+    async def aclose(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for worker in idle:
+            await worker.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Tools for developers and demos: the WATS emulator, the demo, sample reports, benchmarks."""

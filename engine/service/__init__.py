@@ -1,0 +1,1 @@
+"""The service: supervisor, supervised tasks, logs, single instance."""

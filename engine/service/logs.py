@@ -1,0 +1,175 @@
+"""The service's log: levels that mean one thing, optional JSON lines, a size-rotated file, no secrets.
+
+Where the lines go while the service runs:
+
+- standard error (the console, or the journal under systemd), text or JSON as configured;
+- ``<data_dir>/logs/stationflow.log``, rotated by size (``logging.file_max_bytes``, keeping
+  ``logging.file_backups`` old files), same format as standard error;
+- an in-memory ring of the last lines, for ``log tail`` through the control protocol.
+
+Every handler carries a :class:`SecretFilter`: a token that slips into a message, an argument or a
+traceback is replaced by ``********`` before any handler formats it. ``httpx``/``httpcore`` log one
+INFO line per request and ``transitions`` one per state callback; they are held at WARNING unless
+the level is DEBUG (INFO is for lifecycle events, not for every report).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import logging.handlers
+import sys
+import threading
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+from ...schemas.config import MASK, LoggingSection
+
+LOG_FILE = Path("logs") / "stationflow.log"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_CHATTY = ("httpx", "httpcore", "transitions")
+
+
+class SecretFilter(logging.Filter):
+    """Replaces every known secret in a record by the mask. Secrets can be added while running
+    (a reloaded token); old ones stay masked, since they may still sit in queued messages."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self._secrets: set[str] = set()
+        self._lock = threading.Lock()
+        for secret in secrets:
+            self.add(secret)
+
+    def add(self, secret: str | None) -> None:
+        if secret and secret.strip() and len(secret) >= 4:  # masking "a" everywhere would hide the log
+            with self._lock:
+                self._secrets.add(secret)
+
+    def mask(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._secrets:
+            return True
+        message = record.getMessage()
+        masked = self.mask(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.mask(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.mask(record.stack_info)
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``ts`` (UTC, ISO 8601), ``level``, ``logger``, ``msg``, ``exc``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exc"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False)
+
+
+class LogRing(logging.Handler):
+    """The last ``capacity`` formatted lines, in memory (a traceback counts as one entry)."""
+
+    def __init__(self, capacity: int = 500) -> None:
+        super().__init__()
+        self._lines: collections.deque[str] = collections.deque(maxlen=capacity)
+        self.setFormatter(logging.Formatter(TEXT_FORMAT))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._lines.append(self.format(record))
+        except Exception:  # noqa: BLE001 - logging must never raise into the caller
+            self.handleError(record)
+
+    def tail(self, n: int = 50) -> list[str]:
+        """The last ``n`` lines, oldest first."""
+        if n <= 0:
+            return []
+        lines = list(self._lines)
+        return lines[-n:]
+
+
+class ServiceLogging:
+    """Handlers installed on the root logger for the service's lifetime; :meth:`close` puts back
+    whatever was there before (the CLI's console handler, a test runner's capture)."""
+
+    def __init__(self, data_dir: Path, section: LoggingSection, ring: LogRing, *,
+                 level_override: str | None = None, secrets: Iterable[str] = (),
+                 stream: IO[str] | None = None) -> None:
+        self.section = section
+        self.ring = ring
+        self.level_override = level_override
+        self.secrets = SecretFilter(secrets)
+        self.path = Path(data_dir) / LOG_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.console = logging.StreamHandler(stream or sys.stderr)
+        self.file = logging.handlers.RotatingFileHandler(
+            self.path, maxBytes=int(section.file_max_bytes), backupCount=section.file_backups,
+            encoding="utf-8")
+        self._root = logging.getLogger()
+        self._saved_handlers = list(self._root.handlers)
+        self._saved_level = self._root.level
+        self._saved_chatty = {name: logging.getLogger(name).level for name in _CHATTY}
+        for handler in (self.console, self.file, self.ring):
+            handler.addFilter(self.secrets)
+        for handler in self._saved_handlers:
+            self._root.removeHandler(handler)
+        for handler in (self.console, self.file, self.ring):
+            self._root.addHandler(handler)
+        self.apply(section)
+
+    @property
+    def level(self) -> str:
+        return self.level_override or self.section.level
+
+    def apply(self, section: LoggingSection) -> list[str]:
+        """Apply a (reloaded) logging section; returns notes of what changed."""
+        notes = []
+        old = self.section
+        self.section = section
+        formatter = JsonFormatter() if section.json_ else logging.Formatter(TEXT_FORMAT)
+        self.console.setFormatter(formatter)
+        self.file.setFormatter(formatter)
+        self.file.maxBytes = int(section.file_max_bytes)
+        self.file.backupCount = section.file_backups
+        level = logging.getLevelName(self.level)
+        self._root.setLevel(level)
+        for name in _CHATTY:
+            logging.getLogger(name).setLevel(logging.NOTSET if level <= logging.DEBUG else logging.WARNING)
+        if old.level != section.level and self.level_override:
+            notes.append(f"logging.level: {section.level} is saved but --log-level {self.level_override} "
+                         "stays in force until the service restarts")
+        return notes
+
+    def close(self) -> None:
+        for handler in (self.console, self.file, self.ring):
+            self._root.removeHandler(handler)
+            handler.removeFilter(self.secrets)
+        self.console.flush()
+        self.file.close()
+        for handler in self._saved_handlers:
+            self._root.addHandler(handler)
+        self._root.setLevel(self._saved_level)
+        for name, level in self._saved_chatty.items():
+            logging.getLogger(name).setLevel(level)

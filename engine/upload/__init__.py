@@ -1,0 +1,1 @@
+"""Uploading: the uploader, the server's answers, the connection test."""
