@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import IllegalTransition, StationflowError
 from .lifecycle import load_lifecycle
-from .service.logs import LOG_FILE
+from .layout import DataDir
 from .station import open_spool, spool_in_use
 from ..schemas.config import StationConfig
 
@@ -34,7 +34,7 @@ def spool_counts(cfg: StationConfig) -> dict[str, int]:
 
     ``cfg`` must be resolved (absolute ``data_dir``).
     """
-    if not (Path(cfg.data_dir) / "spool").is_dir():
+    if not DataDir.of(cfg.data_dir).spool.is_dir():
         return {state: 0 for state in report_states()}
     return open_spool(cfg, readonly=True).counts()
 
@@ -42,7 +42,7 @@ def spool_counts(cfg: StationConfig) -> dict[str, int]:
 def problem_reports(cfg: StationConfig, *, states: tuple[str, ...] = PROBLEM_STATES,
                     limit: int = 500) -> list[dict[str, Any]]:
     """Failed and quarantined reports with their last error (the server's message), at most ``limit``."""
-    if not (Path(cfg.data_dir) / "spool").is_dir():
+    if not DataDir.of(cfg.data_dir).spool.is_dir():
         return []
     spool = open_spool(cfg, readonly=True)
     rows: list[dict[str, Any]] = []
@@ -77,7 +77,7 @@ def retry_reports(cfg: StationConfig, ids: list[str] | None = None, *, all_faile
 
 def log_tail(cfg: StationConfig, n: int = 200) -> list[str]:
     """The last ``n`` lines of the service's log file (empty when it has never run)."""
-    path = Path(cfg.data_dir) / LOG_FILE
+    path = DataDir.of(cfg.data_dir).log_file
     try:
         with open(path, "rb") as fh:
             size = fh.seek(0, os.SEEK_END)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .layout import DataDir
 from .config_file import find_config_path, load_config, resolved
 from .spool.store import Spool
 from ..schemas.config import StationConfig
@@ -30,7 +31,7 @@ def open_spool(cfg: StationConfig, *, readonly: bool = False) -> Spool:
 
 def spool_in_use(cfg: StationConfig) -> bool:
     """True when another process (normally the service) holds this station's spool lock."""
-    return lock_file_held(Path(cfg.data_dir) / "spool" / "spool.lock")
+    return lock_file_held(DataDir.of(cfg.data_dir).spool_lock)
 
 
 def lock_file_held(path: Path) -> bool:

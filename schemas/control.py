@@ -25,10 +25,6 @@ PROTOCOL_VERSION = 1
 #: Largest line (one message, newline excluded) the service reads; longer ones close the connection.
 MAX_LINE = 1024 * 1024
 
-#: Names of the files the service writes into its data dir while the control server listens.
-CONTROL_FILE = "control.json"
-TOKEN_FILE = "control.token"
-
 RequestId = Annotated[StrictInt, Field(ge=-(2**53), le=2**53)] | Annotated[str, Field(max_length=64)]
 
 

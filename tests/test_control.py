@@ -37,7 +37,8 @@ from stationflow.engine.service.logs import LogRing
 from stationflow.engine.devtools.samples import make_report_bytes
 from stationflow.engine.spool.store import Spool
 from stationflow.schemas.config import MASK
-from stationflow.schemas.control import COMMANDS, CONTROL_FILE, PROTOCOL_VERSION, TOKEN_FILE, Response
+from stationflow.engine.layout import CONTROL_FILE, TOKEN_FILE
+from stationflow.schemas.control import COMMANDS, PROTOCOL_VERSION, Response
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_TEXT = """\

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from stationflow.engine.control.client import ControlClient
 from stationflow.engine.control.commands import build_handlers
-from stationflow.schemas.control import COMMANDS, PROTOCOL_VERSION, TOKEN_FILE, Response
+from stationflow.engine.layout import TOKEN_FILE
+from stationflow.schemas.control import COMMANDS, PROTOCOL_VERSION, Response
 from tests.test_control import CONFIG_TEXT, FakeService, serve
 
 MAX_LINE = 4096

@@ -22,12 +22,10 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from .. import durable
+from ..layout import DataDir
 from ..errors import InvalidInput
 from ..intake.intake import (
-    ARCHIVE_DIR,
     ERROR_SUFFIX,
-    INTAKE_DIR,
-    REJECTED_DIR,
     Intake,
     archived_name,
 )
@@ -73,7 +71,7 @@ def select(cfg: StationConfig, intakes: list[IntakeSection], since: date | None,
     data_dir = Path(cfg.data_dir)
     names = {i.name for i in intakes}
     found: list[Staged] = []
-    archive = data_dir / ARCHIVE_DIR
+    archive = DataDir(data_dir).archive
     if since is not None and archive.is_dir():
         for day_dir in sorted(archive.iterdir()):
             try:
@@ -86,7 +84,7 @@ def select(cfg: StationConfig, intakes: list[IntakeSection], since: date | None,
                 found += [Staged(intake_dir.name, "archive", f) for f in sorted(intake_dir.iterdir()) if f.is_file()]
     if rejected:
         for name in sorted(names):
-            folder = data_dir / REJECTED_DIR / name
+            folder = DataDir(data_dir).rejected(name)
             if not folder.is_dir():
                 continue
             for f in sorted(folder.iterdir()):
@@ -103,7 +101,7 @@ def select(cfg: StationConfig, intakes: list[IntakeSection], since: date | None,
 def stage(cfg: StationConfig, items: list[Staged]) -> None:
     """Put each file where its intake takes it: ``intake/<name>/reprocess/<origin>/<original name>``."""
     for item in items:
-        folder = Path(cfg.data_dir) / INTAKE_DIR / item.intake / "reprocess" / item.origin
+        folder = DataDir.of(cfg.data_dir).reprocess_inbox(item.intake, item.origin)
         folder.mkdir(parents=True, exist_ok=True)
         name = archived_name(item.source) if item.origin == "archive" else item.source.name
         target = _free(folder / name)
@@ -188,7 +186,7 @@ async def _convert_staged(cfg: StationConfig, intakes: list[IntakeSection], spoo
     finally:
         await intake.aclose()
     if waiting:
-        print(f"stationflow: {waiting}; the remaining files wait in {Path(cfg.data_dir) / INTAKE_DIR}/<intake>/"
+        print(f"stationflow: {waiting}; the remaining files wait in {DataDir.of(cfg.data_dir).intake_root}/<intake>/"
               "reprocess/ and are taken when there is room", file=sys.stderr)
     return list(intake.outcomes)
 

@@ -23,14 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from .. import errors
+from ..layout import DataDir
 from ..errors import ServiceNotRunning, StationflowError
 from ...schemas.control import (
     BUSY,
-    CONTROL_FILE,
     PROTOCOL_MISMATCH,
     PROTOCOL_VERSION,
     TIMEOUT,
-    TOKEN_FILE,
     UNAUTHORIZED,
     error_code_for,
 )
@@ -176,7 +175,7 @@ class ControlClient:
 
     def endpoint(self) -> dict[str, Any]:
         """What ``control.json`` says: ``host``, ``port``, ``pid``, ``protocol``, ``started``."""
-        path = self.data_dir / CONTROL_FILE
+        path = DataDir.of(self.data_dir).control_file
         try:
             info = json.loads(path.read_text("utf-8"))
         except FileNotFoundError:
@@ -242,7 +241,7 @@ class ControlClient:
                                f"stationflow speaks {PROTOCOL_VERSION}", code=PROTOCOL_MISMATCH,
                                hint="use the stationflow command of the same version as the service")
         port = int(info["port"])
-        token_path = self.data_dir / TOKEN_FILE
+        token_path = DataDir.of(self.data_dir).token_file
         try:
             token = token_path.read_text("ascii").strip()
         except FileNotFoundError:
@@ -259,7 +258,7 @@ class ControlClient:
         except ConnectionRefusedError:
             raise ServiceNotRunning(
                 f"the service is not running (nothing listens on 127.0.0.1:{port}; "
-                f"{self.data_dir / CONTROL_FILE} was left by a service that ended)", hint=_START_HINT) from None
+                f"{DataDir.of(self.data_dir).control_file} was left by a service that ended)", hint=_START_HINT) from None
         except TimeoutError:
             raise ControlError(f"the service did not accept a connection on 127.0.0.1:{port} in time",
                                code=TIMEOUT, hint="it may be overloaded; see its log") from None
@@ -314,4 +313,4 @@ class ControlClient:
     def _not_stationflow(self, port: int) -> ServiceNotRunning:
         return ServiceNotRunning(
             f"the service is not running (something else answers on 127.0.0.1:{port}; "
-            f"{self.data_dir / CONTROL_FILE} is left over)", hint=_START_HINT)
+            f"{DataDir.of(self.data_dir).control_file} is left over)", hint=_START_HINT)

@@ -44,6 +44,7 @@ from anyio.abc import SocketAttribute, SocketStream
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from .. import durable
+from ..layout import DataDir
 from ..errors import InvalidInput, StationflowError, StorageError
 from ...schemas.config import MASK
 from ...schemas.control import (
@@ -52,14 +53,12 @@ from ...schemas.control import (
     BAD_JSON,
     BAD_REQUEST,
     BUSY,
-    CONTROL_FILE,
     INTERNAL,
     MAX_LINE,
     PROTOCOL_MISMATCH,
     PROTOCOL_VERSION,
     REQUEST_TIMEOUT,
     TIMEOUT,
-    TOKEN_FILE,
     TOO_LARGE,
     TOO_MANY_ERRORS,
     UNAUTHORIZED,
@@ -348,22 +347,22 @@ class ControlServer:
         """Token first, then the file that says where to knock: a client that finds the port finds the token."""
         self._token = secrets.token_urlsafe(32)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        _write_private(self.data_dir / TOKEN_FILE, self._token.encode("ascii"))
+        _write_private(DataDir.of(self.data_dir).token_file, self._token.encode("ascii"))
         info = {"host": self.host, "port": self.port, "pid": os.getpid(), "protocol": PROTOCOL_VERSION,
                 "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         # Rebuilt at every start: a crash-safe replace is needed, power-loss durability is not.
-        durable.atomic_write(self.data_dir / CONTROL_FILE, json.dumps(info, indent=1).encode("utf-8"), sync=False)
+        durable.atomic_write(DataDir.of(self.data_dir).control_file, json.dumps(info, indent=1).encode("utf-8"), sync=False)
 
     def _unpublish(self) -> None:
         """Remove the files if they are still ours (never another instance's)."""
         try:
-            info = json.loads((self.data_dir / CONTROL_FILE).read_text("utf-8"))
+            info = json.loads(DataDir.of(self.data_dir).control_file.read_text("utf-8"))
             if info.get("port") == self.port and info.get("pid") == os.getpid():
-                (self.data_dir / CONTROL_FILE).unlink()
+                DataDir.of(self.data_dir).control_file.unlink()
         except (OSError, ValueError, AttributeError):
             pass
         try:
-            token_path = self.data_dir / TOKEN_FILE
+            token_path = DataDir.of(self.data_dir).token_file
             if self._token is not None and hmac.compare_digest(token_path.read_bytes(), self._token.encode()):
                 token_path.unlink()
         except OSError:
@@ -533,7 +532,7 @@ class ControlServer:
         if self._token is None or not hmac.compare_digest(offered, self._token.encode("ascii")):
             why = "wrong token" if hello.token else "no token"
             await self._refuse(stream, session, UNAUTHORIZED, f"{why} in the hello",
-                               hint=f"read the token from {self.data_dir / TOKEN_FILE} (it changes at every "
+                               hint=f"read the token from {DataDir.of(self.data_dir).token_file} (it changes at every "
                                     "service start) as the user that runs the service")
             return False
         session.authenticated = True

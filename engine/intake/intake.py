@@ -80,6 +80,7 @@ from typing import Any
 import anyio
 
 from .. import durable
+from ..layout import REPROCESS_ORIGINS, DataDir
 from ..convert.worker import DEFAULT_MEMORY_LIMIT, ConversionFailed, Converted, WorkerPool
 from ..convert.api import ConvertContext
 from ..errors import DuplicateReport, InvalidInput, SpoolFull, StorageError
@@ -89,14 +90,10 @@ from ...schemas.config import IntakeSection, StationSection
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Intake", "IntakeOptions", "FileOutcome", "ARCHIVE_DIR", "REJECTED_DIR", "INTAKE_DIR"]
+__all__ = ["Intake", "IntakeOptions", "FileOutcome"]
 
-INTAKE_DIR = "intake"
-ARCHIVE_DIR = "archive"
-REJECTED_DIR = "rejected"
 ERROR_SUFFIX = ".error.txt"
 #: Sub-folders of ``<data_dir>/intake/<name>/reprocess/``: where the file came from decides its post-action.
-REPROCESS_ORIGINS = ("archive", "rejected")
 
 _WINDOWS = sys.platform == "win32"
 _CHUNK = 1024 * 1024
@@ -236,14 +233,14 @@ class _Watch:
         self.name = section.name
         self.lifecycle = lifecycle
         self.root = Path(section.watch)
-        self.work = data_dir / INTAKE_DIR / section.name
+        self.work = DataDir(data_dir).intake_work(section.name)
         self.copies = self.work / "copies"
         self.jobs = self.work / "jobs"
         self.tmp = self.work / "tmp"
-        self.reprocess = self.work / "reprocess"
+        self.reprocess = DataDir(data_dir).reprocess_root(section.name)
         self.kept_file = self.work / "kept.json"
-        self.rejected_dir = data_dir / REJECTED_DIR / section.name
-        self.archive_root = data_dir / ARCHIVE_DIR
+        self.rejected_dir = DataDir(data_dir).rejected(section.name)
+        self.archive_root = DataDir(data_dir).archive
         self.patterns: list[str] = list(section.patterns)
         self.patterns_set = "patterns" in section.model_fields_set
         self.converter_name: str = section.converter
@@ -1329,7 +1326,7 @@ def prune_archive(data_dir: Path, keep_days: float, *, clock_ref: tuple[float, f
         if drift > 3600:
             log.warning("not pruning the archive: the wall clock jumped %.0f s ahead", drift)
             return 0
-    root = Path(data_dir) / ARCHIVE_DIR
+    root = DataDir.of(data_dir).archive
     if not root.is_dir():
         return 0
     cutoff = (today or date.today()) - timedelta(days=keep_days)

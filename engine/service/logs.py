@@ -26,9 +26,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from ..layout import DataDir
 from ...schemas.config import MASK, LoggingSection
 
-LOG_FILE = Path("logs") / "stationflow.log"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _CHATTY = ("httpx", "httpcore", "transitions")
 
@@ -121,7 +121,7 @@ class ServiceLogging:
         self.ring = ring
         self.level_override = level_override
         self.secrets = SecretFilter(secrets)
-        self.path = Path(data_dir) / LOG_FILE
+        self.path = DataDir.of(data_dir).log_file
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.console = logging.StreamHandler(stream or sys.stderr)
         self.file = logging.handlers.RotatingFileHandler(

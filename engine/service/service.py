@@ -45,6 +45,7 @@ import anyio.from_thread
 import anyio.lowlevel
 from filelock import FileLock, Timeout
 
+from ..layout import PID_FILE, DataDir
 from ..config_file import config_dict, load_config, resolved
 from ..errors import AlreadyRunning, ConfigError, ServiceNotRunning, StationflowError
 from ..lifecycle import load_lifecycle
@@ -57,8 +58,6 @@ from ...schemas.config import StationConfig
 
 log = logging.getLogger(__name__)
 
-LOCK_FILE = "stationflow.lock"
-PID_FILE = "stationflow.pid"
 _LOCK_WAIT_S = 0.3  # rides over a health check that holds the lock for a moment; still "at once"
 _RELOAD_STATES = ("running", "degraded")
 
@@ -70,14 +69,14 @@ def _now_iso() -> str:
 def read_pid(data_dir: Path) -> int | None:
     """The pid recorded by the service that holds (or last held) this data dir, if readable."""
     try:
-        return int((Path(data_dir) / PID_FILE).read_text(encoding="ascii").split()[0])
+        return int(DataDir.of(data_dir).pid_file.read_text(encoding="ascii").split()[0])
     except (OSError, ValueError, IndexError):
         return None
 
 
 def lock_is_held(data_dir: Path) -> bool:
     """True while a service holds the data dir's lock (probing takes the lock for an instant)."""
-    return lock_file_held(Path(data_dir) / LOCK_FILE)
+    return lock_file_held(DataDir.of(data_dir).lock_file)
 
 
 class _Model:
@@ -181,7 +180,7 @@ class Service:
 
     def _take_lock(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.data_dir / LOCK_FILE), thread_local=False)
+        lock = FileLock(str(DataDir.of(self.data_dir).lock_file), thread_local=False)
         try:
             lock.acquire(timeout=_LOCK_WAIT_S)
         except Timeout:
@@ -191,7 +190,7 @@ class Service:
                 f"another stationflow service ({who}) is already running on data dir {self.data_dir}",
                 hint="stop it first (`stationflow stop`), or give this one its own data_dir") from None
         self._lock = lock
-        pid_path = self.data_dir / PID_FILE
+        pid_path = DataDir.of(self.data_dir).pid_file
         tmp = self.data_dir / f".{PID_FILE}.{os.getpid()}.tmp"
         tmp.write_text(f"{os.getpid()}\n", encoding="ascii")
         os.replace(tmp, pid_path)
@@ -201,7 +200,7 @@ class Service:
             return
         if read_pid(self.data_dir) == os.getpid():
             try:
-                (self.data_dir / PID_FILE).unlink()
+                DataDir.of(self.data_dir).pid_file.unlink()
             except OSError:
                 pass
         self._lock.release()

@@ -55,6 +55,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from .. import durable
+from ..layout import DataDir
 from ..errors import (
     AlreadyRunning,
     DuplicateReport,
@@ -171,7 +172,7 @@ class Spool:
         fsync: bool = True,
         max_wait_s: float = 86400.0,
     ) -> None:
-        self.root = Path(data_dir) / "spool"
+        self.root = DataDir.of(data_dir).spool
         self.lifecycle = lifecycle or load_lifecycle("report")
         self.max_reports = max_reports
         self.max_bytes = max_bytes
