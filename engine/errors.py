@@ -84,5 +84,7 @@ class StorageError(StationflowError):
     exit_code = 9
 
 
-class UploadError(StationflowError):
-    """Base for upload outcomes that are not a plain success."""
+class IncompatibleSpool(StorageError):
+    """The spool was written by a newer stationflow, in a format this version does not know."""
+
+    exit_code = 9

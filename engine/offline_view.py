@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from pathlib import Path
 from typing import Any
 
 from .errors import IllegalTransition, StationflowError

@@ -23,6 +23,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="chaos suite (tests/chaos): soak form, 10x the reports, kills and outage lengths")
 
 
+#: Test modules that start real service processes, the emulator and workers, or run long loops:
+#: marked ``slow`` (``-m "not slow"`` leaves them out of a quick local run).
+_SLOW_MODULES = {"test_service", "test_demo", "test_bench", "test_spool_crash", "test_emulator", "test_intake",
+                 "test_uploader", "test_supervisor"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Markers by place: tests/chaos → ``chaos`` (and ``slow``), test_tk_* → ``tk``, _SLOW_MODULES → ``slow``."""
+    for item in items:
+        path = Path(str(item.fspath))
+        if "chaos" in path.parts:
+            item.add_marker(pytest.mark.chaos)
+            item.add_marker(pytest.mark.slow)
+        if path.stem.startswith("test_tk_"):
+            item.add_marker(pytest.mark.tk)
+        if path.stem in _SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     d = tmp_path / "data"

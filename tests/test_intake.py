@@ -27,7 +27,7 @@ import pytest
 from stationflow.engine.cli import reprocess as cli_reprocess
 from stationflow.engine.cli.main import main as cli_main
 from stationflow.engine.convert.api import deterministic_id
-from stationflow.engine.intake.intake import Intake, IntakeOptions, prune_archive
+from stationflow.engine.intake import Intake, IntakeOptions, prune_archive
 from stationflow.engine.devtools.samples import make_report_bytes
 from stationflow.engine.spool.store import Spool
 from stationflow.schemas.config import IntakeSection, StationSection
@@ -496,7 +496,7 @@ _CRASH_SCRIPT = """
 import sys
 from pathlib import Path
 import anyio
-from stationflow.engine.intake.intake import Intake, IntakeOptions
+from stationflow.engine.intake import Intake, IntakeOptions
 from stationflow.engine.spool.store import Spool
 from stationflow.schemas.config import IntakeSection, StationSection
 

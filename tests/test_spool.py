@@ -406,3 +406,25 @@ def test_a_source_only_sidecar_is_neither_read_nor_rewritten_but_attempts_still_
         again = spool.claim_next()
         assert again is not None and again.key == second.key and again.attempts == 1
         assert spool.info(second.key).source == "/drop/b.json"
+
+
+def test_the_spool_records_its_format_and_refuses_a_newer_one(tmp_path: Path) -> None:
+    """An older stationflow must not run on a spool a newer one wrote: refused, nothing changed."""
+    from stationflow.engine.errors import IncompatibleSpool
+    from stationflow.engine.spool.format import SPOOL_FORMAT
+
+    with Spool(tmp_path) as spool:
+        key = spool.accept(make_report_bytes(0)).key
+    marker = tmp_path / "spool" / "format"
+    assert marker.read_text().strip() == str(SPOOL_FORMAT)
+    marker.write_text(f"{SPOOL_FORMAT + 1}\n")
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "spool").rglob("*"))
+    with pytest.raises(IncompatibleSpool, match="newer stationflow") as caught:
+        Spool(tmp_path)
+    assert caught.value.exit_code == 9
+    with pytest.raises(IncompatibleSpool):
+        Spool(tmp_path, readonly=True)
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "spool").rglob("*")) == before
+    marker.write_text(f"{SPOOL_FORMAT}\n")
+    with Spool(tmp_path) as spool:
+        assert spool.state_of(key) == "pending"

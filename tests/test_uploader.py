@@ -13,7 +13,7 @@ import pytest
 from stationflow.engine.devtools.emulator import DEFAULT_TOKEN, Emulator
 from stationflow.engine.devtools.samples import make_report_bytes
 from stationflow.engine.spool.store import Spool
-from stationflow.engine.upload.uploader import OFFLINE, ONLINE, PAUSED, Backoff, TokenBucket, Uploader
+from stationflow.engine.upload.uploader import OFFLINE, PAUSED, Backoff, TokenBucket, Uploader
 from stationflow.schemas.config import RetrySection, ServerSection, UploadSection
 
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("bench", help="measure this station: disk durability limit and spool rates")
     p.add_argument("--dir", type=Path, default=None,
                    help="folder on the disk to measure (default: the system temp folder; use the data_dir's disk)")

@@ -23,7 +23,7 @@ _DEFAULT_DATA_DIR = StationConfig.model_fields["data_dir"].default
 _DEFAULT_GRACE = 60.0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("stop", help="stop the running service gracefully (finishes in-flight work)")
     p.add_argument("--no-wait", action="store_true", help="return once the service has started stopping")
     p.add_argument("--timeout", type=float, metavar="SECONDS", default=None,

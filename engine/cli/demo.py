@@ -8,7 +8,7 @@ from pathlib import Path
 from ..devtools.demo import run_demo
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="the whole pipeline against a local WATS emulator, no setup needed")
     p.add_argument("--reports", type=int, default=300, help="how many reports to generate (default 300)")
     p.add_argument("--outage", type=float, default=3.0, metavar="SECONDS",

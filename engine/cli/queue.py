@@ -55,7 +55,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     """
     import anyio
 
-    from ..intake.intake import submit_files
+    from ..intake import submit_files
 
     _, cfg = load_station(args.config)
     spec, arguments, timeout = args.converter, {}, 60.0
@@ -70,7 +70,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     failures = 0
     if spool_in_use(cfg):  # the service owns the spool: it converts and accepts the files itself
         from ..control.client import ControlClient
-        from ..intake.intake import Submitted
+        from ..intake import Submitted
 
         answer = ControlClient(Path(cfg.data_dir), timeout=max(60.0, timeout * len(args.files))).call(
             "submit", paths=[str(Path(f).resolve()) for f in args.files], converter=args.converter)

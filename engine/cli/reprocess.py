@@ -14,26 +14,16 @@ same content is "already present", and the server replaces the others instead of
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
 
-from .. import durable
-from ..layout import DataDir
 from ..errors import InvalidInput
-from ..intake.intake import (
-    ERROR_SUFFIX,
-    Intake,
-    archived_name,
-)
+from ..intake import FileOutcome
+from ..intake.reprocess import Staged, convert_staged, select, stage
 from ..station import load_station, open_spool, spool_in_use
-from ...schemas.config import IntakeSection, StationConfig
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("reprocess", help="convert archived or rejected source files again",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--since", metavar="DATE", help="archived on or after this day (YYYY-MM-DD, 'today', 'yesterday')")
@@ -55,83 +45,6 @@ def parse_day(text: str, option: str) -> date:
         return date.fromisoformat(text.strip())
     except ValueError:
         raise InvalidInput(f"{option} {text!r} is not a date", hint="write it as YYYY-MM-DD, e.g. 2026-01-30") from None
-
-
-@dataclass
-class Staged:
-    intake: str
-    origin: str  # "archive" or "rejected"
-    source: Path
-    staged: Path | None = None
-
-
-def select(cfg: StationConfig, intakes: list[IntakeSection], since: date | None, until: date | None,
-           rejected: bool) -> list[Staged]:
-    """The archived files (by archive day) and rejected files (by rejection day) to take again."""
-    data_dir = Path(cfg.data_dir)
-    names = {i.name for i in intakes}
-    found: list[Staged] = []
-    archive = DataDir(data_dir).archive
-    if since is not None and archive.is_dir():
-        for day_dir in sorted(archive.iterdir()):
-            try:
-                day = date.fromisoformat(day_dir.name)
-            except ValueError:
-                continue
-            if day < since or (until is not None and day > until):
-                continue
-            for intake_dir in sorted(p for p in day_dir.iterdir() if p.is_dir() and p.name in names):
-                found += [Staged(intake_dir.name, "archive", f) for f in sorted(intake_dir.iterdir()) if f.is_file()]
-    if rejected:
-        for name in sorted(names):
-            folder = DataDir(data_dir).rejected(name)
-            if not folder.is_dir():
-                continue
-            for f in sorted(folder.iterdir()):
-                if not f.is_file() or f.name.endswith(ERROR_SUFFIX) or f.name.startswith("."):
-                    continue
-                note = f.with_name(f.name + ERROR_SUFFIX)
-                when = date.fromtimestamp((note if note.exists() else f).stat().st_mtime)
-                if since is not None and when < since or until is not None and when > until:
-                    continue
-                found.append(Staged(name, "rejected", f))
-    return found
-
-
-def stage(cfg: StationConfig, items: list[Staged]) -> None:
-    """Put each file where its intake takes it: ``intake/<name>/reprocess/<origin>/<original name>``."""
-    for item in items:
-        folder = DataDir.of(cfg.data_dir).reprocess_inbox(item.intake, item.origin)
-        folder.mkdir(parents=True, exist_ok=True)
-        name = archived_name(item.source) if item.origin == "archive" else item.source.name
-        target = _free(folder / name)
-        if item.origin == "archive":
-            tmp = folder / f".{target.name}.tmp"
-            try:
-                os.link(item.source, tmp)  # the archived file is never changed: a link is enough
-            except OSError:
-                with open(item.source, "rb") as src, open(tmp, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1024 * 1024)
-                    dst.flush()
-                    os.fsync(dst.fileno())
-            durable.replace(tmp, target)
-        else:
-            durable.replace(item.source, target)
-            note = item.source.with_name(item.source.name + ERROR_SUFFIX)
-            try:
-                os.unlink(note)
-            except FileNotFoundError:
-                pass
-        durable.fsync_dir(folder)
-        item.staged = target
-
-
-def _free(target: Path) -> Path:
-    candidate, n = target, 0
-    while candidate.exists():
-        n += 1
-        candidate = target.with_name(f"{target.stem}~{n}{target.suffix}")
-    return candidate
 
 
 def cmd_reprocess(args: argparse.Namespace) -> int:
@@ -171,27 +84,13 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
         stage(cfg, items)
         import anyio
 
-        outcomes = anyio.run(_convert_staged, cfg, intakes, spool)
+        outcomes = anyio.run(convert_staged, cfg, intakes, spool)
     finally:
         spool.close()
     return _print(items, outcomes)
 
 
-async def _convert_staged(cfg: StationConfig, intakes: list[IntakeSection], spool: object) -> list:
-    intake = Intake(intakes, spool, Path(cfg.data_dir), cfg.station)  # type: ignore[arg-type]
-    try:
-        while await intake.scan_once(only_reprocess=True):
-            pass
-        waiting = intake.paused_reason
-    finally:
-        await intake.aclose()
-    if waiting:
-        print(f"stationflow: {waiting}; the remaining files wait in {DataDir.of(cfg.data_dir).intake_root}/<intake>/"
-              "reprocess/ and are taken when there is room", file=sys.stderr)
-    return list(intake.outcomes)
-
-
-def _print(items: list[Staged], outcomes: list) -> int:
+def _print(items: list[Staged], outcomes: list[FileOutcome]) -> int:
     by_source = {o.source: o for o in outcomes}
     failed = 0
     for item in items:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import anyio
 from typing import Any
@@ -12,7 +13,7 @@ from ..config_file import find_config_path, load_config, resolved
 from ..errors import StationflowError
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="the service in the foreground until SIGTERM, SIGINT or `stationflow stop`",
                        description="Run the station service in the foreground: watch folders, spool, upload. "
                                    "SIGTERM/SIGINT (Ctrl+C) stop it gracefully; a second one stops it at "
@@ -27,8 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ..service.service import Service
+    from ..upload.uploader import SWITCH_INTERVAL_S
 
     service = Service(find_config_path(args.config), log_level=getattr(args, "log_level", None))
+    # Process-wide, so set by the process's entry point, not by the Service (a library class):
+    # threads (file work) and the event loop then share the GIL in short turns.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     return anyio.run(service.run)
 
 
@@ -50,11 +55,12 @@ def check_health(config_arg: str | None) -> tuple[bool, str]:
 
     path = find_config_path(config_arg)
     cfg = resolved(load_config(path), path)
+    data_dir = Path(cfg.data_dir)
     try:
         answer: Any = ControlClient(cfg.data_dir).call("status")
     except StationflowError as exc:
-        if lock_is_held(cfg.data_dir):
-            return False, (f"a service (pid {read_pid(cfg.data_dir) or 'unknown'}) holds the lock of "
+        if lock_is_held(data_dir):
+            return False, (f"a service (pid {read_pid(data_dir) or 'unknown'}) holds the lock of "
                            f"{cfg.data_dir} but does not answer on the control protocol: {exc}")
         raise
     service = (answer or {}).get("service", {})

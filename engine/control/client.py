@@ -76,7 +76,7 @@ def error_from_response(error: dict[str, Any]) -> StationflowError:
     exc: StationflowError | None = None
     if cls is not None and cls is not StationflowError:
         try:
-            exc = cls(message, hint=hint)  # type: ignore[call-arg]
+            exc = cls(message, hint=hint)
         except TypeError:
             exc = None
     if exc is None:
@@ -161,7 +161,8 @@ class ControlClient:
     def hello(self) -> dict[str, Any]:
         """Connect and authenticate only; return what the service says about itself."""
         deadline = time.monotonic() + self.timeout
-        return self._with_connection(deadline, lambda conn: conn.welcome)
+        welcome: dict[str, Any] = self._with_connection(deadline, lambda conn: conn.welcome)
+        return welcome
 
     def is_running(self) -> bool:
         """True when a service answers on this data dir's control port (even if it is busy)."""

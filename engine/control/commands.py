@@ -13,11 +13,11 @@ Changing the config goes one way only: validated → saved atomically with a bac
 from __future__ import annotations
 
 import copy
-import inspect
 import os
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
 from pydantic import BaseModel, ValidationError
@@ -46,10 +46,36 @@ from ...schemas.control import (
 )
 
 M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R")
 _RETRY_NOTE = "retried by an operator (control protocol)"
 
+if TYPE_CHECKING:
+    from ..intake import Intake
+    from ..service.logs import LogRing
+    from ..spool.store import Spool
 
-def build_handlers(service: Any) -> dict[str, Handler]:
+
+class ControlledService(Protocol):
+    """What the control commands need of the running service (``service.Service``), and no more:
+    the commands are written against this, so a test can stand in for the service."""
+
+    config: StationConfig
+    config_path: Path
+    spool: Spool | None
+    intake: Intake | None
+    log_ring: LogRing
+
+    @property
+    def state(self) -> str: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    async def reload(self, source: str = ...) -> list[str]: ...
+
+    def request_stop(self, reason: str) -> None: ...
+
+
+def build_handlers(service: ControlledService) -> dict[str, Handler]:
     """One handler per command for ``ControlServer``; ``service`` is the running ``Service``."""
     commands = _Commands(service)
     table: dict[str, Callable[[Any], Awaitable[Any]]] = {
@@ -88,21 +114,17 @@ def _validated(name: str, model: type[M], fn: Callable[[M], Awaitable[Any]]) -> 
     return handler
 
 
-async def _maybe_await(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
-
-
 class _Commands:
-    def __init__(self, service: Any) -> None:
+    def __init__(self, service: ControlledService) -> None:
         self.service = service
         self.limiter = anyio.CapacityLimiter(4)
         self.config_lock = anyio.Lock()
 
-    async def _thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def _thread(self, fn: Callable[..., R], *args: Any) -> R:
         return await anyio.to_thread.run_sync(partial(fn, *args), limiter=self.limiter)
 
-    def _spool(self) -> Any:
-        spool = getattr(self.service, "spool", None)
+    def _spool(self) -> Spool:
+        spool = self.service.spool
         if spool is None:
             raise StationflowError(f"the spool is not open (the service is {self.service.state})",
                                    hint="wait for the service to finish starting, or see its log")
@@ -143,7 +165,7 @@ class _Commands:
         """``stationflow submit`` while the service owns the spool: the same conversion, done here."""
         from pathlib import Path
 
-        from ..intake.intake import submit_files
+        from ..intake import submit_files
 
         spool = self._spool()
         config = self.service.config
@@ -182,22 +204,22 @@ class _Commands:
 
     # ------------------------------------------------------------------ intake
 
-    def _intake(self) -> Any:
-        intake = getattr(self.service, "intake", None)
+    def _intake(self) -> Intake:
+        intake = self.service.intake
         if intake is None:
             raise StationflowError("no intake is running on this station",
                                    hint="add a watched folder under intake: in the station config")
         return intake
 
-    async def intake_pause(self, a: IntakePauseArgs) -> Any:
+    async def intake_pause(self, a: IntakePauseArgs) -> dict[str, Any]:
         intake = self._intake()
-        await _maybe_await(intake.pause(a.reason or "paused through the control protocol"))
-        return await _maybe_await(intake.status())
+        intake.pause(a.reason or "paused through the control protocol")
+        return intake.status()
 
-    async def intake_resume(self, _: NoArgs) -> Any:
+    async def intake_resume(self, _: NoArgs) -> dict[str, Any]:
         intake = self._intake()
-        await _maybe_await(intake.resume())
-        return await _maybe_await(intake.status())
+        intake.resume()
+        return intake.status()
 
     # ------------------------------------------------------------------ config
 
@@ -274,10 +296,9 @@ class _Commands:
 
     async def stop(self, _: NoArgs) -> AfterReply:
         """Answered first, then the stop begins (the answer must not race the shutdown)."""
-        grace = getattr(getattr(getattr(self.service, "config", None), "shutdown", None), "grace_s", None)
+        grace = self.service.config.shutdown.grace_s
         return AfterReply({"stopping": True, "pid": os.getpid(), "grace_s": grace},
                           partial(self.service.request_stop, "stop requested through the control protocol"))
 
     async def log_tail(self, a: LogTailArgs) -> dict[str, Any]:
-        ring = getattr(self.service, "log_ring", None)
-        return {"lines": list(ring.tail(a.n)) if ring is not None else []}
+        return {"lines": list(self.service.log_ring.tail(a.n))}

@@ -34,7 +34,7 @@ import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -44,6 +44,8 @@ from anyio.abc import SocketAttribute, SocketStream
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from .. import durable
+from ... import __version__
+from ..clock import now_iso
 from ..layout import DataDir
 from ..errors import InvalidInput, StationflowError, StorageError
 from ...schemas.config import MASK
@@ -319,6 +321,7 @@ class ControlServer:
         try:
             self._publish()
             log.info("control: listening on %s:%s", self.host, self.port)
+            assert self.port is not None, "_listen() sets the port"
             task_status.started(self.port)
             async with anyio.create_task_group() as tg:
                 await self._accept_loop(listener, tg)
@@ -340,6 +343,7 @@ class ControlServer:
                 hint="another program uses this port: set control.port to 0 (any free port) or another "
                      "port in the station config") from None
         listener = multi.listeners[0]
+        assert isinstance(listener, anyio.abc.SocketListener)
         self.port = int(listener.extra(SocketAttribute.local_address)[1])
         return listener
 
@@ -349,7 +353,8 @@ class ControlServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         _write_private(DataDir.of(self.data_dir).token_file, self._token.encode("ascii"))
         info = {"host": self.host, "port": self.port, "pid": os.getpid(), "protocol": PROTOCOL_VERSION,
-                "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                "version": __version__,
+                "started": now_iso()}
         # Rebuilt at every start: a crash-safe replace is needed, power-loss durability is not.
         durable.atomic_write(DataDir.of(self.data_dir).control_file, json.dumps(info, indent=1).encode("utf-8"), sync=False)
 
@@ -393,7 +398,9 @@ class ControlServer:
     @staticmethod
     def _peer(stream: SocketStream) -> str:
         try:
-            host, port = stream.extra(SocketAttribute.remote_address)[:2]
+            address = stream.extra(SocketAttribute.remote_address)
+            assert isinstance(address, tuple)
+            host, port = address[:2]
             return f"{host}:{port}"
         except Exception:  # noqa: BLE001 - only used in log lines
             return "?"
@@ -539,7 +546,7 @@ class ControlServer:
         session.client = hello.client
         log.debug("control: #%s from %s (%s) authenticated", session.number, session.peer, hello.client or "?")
         await self._send(stream, session=session, message={"id": None, "ok": True, "result": {
-            "protocol": PROTOCOL_VERSION, "server": "stationflow", "pid": os.getpid(),
+            "protocol": PROTOCOL_VERSION, "server": "stationflow", "version": __version__, "pid": os.getpid(),
             "commands": sorted(self.handlers)}})
         return True
 

@@ -220,6 +220,7 @@ class _Builder:
         step: dict[str, Any] = {"id": step_id, "group": "M"}
         if value_text and self.is_number(value_text):
             value = self.number(value_text, line, "value")
+            assert value is not None, "is_number() said so"
             low = self.number(get(cells, "low"), line, "low")
             high = self.number(get(cells, "high"), line, "high")
             if not comp:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import anyio
 
-from ..intake.intake import Intake, IntakeOptions
+from ..intake import Intake, IntakeOptions
 from .samples import make_report_bytes
 from ..spool.store import Spool
 from ...schemas.config import IntakeSection, StationSection

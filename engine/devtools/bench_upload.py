@@ -20,6 +20,7 @@ from pathlib import Path
 
 import anyio
 import httpx
+from pydantic import SecretStr
 
 from .emulator import DEFAULT_TOKEN
 from ..spool.store import Spool
@@ -32,7 +33,7 @@ _SAMPLE = Path(__file__).resolve().parent / "data" / "uut-wsjf-export.json"  # s
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def start_emulator_process() -> tuple[subprocess.Popen[bytes], str]:
@@ -84,7 +85,7 @@ def raw_post_rate(url: str, reports: list[bytes], concurrency: int) -> float:
 
 
 def _uploader(spool: Spool, url: str, concurrency: int) -> Uploader:
-    server = ServerSection(url=url, token=DEFAULT_TOKEN, timeout_s=30)
+    server = ServerSection(url=url, token=SecretStr(DEFAULT_TOKEN), timeout_s=30)
     upload = UploadSection(concurrency=concurrency, rate_per_s=None, retry=RetrySection(initial_s=0.1, max_s=1))
     return Uploader(spool, server, upload)
 

@@ -36,15 +36,16 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
 from filelock import FileLock, Timeout
 
+from ... import __version__
+from ..clock import now_iso
 from ..layout import PID_FILE, DataDir
 from ..config_file import config_dict, load_config, resolved
 from ..errors import AlreadyRunning, ConfigError, ServiceNotRunning, StationflowError
@@ -52,18 +53,18 @@ from ..lifecycle import load_lifecycle
 from .logs import LogRing, ServiceLogging
 from ..spool.store import Spool
 from ..station import lock_file_held, open_spool
-from .supervisor import RestartPolicy, SupervisedTask, Supervisor
-from ..upload.uploader import PAUSED, SWITCH_INTERVAL_S, Uploader
+from .supervisor import MachineModel, RestartPolicy, SupervisedTask, Supervisor
+from ..upload.uploader import PAUSED, Uploader
 from ...schemas.config import StationConfig
+
+if TYPE_CHECKING:
+    from ..intake import Intake
 
 log = logging.getLogger(__name__)
 
 _LOCK_WAIT_S = 0.3  # rides over a health check that holds the lock for a moment; still "at once"
 _RELOAD_STATES = ("running", "degraded")
 
-
-def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def read_pid(data_dir: Path) -> int | None:
@@ -77,12 +78,6 @@ def read_pid(data_dir: Path) -> int | None:
 def lock_is_held(data_dir: Path) -> bool:
     """True while a service holds the data dir's lock (probing takes the lock for an instant)."""
     return lock_file_held(DataDir.of(data_dir).lock_file)
-
-
-class _Model:
-    """What the ``transitions`` machine decorates; keeps trigger names off the Service itself."""
-
-    state: str
 
 
 class Service:
@@ -101,11 +96,11 @@ class Service:
         self.data_dir = Path(self.config.data_dir)
         self.spool: Spool | None = None
         self.uploader: Uploader | None = None
-        self.intake: Any | None = None
+        self.intake: Intake | None = None
         self.supervisor: Supervisor | None = None
         self.log_ring = LogRing()
         self.reason: str | None = None
-        self.since = _now_iso()
+        self.since = now_iso()
         self.stop_reason: str | None = None
         self.last_reload: dict[str, Any] | None = None
         self._overrides = dict(task_overrides or {})
@@ -114,7 +109,7 @@ class Service:
         self._log_level = log_level
         self._log_stream = log_stream
         self._lifecycle = load_lifecycle("service")
-        self._model = _Model()
+        self._model = MachineModel()
         self._lifecycle.bind(self._model)
         self._degraded: dict[str, str] = {}
         self._stop_event = anyio.Event()
@@ -138,7 +133,7 @@ class Service:
     def _fire(self, trigger: str, reason: str | None = None) -> None:
         before = self._model.state
         self._model.trigger(trigger)
-        self.since = _now_iso()
+        self.since = now_iso()
         self.reason = reason
         level = {"degraded": logging.WARNING, "error": logging.ERROR}.get(self.state, logging.INFO)
         log.log(level, "service %s -> %s%s", before, self.state, f": {reason}" if reason else "")
@@ -214,7 +209,6 @@ class Service:
         if self._ran:
             raise RuntimeError("a Service runs once; build a new one to run again")
         self._ran = True
-        sys.setswitchinterval(SWITCH_INTERVAL_S)  # threads and the event loop share the GIL fairly
         self._take_lock()
         try:
             self._token = anyio.lowlevel.current_token()
@@ -324,11 +318,12 @@ class Service:
         if self.uploader is not None:
             self.uploader.drain()
 
-    def _new_intake(self, config: StationConfig) -> Any | None:
+    def _new_intake(self, config: StationConfig) -> Intake | None:
         if not config.intake:
             return None
-        from ..intake.intake import Intake
+        from ..intake import Intake
 
+        assert self.spool is not None, "the spool opens before intake starts"
         return Intake(config.intake, self.spool, self.data_dir, config.station)
 
     async def _run_intake(self) -> None:
@@ -493,7 +488,7 @@ class Service:
                                                                       self.config_path))
             except ConfigError as exc:
                 self._config_sig = sig  # the watcher does not retry the same broken file
-                self.last_reload = {"at": _now_iso(), "source": source, "ok": False, "error": str(exc),
+                self.last_reload = {"at": now_iso(), "source": source, "ok": False, "error": str(exc),
                                     "problems": list(exc.problems)}
                 log.error("config reload (%s) refused, the old settings stay in force: %s", source, exc)
                 for problem in exc.problems:
@@ -501,7 +496,7 @@ class Service:
                 raise
             self._config_sig = sig
             notes = await self._apply(new)
-            self.last_reload = {"at": _now_iso(), "source": source, "ok": True, "changes": notes}
+            self.last_reload = {"at": now_iso(), "source": source, "ok": True, "changes": notes}
             log.info("config reloaded (%s): %s", source, "; ".join(notes) if notes else "no changes")
             return notes
 
@@ -531,6 +526,7 @@ class Service:
             self.spool.keep_sent_s = new.spool.keep_sent_days * 86400.0
         if self.spool is not None:
             self.spool.max_wait_s = new.upload.retry.max_s  # a waiting report never waits past the cap
+        assert self.supervisor is not None, "reload runs while the service runs"
         if self.uploader is not None and (new.server != old.server or new.upload != old.upload):
             if new.upload.concurrency != old.upload.concurrency and "uploader" in self.supervisor.tasks \
                     and "uploader" not in self._overrides:
@@ -583,6 +579,7 @@ class Service:
         return {
             "service": {
                 "state": self.state, "reason": self.reason, "since": self.since, "pid": os.getpid(),
+                "version": __version__,
                 "uptime_s": round(time.monotonic() - self._started_mono, 3) if self._started_mono else None,
                 "data_dir": str(self.data_dir), "config": str(self.config_path),
                 "stop_reason": self.stop_reason, "last_reload": self.last_reload,
@@ -642,7 +639,8 @@ def _safe_status(part: Any) -> dict[str, Any] | None:
     if part is None:
         return None
     try:
-        return part.status()
+        status: dict[str, Any] = part.status()
+        return status
     except Exception as exc:  # noqa: BLE001 - status must answer even when a part is broken; say so
         log.exception("status of %s failed", type(part).__name__)
         return {"error": f"{type(exc).__name__}: {exc}"}
@@ -654,8 +652,9 @@ def _metric(status: dict[str, Any] | None, name: str) -> int:
     if not status:
         return 0
     for place in (status, status.get("counters") or {}, status.get("metrics") or {}):
-        if isinstance(place, dict) and isinstance(place.get(name), int):
-            return place[name]
+        value = place.get(name) if isinstance(place, dict) else None
+        if isinstance(value, int):
+            return value
     if name == "converted" and isinstance(status.get("intakes"), dict):
         return sum(int(i.get("reports_accepted") or 0) for i in status["intakes"].values() if isinstance(i, dict))
     return 0

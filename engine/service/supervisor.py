@@ -28,12 +28,13 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from ..backoff import backoff_delay
+from ..clock import now_iso
 from ..lifecycle import Lifecycle, load_lifecycle
 
 log = logging.getLogger(__name__)
@@ -45,9 +46,6 @@ DrainHook = Callable[[], Awaitable[None] | None]
 # in-flight report back). Past it the supervisor says so and stops waiting: it never hangs a stop.
 _UNWIND_S = 10.0
 
-
-def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def describe(exc: BaseException) -> str:
@@ -71,16 +69,18 @@ class RestartPolicy:
 
     def delay(self, failures: int, rng: random.Random) -> float:
         """Seconds before the restart that follows the ``failures``-th recent failure (from 1)."""
-        base = min(self.initial_s * self.multiplier ** max(0, failures - 1), self.max_s)
-        spread = base * self.jitter
-        return max(0.0, min(base + rng.uniform(-spread, spread), self.max_s))
+        return backoff_delay(failures, initial_s=self.initial_s, max_s=self.max_s, multiplier=self.multiplier,
+                             jitter=self.jitter, rng=rng)
 
 
-class _Model:
-    """What the ``transitions`` machine decorates (``state``, ``trigger``), kept apart from the
-    task so trigger names (``stop``, ``restart``) never shadow real methods."""
+class MachineModel:
+    """What a ``transitions`` machine decorates (``state``, ``trigger``), kept apart from the task
+    or service it describes so trigger names (``stop``, ``restart``) never shadow real methods."""
 
     state: str
+
+    if TYPE_CHECKING:  # added by transitions when the lifecycle binds the model
+        def trigger(self, trigger_name: str, *args: Any, **kwargs: Any) -> bool: ...
 
 
 class SupervisedTask:
@@ -91,14 +91,14 @@ class SupervisedTask:
         self.body = body
         self.drain = drain
         self._lifecycle = lifecycle
-        self._model = _Model()
+        self._model = MachineModel()
         lifecycle.bind(self._model)
         self.restarts = 0
         self.failures: collections.deque[float] = collections.deque()
         self.last_error: str | None = None
         self.last_error_at: str | None = None
         self.given_up_reason: str | None = None
-        self.since = _now_iso()
+        self.since = now_iso()
         self.scope: anyio.CancelScope | None = None
         self.ended = anyio.Event()
         self.stop_requested = False
@@ -115,7 +115,7 @@ class SupervisedTask:
     def fire(self, trigger: str) -> None:
         before = self._model.state
         self._model.trigger(trigger)
-        self.since = _now_iso()
+        self.since = now_iso()
         log.debug("task %s: %s -> %s (%s)", self.name, before, self._model.state, trigger)
 
     def wake(self) -> None:
@@ -234,7 +234,7 @@ class Supervisor:
                     await task.body()
                 except Exception as exc:  # noqa: BLE001 - logged with traceback, counted, restarted
                     task.last_error = describe(exc)
-                    task.last_error_at = _now_iso()
+                    task.last_error_at = now_iso()
                     if self._should_stop(task) or task._recycling:
                         log.exception("task %s raised while stopping", task.name)
                         return None
@@ -243,14 +243,14 @@ class Supervisor:
                 if self._should_stop(task) or task._recycling:
                     return None
                 task.last_error = "ended without being asked to stop (a bug: a task must run until stopped)"
-                task.last_error_at = _now_iso()
+                task.last_error_at = now_iso()
                 log.error("task %s %s; treated as a crash", task.name, task.last_error)
                 return task.last_error
             # Cancelled through its own scope: as asked (stop, recycle, retire), or a failure.
             if self._should_stop(task) or task._recycling:
                 return None
             task.last_error = "cancelled without being asked to stop"
-            task.last_error_at = _now_iso()
+            task.last_error_at = now_iso()
             log.error("task %s was %s; treated as a crash", task.name, task.last_error)
             return task.last_error
         finally:

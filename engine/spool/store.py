@@ -48,14 +48,15 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
 
+from ..clock import iso_from_epoch, now_iso
 from .. import durable
 from ..layout import DataDir
+from .format import check_format
 from ..errors import (
     AlreadyRunning,
     DuplicateReport,
@@ -123,9 +124,6 @@ class ReportInfo:
             "source": self.source, "next_attempt": self.next_attempt, "size": self.size, "path": self.path,
         }
 
-
-def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _read_file(path: Path, size: int) -> bytes:
@@ -226,6 +224,7 @@ class Spool:
         if self.readonly:
             if not self.root.is_dir():
                 return
+            check_format(DataDir.of(self.root.parent).spool_format, record=False)
             self._scan(recover=False)
             return
         for name in ("tmp", "meta", *self._states):
@@ -239,6 +238,7 @@ class Spool:
                 hint="stop the running service (`stationflow stop`) or use its control commands",
             ) from exc
         try:
+            check_format(DataDir.of(self.root.parent).spool_format)
             self._scan(recover=True)
             self._recover_tmp()
         except BaseException:
@@ -328,7 +328,7 @@ class Spool:
             key = f"{base}~{n}"
         entry = _Entry("quarantined", _crc(data), len(data))
         self._write_meta(key, {"attempts": 0, "last_error": reason, "original_name": str(path),
-                               "history": [{"at": _now_iso(), "from": None, "to": "quarantined",
+                               "history": [{"at": now_iso(), "from": None, "to": "quarantined",
                                             "trigger": "recovery", "note": reason}]}, sync=True)
         durable.replace(path, self._dir("quarantined") / entry.filename(key))
         self._sync_dir("quarantined")
@@ -438,7 +438,7 @@ class Spool:
                 continue
             try:
                 self._write_meta(key, {"attempts": 0, "source": source,
-                                       "history": [{"at": _now_iso(), "from": None, "to": self._initial,
+                                       "history": [{"at": now_iso(), "from": None, "to": self._initial,
                                                     "trigger": "accept", "note": None}]})
                 self._source_only.add(key)
             except StorageError as exc:  # informational; the report itself is durable
@@ -564,13 +564,12 @@ class Spool:
                 meta["last_error"] = error
             if waits:
                 meta["next_attempt_epoch"] = time.time() + float(next_attempt_s or 0.0)
-                meta["next_attempt"] = datetime.fromtimestamp(meta["next_attempt_epoch"], timezone.utc).isoformat(
-                    timespec="seconds")
+                meta["next_attempt"] = iso_from_epoch(meta["next_attempt_epoch"])
             else:
                 meta.pop("next_attempt_epoch", None)
                 meta.pop("next_attempt", None)
             history = meta.setdefault("history", [])
-            history.append({"at": _now_iso(), "from": source, "to": dest, "trigger": trigger,
+            history.append({"at": now_iso(), "from": source, "to": dest, "trigger": trigger,
                             "note": error or note})
             del history[:-_MAX_HISTORY]
             try:
@@ -758,10 +757,9 @@ class Spool:
             st = path.stat()
         except FileNotFoundError:
             return []
-        at = lambda t: datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")  # noqa: E731
-        history = [{"at": at(st.st_mtime), "from": None, "to": self._initial, "trigger": "accept", "note": None}]
+        history = [{"at": iso_from_epoch(st.st_mtime), "from": None, "to": self._initial, "trigger": "accept", "note": None}]
         if state != self._initial:
-            history.append({"at": at(st.st_ctime), "from": None, "to": state, "trigger": None,
+            history.append({"at": iso_from_epoch(st.st_ctime), "from": None, "to": state, "trigger": None,
                             "note": "time of the last move (no sidecar: nothing else to record)"})
         return history
 
@@ -826,7 +824,7 @@ class Spool:
             return {}
         except (ValueError, OSError) as exc:
             log.warning("sidecar of report %s is unreadable (%s); starting a new one", key, exc)
-            return {"history": [{"at": _now_iso(), "note": f"previous sidecar unreadable: {exc}"}]}
+            return {"history": [{"at": now_iso(), "note": f"previous sidecar unreadable: {exc}"}]}
 
     def _write_meta(self, key: str, meta: dict[str, Any], *, sync: bool = False) -> None:
         meta["id"] = key

@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from .answers import server_message
 from .uploader import PROBE_PATH
 from ...schemas.config import ServerSection
 
@@ -119,21 +120,9 @@ def _version(response: httpx.Response) -> str:
     return str(data)[:100]
 
 
-def _server_says(response: httpx.Response) -> str:
-    try:
-        data = response.json()
-        if isinstance(data, dict):
-            for key in ("message", "Message", "error", "detail", "title"):
-                if isinstance(data.get(key), str):
-                    return data[key][:300]
-    except ValueError:
-        pass
-    return response.text.strip()[:300]
-
-
 def _refusal(response: httpx.Response, url: str) -> ConnectionResult:
     code = response.status_code
-    said = _server_says(response)
+    said = server_message(response, limit=300)
     said_part = f" (server said: {said})" if said else ""
     if code == 401:
         return ConnectionResult(False, f"the server refused the token (401){said_part} — paste the token "

@@ -22,7 +22,7 @@ from typing import Any
 import anyio
 import pytest
 
-import stationflow.engine.intake.intake as intake_module
+import stationflow.engine.intake.post_actions as intake_module  # prune_archive reads the wall clock here
 import stationflow.engine.spool.store as spool_module
 from stationflow.engine.config_file import load_config, resolved
 from stationflow.engine.control.client import ControlClient

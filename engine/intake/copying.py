@@ -1,0 +1,167 @@
+"""Copying a settled source into the data dir before anything converts it.
+
+The source is only read. Its bytes go to ``tmp/<job>.part``; the copies of a batch are fsynced
+together (``durable.fsync_all``), checked against the source's size and mtime (a file that
+changed while it was copied is taken again later), renamed to ``copies/<batch>/<name>``, and a job
+record is written so that a restart resumes from the copy. See :mod:`.intake` for the durability
+argument.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import durable
+from ..errors import StorageError
+from .model import CHUNK, TrackedFile, unlink_quietly
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Copy:
+    """A copy being made: its temp file, open descriptor (-1 once closed), job id, the source's
+    stat before copying, bytes copied and digest."""
+
+    tmp: Path
+    fd: int
+    job: str
+    before: os.stat_result
+    size: int = 0
+    sha256: str = ""
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def discard(self) -> None:
+        try:
+            self.close()
+        except OSError:
+            pass
+        unlink_quietly(self.tmp)
+
+
+class Vanished(Exception):
+    pass
+
+
+class Changed(Exception):
+    pass
+
+
+class TooLarge(Exception):
+    pass
+
+
+class CopyTimeout(Exception):
+    pass
+
+
+def copy_all(files: list[TrackedFile], deadline: float, *, fsync: bool) -> list[Exception | None]:
+    """Copy each file (the copies fsynced together) and write its job record (state copied);
+    one failure per file, or None."""
+    failures: list[Exception | None] = [None] * len(files)
+    batch, names = uuid.uuid4().hex[:16], set[str]()
+    written: list[tuple[int, Copy]] = []
+    try:
+        for i, file in enumerate(files):
+            try:
+                written.append((i, copy_data(file, deadline)))
+            except Exception as exc:
+                failures[i] = exc
+        fds = [c.fd for _, c in written]
+        synced = durable.fsync_all(fds) if fsync else [None] * len(fds)
+    except BaseException:
+        for _, copy in written:
+            copy.discard()
+        raise
+    for (i, copy), failure in zip(written, synced):
+        file = files[i]
+        try:
+            copy.close()
+            if failure is not None:
+                raise failure
+            place_copy(file, copy, batch, names)
+        except Exception as exc:
+            copy.discard()
+            failures[i] = Vanished() if isinstance(exc, FileNotFoundError) else exc
+            continue
+        try:
+            write_record(file, state="copied")
+        except StorageError as exc:  # the record only helps a restart; the source is still untouched
+            log.warning("intake %s: job record of %s not written: %s", file.watch.name, file.path, exc)
+    return failures
+
+
+def copy_data(file: TrackedFile, deadline: float) -> Copy:
+    """Copy the source's bytes into ``tmp/<job>.part`` (not yet fsynced; the caller fsyncs the
+    batch together); the source is only read. Raises Vanished, Changed, TooLarge, ..."""
+    watch = file.watch
+    max_bytes = int(watch.section.max_file_bytes)
+    try:
+        before = os.stat(file.path)
+    except FileNotFoundError:
+        raise Vanished() from None
+    if (before.st_size, before.st_mtime_ns) != (file.size, file.mtime_ns):
+        file.size, file.mtime_ns = before.st_size, before.st_mtime_ns
+        raise Changed()
+    if before.st_size > max_bytes:
+        raise TooLarge()
+    job = uuid.uuid4().hex[:16]
+    copy = Copy(watch.tmp / f"{job}.part", -1, job, before)
+    digest = hashlib.sha256()
+    try:
+        with open(file.path, "rb") as src:
+            copy.fd = os.open(copy.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o644)
+            while chunk := src.read(min(CHUNK, max(before.st_size, 0) + 1)):
+                copy.size += len(chunk)
+                if copy.size > max_bytes:
+                    raise TooLarge()
+                if time.monotonic() > deadline:
+                    raise CopyTimeout()
+                digest.update(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(copy.fd, view):]
+    except FileNotFoundError:
+        copy.discard()
+        raise Vanished() from None
+    except BaseException:
+        copy.discard()
+        raise
+    copy.sha256 = digest.hexdigest()
+    return copy
+
+
+def place_copy(file: TrackedFile, copy: Copy, batch: str, names: set[str]) -> None:
+    """Check the source did not change while it was copied, and move the (fsynced) copy to
+    ``copies/<batch>/<name>``. The copies of one batch share a folder (no folder created and
+    removed per file); a name already used in the batch (a recursive watch) gets its own."""
+    after = os.stat(file.path)
+    before = copy.before
+    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or copy.size != after.st_size:
+        file.size, file.mtime_ns = after.st_size, after.st_mtime_ns
+        raise Changed()
+    name = file.path.name  # the converter sees the file under its own name
+    target = file.watch.copies / (copy.job if name in names else batch) / name
+    target.parent.mkdir(exist_ok=True)
+    names.add(name)
+    durable.replace(copy.tmp, target)  # no directory fsync: see intake.py's durability argument
+    file.job, file.sha256, file.copy = copy.job, copy.sha256, target
+
+
+def write_record(file: TrackedFile, state: str | None = None) -> None:
+    """Atomic, not fsynced: it survives a crash of the process, and losing it to a power cut only
+    means the source (still in place) is converted again, with the same report ids."""
+    watch = file.watch
+    durable.atomic_write(watch.jobs / f"{file.job}.json", json.dumps(file.record(state), indent=1).encode(),
+                         tmp_dir=watch.tmp, sync=False)

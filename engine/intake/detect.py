@@ -1,0 +1,162 @@
+"""Noticing files and deciding when they are settled (the writer is done with them).
+
+Polling with ``os.scandir``: a file is settled once its size and mtime have not changed for the
+intake's ``settle_ms`` (and, on Windows, once it can be opened for writing, i.e. the equipment
+has closed it). Listing runs in a thread and changes nothing; the bookkeeping (``detect``) runs on
+the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..layout import REPROCESS_ORIGINS
+from .model import WINDOWS, TrackedFile, Watch
+
+log = logging.getLogger(__name__)
+
+
+def walk(root: Path, recursive: bool, excluded: list[Path]) -> Iterable[os.DirEntry[str]]:
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning("cannot list %s: %s", folder, exc)
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir():
+                    if recursive and not any(same_or_inside(Path(entry.path), x) for x in excluded):
+                        stack.append(Path(entry.path))
+                    continue
+                if entry.is_file():
+                    yield entry
+            except OSError:
+                continue
+
+
+def list_candidates(watch: Watch, only_reprocess: bool) -> tuple[list[tuple[str, str, str, int, int]], bool]:
+    """(path, origin, relative path, size, mtime_ns) of every candidate file; and whether the
+    watch folder itself could be listed. Runs in a thread: it reads the disk, changes nothing."""
+    sources: list[tuple[Path, str, bool]] = [(watch.reprocess / o, f"reprocess/{o}", False)
+                                             for o in REPROCESS_ORIGINS]
+    walked_root = False
+    if not only_reprocess:
+        walked_root = watch.root.is_dir()
+        sources.insert(0, (watch.root, "watch", watch.section.recursive))
+    found = []
+    for root, origin, recursive in sources:
+        for entry in walk(root, recursive, watch.excluded if origin == "watch" else []):
+            if origin == "watch" and not watch.matches(entry.name):
+                continue
+            try:
+                st = entry.stat()
+            except OSError:
+                continue
+            found.append((entry.path, origin, os.path.relpath(entry.path, root), st.st_size, st.st_mtime_ns))
+    return found, walked_root
+
+
+def detect(watch: Watch, listing: list[tuple[str, str, str, int, int]], walked_root: bool,
+           now: float, only_reprocess: bool, budget: int, in_flight: set[TrackedFile]) -> list[TrackedFile]:
+    """Track the listed files; return at most ``budget`` that stayed unchanged for settle_ms
+    (``settle`` fired). The others stay detected, and settle at once in a later pass."""
+    if not only_reprocess:
+        watch.folder_problem = None if walked_root else f"the watch folder {watch.root} does not exist (yet)"
+    settle_watch = watch.section.settle_ms / 1000.0
+    seen: set[str] = set()
+    settled: list[TrackedFile] = []
+    for key, origin, rel, size, mtime_ns in listing:
+        settle = settle_watch if origin == "watch" else 0.0
+        seen.add(key)
+        file = watch.files.get(key)
+        if file is None:
+            kept = watch.kept.get(key)
+            if kept is not None:
+                if kept == [size, mtime_ns]:
+                    continue
+                del watch.kept[key]  # changed since it was kept: new content, taken again
+                watch.kept_dirty = True
+            file = TrackedFile(watch, Path(key), rel, origin, watch.lifecycle.initial, size, mtime_ns, now)
+            watch.files[key] = file
+            if settle > 0:
+                continue
+        if file.state != watch.lifecycle.initial or now < file.next_try:
+            continue  # owned by a job in progress, or waiting after an error
+        if (size, mtime_ns) != (file.size, file.mtime_ns):
+            file.size, file.mtime_ns, file.stable_since = size, mtime_ns, now
+            continue
+        if now - file.stable_since < settle or len(settled) >= budget:
+            continue
+        if WINDOWS and locked(file.path):
+            file.note = "open in another program; waiting until it is closed"
+            file.stable_since = now
+            continue
+        file.note = None
+        file.fire("settle")
+        settled.append(file)
+    for key, file in list(watch.files.items()):
+        if file.state != watch.lifecycle.initial or key in seen or file in in_flight:
+            continue
+        if file.origin == "watch" and only_reprocess:
+            continue  # its folder was not listed in this pass
+        # Before it settled, someone took it away (or renamed it): nothing of it was ours.
+        file.fire("vanished")
+        watch.gone += 1
+        del watch.files[key]
+    if walked_root and watch.kept:
+        for key in [k for k in watch.kept if k not in seen]:
+            del watch.kept[key]  # a kept file that is no longer there needs no memory
+            watch.kept_dirty = True
+    return settled
+
+
+def settle_seen(watch: Watch, now: float, budget: int, in_flight: set[TrackedFile]) -> list[TrackedFile]:
+    """At most ``budget`` files seen at the last listing that are due to settle (``settle`` fired)."""
+    settled: list[TrackedFile] = []
+    settle_watch = watch.section.settle_ms / 1000.0
+    for file in watch.files.values():
+        if len(settled) >= budget:
+            break
+        if file.state != watch.lifecycle.initial or file in in_flight or now < file.next_try:
+            continue
+        if now - file.stable_since < (settle_watch if file.origin == "watch" else 0.0):
+            continue
+        if WINDOWS and locked(file.path):
+            continue
+        file.note = None
+        file.fire("settle")
+        settled.append(file)
+    return settled
+
+
+def same_or_inside(path: Path, other: Path) -> bool:
+    try:
+        path.resolve().relative_to(other.resolve())
+        return True
+    except (ValueError, OSError):
+        return False
+
+
+def locked(path: Path) -> bool:
+    """Windows: the equipment still has the file open (a sharing violation when we ask for write access)."""
+    if not os.access(path, os.W_OK):
+        return False  # read-only file: we cannot tell, and will not need write access
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    os.close(fd)
+    return False

@@ -1,0 +1,165 @@
+"""What intake works with: its options, one watched folder, one tracked source file, outcomes.
+
+A tracked file is the model the conversion lifecycle (``machines/conversion.yaml``) moves; a watch
+is one configured intake with its folders (from :class:`..layout.DataDir`), the files it tracks
+and its counters. The steps that act on them live in their own modules (detect, copying,
+post_actions, rejects, recovery); :mod:`.intake` coordinates them.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import math
+import os
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ..clock import now_iso
+from ..convert.worker import DEFAULT_MEMORY_LIMIT
+from ..layout import DataDir
+from ..lifecycle import Lifecycle
+from ...schemas.config import IntakeSection
+
+ERROR_SUFFIX = ".error.txt"
+WINDOWS = sys.platform == "win32"
+CHUNK = 1024 * 1024
+#: New files taken together: one copy hop, one exchange with a worker, one spool directory fsync.
+BATCH_FILES = 32
+
+
+def disk_full(exc: BaseException) -> bool:
+    """True when ``exc`` (or what caused it) is the disk or quota being full."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            return True
+        if "No space left on device" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def unlink_quietly(path: str | os.PathLike[str]) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+@dataclass
+class IntakeOptions:
+    """Settings of the intake that are not (yet) in the station config."""
+
+    poll_interval_s: float = 0.5
+    #: Archived sources older than this many days are deleted (whole date folders).
+    archive_keep_days: float = 30.0
+    #: Address-space limit of each converter worker process (POSIX).
+    memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT
+    #: How often an intake paused by a full spool tries again.
+    full_retry_s: float = 2.0
+    #: How often a failed post-action (a locked source, an unreachable move_to) is tried again.
+    post_retry_s: float = 10.0
+    #: How often a converter that cannot be loaded is tried again.
+    load_retry_s: float = 60.0
+    max_reports_per_file: int = 100_000
+    #: Files handed to the workers at once per scan (the rest wait, still untouched, for the next scan).
+    max_in_flight: int = 64
+    fsync: bool = True
+
+
+@dataclass
+class FileOutcome:
+    """What became of one file (kept for ``reprocess``/``submit`` output and tests)."""
+
+    intake: str
+    source: str
+    state: str
+    reports: list[str] = field(default_factory=list)
+    already_present: int = 0
+    reason: str | None = None
+    error_file: str | None = None
+
+
+@dataclass(eq=False)
+class TrackedFile:
+    """One source file being taken: the model the conversion lifecycle moves."""
+
+    watch: Watch
+    path: Path
+    rel: str
+    origin: str  # "watch" or "reprocess/<archive|rejected>"
+    state: str
+    size: int
+    mtime_ns: int
+    stable_since: float
+    job: str | None = None
+    sha256: str | None = None
+    copy: Path | None = None
+    reports: list[str] = field(default_factory=list)
+    already: int = 0
+    note: str | None = None
+    next_try: float = 0.0
+    pending_reject: dict[str, Any] | None = None  # a rejection whose move to the error folder failed
+
+    def fire(self, trigger: str) -> str:
+        self.state = self.watch.lifecycle.next_state(self.state, trigger)
+        return self.state
+
+    def record(self, state: str | None = None) -> dict[str, Any]:
+        return {"job": self.job, "intake": self.watch.name, "source": str(self.path), "rel": self.rel,
+                "origin": self.origin, "size": self.size, "mtime_ns": self.mtime_ns, "sha256": self.sha256,
+                "copy": f"{self.copy.parent.name}/{self.copy.name}" if self.copy else None, "state": state or self.state, "reports": self.reports,
+                "updated": now_iso()}
+
+
+class Watch:
+    """One configured intake: its folders, the files it tracks, what it has done."""
+
+    def __init__(self, section: IntakeSection, data_dir: Path, lifecycle: Lifecycle) -> None:
+        self.section = section
+        self.name = section.name
+        self.lifecycle = lifecycle
+        self.root = Path(section.watch)
+        self.work = DataDir(data_dir).intake_work(section.name)
+        self.copies = self.work / "copies"
+        self.jobs = self.work / "jobs"
+        self.tmp = self.work / "tmp"
+        self.reprocess = DataDir(data_dir).reprocess_root(section.name)
+        self.kept_file = self.work / "kept.json"
+        self.rejected_dir = DataDir(data_dir).rejected(section.name)
+        self.archive_root = DataDir(data_dir).archive
+        self.patterns: list[str] = list(section.patterns)
+        self.patterns_set = "patterns" in section.model_fields_set
+        self.converter_name: str = section.converter
+        self.problem: str | None = None  # the intake cannot work at all (converter not loadable)
+        self.folder_problem: str | None = None  # the watch folder is missing or unreadable
+        self.loaded = False
+        self.next_load = 0.0
+        self.files: dict[str, TrackedFile] = {}
+        self.kept: dict[str, list[int]] = {}
+        self.kept_dirty = False
+        self.kept_lock = anyio.Lock()
+        self.done = 0
+        self.gone = 0
+        self.rejected = 0
+        self.reports = 0
+        self.last_error: dict[str, Any] | None = None
+        self.excluded: list[Path] = []
+        self.listed_at = -math.inf  # monotonic time of the last listing of the watch folder
+
+    def matches(self, name: str) -> bool:
+        return any(fnmatch.fnmatch(name, p) for p in self.patterns)
+
+    def counts(self) -> dict[str, int]:
+        counts = Counter(f.state for f in self.files.values())
+        out = {state: counts.get(state, 0) for state in self.lifecycle.states}
+        for state, value in (("done", self.done), ("rejected", self.rejected), ("gone", self.gone)):
+            if state in out:
+                out[state] += value
+        return out

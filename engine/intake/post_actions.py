@@ -1,0 +1,236 @@
+"""After every report of a file is durable in the spool: archive, move, delete or keep the source.
+
+Every step is idempotent, so a crash in the middle is finished at the next start; a step that
+fails leaves the file for a later retry (its reports are safe in the spool already). Also here:
+the archive's retention (``prune_archive``) and the name of an archived source.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import anyio
+
+from .. import durable
+from ..errors import StorageError
+from ..layout import DataDir
+from .model import CHUNK, TrackedFile, Watch, unlink_quietly
+
+log = logging.getLogger(__name__)
+
+SHA_PREFIX = re.compile(r"^[0-9a-f]{64}-")
+
+
+def after_action(file: TrackedFile) -> str:
+    if file.origin == "reprocess/archive":
+        return "delete"  # the archived original stays in the archive
+    if file.origin == "reprocess/rejected":
+        return "archive"
+    return file.watch.section.after
+
+
+def source_unchanged(file: TrackedFile) -> bool | None:
+    """True: the source is as it was copied; False: it changed since; None: it is gone."""
+    try:
+        st = os.stat(file.path)
+    except FileNotFoundError:
+        return None
+    return (st.st_size, st.st_mtime_ns) == (file.size, file.mtime_ns)
+
+
+def post_all(files: list[TrackedFile], *, fsync: bool) -> list[Exception | None]:
+    """Post-actions of several files (in a thread); one failure per file, or None.
+
+    Two phases, so that one fsync per folder serves the whole batch without weakening the
+    argument: first every archive copy is renamed in and each archive folder fsynced; only then
+    are sources removed or moved, and their folders fsynced (a move's target folder must sync;
+    the source folder's sync is best effort — a resurrected source is converted again to the
+    same ids). Every step is idempotent, so a crash in the middle is finished later."""
+    failures: list[Exception | None] = [None] * len(files)
+    plans: list[tuple[str, bool | None]] = []
+    archived: dict[Path, list[int]] = {}
+    for i, file in enumerate(files):
+        after = after_action(file)
+        try:
+            unchanged = source_unchanged(file)
+            if unchanged is False:
+                log.warning("intake %s: %s changed after it was copied; its new content is taken as a new file",
+                            file.watch.name, file.path)
+            if after == "archive" and file.copy is not None and file.copy.exists():
+                target = archive_path(file)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                durable.replace(file.copy, target)
+                archived.setdefault(target.parent, []).append(i)
+        except Exception as exc:
+            failures[i] = exc
+            unchanged = None
+        plans.append((after, unchanged))
+    sync_folders({folder: (False, indices) for folder, indices in archived.items()}, failures, fsync=fsync)
+    synced: dict[Path, tuple[bool, list[int]]] = {}
+    for i, file in enumerate(files):
+        if failures[i] is not None:
+            continue
+        after, unchanged = plans[i]
+        try:
+            folders: list[tuple[Path, bool]] = []
+            if unchanged and after in ("archive", "delete"):
+                folders = remove_source(file)
+            elif unchanged and after == "move":
+                folders = move_source(file, Path(file.watch.section.move_to or ""), fsync=fsync)
+            drop_copy(file.copy)
+        except Exception as exc:
+            failures[i] = exc
+            continue
+        for folder, best_effort in folders:
+            was_best, indices = synced.get(folder, (True, []))
+            synced[folder] = (was_best and best_effort, indices + [i])
+    sync_folders(synced, failures, fsync=fsync)
+    drop_records([f for i, f in enumerate(files) if failures[i] is None and plans[i][0] != "keep"])
+    return failures
+
+
+def sync_folders(folders: dict[Path, tuple[bool, list[int]]], failures: list[Exception | None], *, fsync: bool) -> None:
+    """fsync each folder once; a failure is the failure of every file that needed it."""
+    for folder, (best_effort, indices) in folders.items():
+        try:
+            sync(folder, fsync=fsync, best_effort=best_effort)
+        except Exception as exc:
+            for i in indices:
+                failures[i] = failures[i] or exc
+
+
+def drop_records(files: list[TrackedFile]) -> None:
+    for file in files:
+        if file.job:
+            unlink_quietly(file.watch.jobs / f"{file.job}.json")
+
+
+def archive_path(file: TrackedFile) -> Path:
+    day = date.today().isoformat()
+    name = SHA_PREFIX.sub("", file.path.name)
+    return file.watch.archive_root / day / file.watch.name / f"{file.sha256}-{name}"
+
+
+def remove_source(file: TrackedFile) -> list[tuple[Path, bool]]:
+    """Remove the source; the folders to fsync afterwards, with whether that is best effort."""
+    try:
+        os.unlink(file.path)
+    except FileNotFoundError:
+        return []
+    return [(file.path.parent, True)]
+
+
+def move_source(file: TrackedFile, folder: Path, *, fsync: bool) -> list[tuple[Path, bool]]:
+    """Move the source into ``folder`` (never over a file); the folders to fsync afterwards."""
+    target = free_name(folder / file.rel)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(file.path, target)  # never over an existing file: _free_name picked a new name
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        # Another file system: write a whole, fsynced copy first, then remove the source.
+        copy_whole(file.copy if file.copy and file.copy.exists() else file.path, target, fsync=fsync)
+        return remove_source(file)
+    return [(target.parent, False), (file.path.parent, True)]
+
+
+def copy_whole(source: Path, target: Path, *, fsync: bool) -> None:
+    """Across file systems: ``target`` appears whole and fsynced, or not at all (no partial temp left)."""
+    tmp = target.with_name(f".{target.name}.stationflow.tmp")
+    try:
+        with open(source, "rb") as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst, CHUNK)
+            dst.flush()
+            if fsync:
+                os.fsync(dst.fileno())
+        durable.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    sync(target.parent, fsync=fsync)
+
+
+def sync(folder: Path, *, fsync: bool, best_effort: bool = False) -> None:
+    if not fsync:
+        return
+    try:
+        durable.fsync_dir(folder)
+    except StorageError:
+        if not best_effort:
+            raise
+
+
+async def write_kept(watch: Watch, *, fsync: bool) -> None:
+    async with watch.kept_lock:  # one writer at a time; each writes the newest state
+        if not watch.kept_dirty:
+            return
+        data = json.dumps(watch.kept).encode()
+        watch.kept_dirty = False
+        try:
+            await anyio.to_thread.run_sync(lambda: durable.atomic_write(
+                watch.kept_file, data, tmp_dir=watch.tmp, sync=fsync))
+        except BaseException:
+            watch.kept_dirty = True
+            raise
+
+
+def prune_archive(data_dir: Path, keep_days: float, *, clock_ref: tuple[float, float] | None = None,
+                  today: date | None = None) -> int:
+    """Delete archive day folders older than ``keep_days``; refuse when the wall clock jumped ahead."""
+    if clock_ref is not None:
+        wall0, mono0 = clock_ref
+        drift = (time.time() - wall0) - (time.monotonic() - mono0)
+        if drift > 3600:
+            log.warning("not pruning the archive: the wall clock jumped %.0f s ahead", drift)
+            return 0
+    root = DataDir.of(data_dir).archive
+    if not root.is_dir():
+        return 0
+    cutoff = (today or date.today()) - timedelta(days=keep_days)
+    removed = 0
+    for entry in os.scandir(root):
+        try:
+            day = date.fromisoformat(entry.name)
+        except ValueError:
+            continue
+        if entry.is_dir() and day < cutoff:
+            shutil.rmtree(entry.path)
+            removed += 1
+    return removed
+
+
+def free_name(target: Path, *, also: str = "") -> Path:
+    """``target``, or ``name~1.ext``, ``name~2.ext``…: never overwrite a file someone may need."""
+    candidate = target
+    n = 0
+    while candidate.exists() or (also and candidate.with_name(candidate.name + also).exists()):
+        n += 1
+        candidate = target.with_name(f"{target.stem}~{n}{target.suffix}")
+    return candidate
+
+
+def drop_copy(copy: Path | None) -> None:
+    """Remove a job's copy (if still there) and its folder once no other copy of the batch is in it."""
+    if copy is None:
+        return
+    unlink_quietly(copy)
+    try:
+        os.rmdir(copy.parent)
+    except OSError:
+        pass
+
+
+def archived_name(path: Path) -> str:
+    """The original file name of an archived source (without its ``<sha256>-`` prefix)."""
+    return SHA_PREFIX.sub("", path.name)

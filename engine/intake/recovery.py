@@ -1,0 +1,83 @@
+"""Start-up: pick up what a previous run of intake left in the data dir, losing nothing.
+
+Partial copies in ``tmp/`` are dropped (their sources are untouched); a job record resumes its
+file from its copy (converting again gives the same report ids: "already present" in the spool);
+a copy that no record names was never recorded, so its source is untouched and it goes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+from ..layout import REPROCESS_ORIGINS
+from .model import ERROR_SUFFIX, TrackedFile, Watch, unlink_quietly
+
+log = logging.getLogger(__name__)
+
+
+def recover(watch: Watch) -> None:
+    """Pick up what a previous run left: job records, orphan copies, partial copies."""
+    for folder in (watch.copies, watch.jobs, watch.tmp, watch.rejected_dir,
+                   *(watch.reprocess / o for o in REPROCESS_ORIGINS)):
+        folder.mkdir(parents=True, exist_ok=True)
+    for entry in os.scandir(watch.tmp):
+        unlink_quietly(entry.path)  # partial copies: their sources are untouched
+    try:
+        watch.kept = {k: list(v) for k, v in json.loads(watch.kept_file.read_bytes()).items()}
+    except FileNotFoundError:
+        watch.kept = {}
+    except (ValueError, OSError, AttributeError) as exc:
+        log.warning("intake %s: %s is unreadable (%s); kept files may be converted again",
+                    watch.name, watch.kept_file, exc)
+        watch.kept = {}
+    owned: set[str] = set()
+    for entry in os.scandir(watch.jobs):
+        if not entry.name.endswith(".json"):
+            continue
+        try:
+            record = json.loads(Path(entry.path).read_bytes())
+            state = record["state"]
+            watch.lifecycle.state(state)
+        except (ValueError, OSError, KeyError) as exc:
+            log.warning("intake %s: job record %s is unreadable (%s); its source is taken again",
+                        watch.name, entry.path, exc)
+            unlink_quietly(entry.path)
+            continue
+        copy = watch.copies / record["copy"] if record.get("copy") else None
+        if state != "spooled":
+            state = "copied"  # records are written in copied or spooled; anything else resumes from the copy
+        file = TrackedFile(watch, Path(record["source"]), record.get("rel") or Path(record["source"]).name,
+                     record.get("origin", "watch"), state, int(record["size"]), int(record["mtime_ns"]),
+                     time.monotonic(), job=record["job"], sha256=record.get("sha256"), copy=copy,
+                     reports=list(record.get("reports") or []))
+        if copy is not None and not copy.exists() and state != "spooled":
+            # The copy is gone but nothing touched the source yet: take it from the start.
+            unlink_quietly(entry.path)
+            continue
+        if copy is not None:
+            owned.add(f"{copy.parent.name}/{copy.name}")
+        watch.files[str(file.path)] = file
+        log.info("intake %s: resuming %s from state %s", watch.name, file.path, state)
+    for entry in os.scandir(watch.copies):
+        # A copy no job record refers to was never recorded: its source is untouched.
+        if not entry.is_dir(follow_symlinks=False):
+            unlink_quietly(entry.path)
+            continue
+        for inner in os.scandir(entry.path):
+            if f"{entry.name}/{inner.name}" in owned:
+                continue
+            if inner.is_dir(follow_symlinks=False):
+                shutil.rmtree(inner.path, ignore_errors=True)
+            else:
+                unlink_quietly(inner.path)
+        try:
+            os.rmdir(entry.path)
+        except OSError:
+            pass  # still holds copies of jobs being resumed
+    watch.rejected = sum(1 for e in os.scandir(watch.rejected_dir)
+                         if e.is_file() and not e.name.endswith(ERROR_SUFFIX))
