@@ -121,6 +121,9 @@ def copy_data(file: TrackedFile, deadline: float) -> Copy:
     digest = hashlib.sha256()
     try:
         with open(file.path, "rb") as src:
+            opened = os.fstat(src.fileno())  # what is read, even if the name changes hands meanwhile
+            if (opened.st_dev, opened.st_ino) != (before.st_dev, before.st_ino):
+                raise Changed()
             copy.fd = os.open(copy.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o644)
             while chunk := src.read(min(CHUNK, max(before.st_size, 0) + 1)):
                 copy.size += len(chunk)
@@ -148,7 +151,8 @@ def place_copy(file: TrackedFile, copy: Copy, batch: str, names: set[str]) -> No
     removed per file); a name already used in the batch (a recursive watch) gets its own."""
     after = os.stat(file.path)
     before = copy.before
-    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or copy.size != after.st_size:
+    if (after.st_size, after.st_mtime_ns, after.st_dev, after.st_ino) != (
+            before.st_size, before.st_mtime_ns, before.st_dev, before.st_ino) or copy.size != after.st_size:
         file.size, file.mtime_ns = after.st_size, after.st_mtime_ns
         raise Changed()
     name = file.path.name  # the converter sees the file under its own name
@@ -157,6 +161,7 @@ def place_copy(file: TrackedFile, copy: Copy, batch: str, names: set[str]) -> No
     names.add(name)
     durable.replace(copy.tmp, target)  # no directory fsync: see intake.py's durability argument
     file.job, file.sha256, file.copy = copy.job, copy.sha256, target
+    file.identity = (before.st_dev, before.st_ino)
 
 
 def write_record(file: TrackedFile, state: str | None = None) -> None:

@@ -106,6 +106,9 @@ class TrackedFile:
     note: str | None = None
     next_try: float = 0.0
     pending_reject: dict[str, Any] | None = None  # a rejection whose move to the error folder failed
+    #: (device, inode) of the very file that was copied: a file renamed over the same name later is
+    #: another file, and must never be removed in its place. (0, 0) when not known (old records).
+    identity: tuple[int, int] = (0, 0)
 
     def fire(self, trigger: str) -> str:
         self.state = self.watch.lifecycle.next_state(self.state, trigger)
@@ -114,6 +117,7 @@ class TrackedFile:
     def record(self, state: str | None = None) -> dict[str, Any]:
         return {"job": self.job, "intake": self.watch.name, "source": str(self.path), "rel": self.rel,
                 "origin": self.origin, "size": self.size, "mtime_ns": self.mtime_ns, "sha256": self.sha256,
+                "identity": list(self.identity),
                 "copy": f"{self.copy.parent.name}/{self.copy.name}" if self.copy else None, "state": state or self.state, "reports": self.reports,
                 "updated": now_iso()}
 

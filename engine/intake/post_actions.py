@@ -38,12 +38,15 @@ def after_action(file: TrackedFile) -> str:
 
 
 def source_unchanged(file: TrackedFile) -> bool | None:
-    """True: the source is as it was copied; False: it changed since; None: it is gone."""
+    """True: the source is as it was copied; False: it changed since; None: it is gone. A source
+    already claimed for removal by an earlier try (see :func:`claim_source`) counts as the source."""
+    claimed = private_name(file) if file.job else None
     try:
-        st = os.stat(file.path)
+        st = os.stat(claimed if claimed is not None and claimed.exists() else file.path)
     except FileNotFoundError:
         return None
-    return (st.st_size, st.st_mtime_ns) == (file.size, file.mtime_ns)
+    return (st.st_size, st.st_mtime_ns) == (file.size, file.mtime_ns) and (
+        file.identity == (0, 0) or (st.st_dev, st.st_ino) == file.identity)
 
 
 def post_all(files: list[TrackedFile], *, fsync: bool) -> list[Exception | None]:
@@ -119,29 +122,83 @@ def archive_path(file: TrackedFile) -> Path:
     return file.watch.archive_root / day / file.watch.name / f"{file.sha256}-{name}"
 
 
-def remove_source(file: TrackedFile) -> list[tuple[Path, bool]]:
-    """Remove the source; the folders to fsync afterwards, with whether that is best effort."""
+def private_name(file: TrackedFile) -> Path:
+    """Where the source is renamed before it is removed or moved: beside it, hidden from detection
+    (a leading dot), named by the job so that a restart finds it again."""
+    return file.path.with_name(f".stationflow-{file.job}.taking")
+
+
+def claim_source(file: TrackedFile) -> Path | None:
+    """Take the source away from its name before removing or moving it, and check it is the very
+    file that was copied; the private path, or None when there is nothing of ours to remove.
+
+    Checking by path and then unlinking by path would race a writer that renames a new file over
+    the same name in between: the new file would be removed unread. A rename is atomic: after it,
+    the name is free for the writer, and what we hold is checked by device, inode, size and mtime.
+    A newcomer caught this way is put back under its name (or, if that is taken again, beside it),
+    so it is taken as a new file.
+    """
+    private = private_name(file)
+    if not private.exists():  # not claimed by an earlier try that crashed or failed after the rename
+        try:
+            os.rename(file.path, private)
+        except FileNotFoundError:
+            return None
+    st = os.stat(private)
+    same = (st.st_size, st.st_mtime_ns) == (file.size, file.mtime_ns) and (
+        file.identity == (0, 0) or (st.st_dev, st.st_ino) == file.identity)
+    if same:
+        return private
+    _put_back(private, file.path)
+    log.warning("intake %s: %s was replaced after it was copied; the new file is taken as a new file",
+                file.watch.name, file.path)
+    return None
+
+
+def _put_back(private: Path, name: Path) -> None:
+    """Give a claimed file that is not ours its name back, never over a file that took the name since."""
     try:
-        os.unlink(file.path)
-    except FileNotFoundError:
+        os.link(private, name)  # fails if the name is taken again: never overwrite
+    except FileExistsError:
+        os.rename(private, free_name(name))
+        return
+    except OSError:  # no hard links here (some network shares): a rename, checked first
+        if name.exists():
+            os.rename(private, free_name(name))
+        else:
+            os.rename(private, name)
+        return
+    os.unlink(private)
+
+
+def remove_source(file: TrackedFile) -> list[tuple[Path, bool]]:
+    """Remove the source (only the very file that was copied); the folders to fsync afterwards,
+    with whether that is best effort."""
+    private = claim_source(file)
+    if private is None:
         return []
+    os.unlink(private)
     return [(file.path.parent, True)]
 
 
 def move_source(file: TrackedFile, folder: Path, *, fsync: bool) -> list[tuple[Path, bool]]:
-    """Move the source into ``folder`` (never over a file); the folders to fsync afterwards."""
+    """Move the source (only the very file that was copied) into ``folder``, never over a file;
+    the folders to fsync afterwards."""
     target = free_name(folder / file.rel)
     target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(file.path, target)  # never over an existing file: _free_name picked a new name
-    except FileNotFoundError:
+    private = claim_source(file)
+    if private is None:
         return []
+    try:
+        os.replace(private, target)  # never over an existing file: free_name picked a new name
     except OSError as exc:
         if exc.errno != errno.EXDEV:
+            _put_back(private, file.path)  # as it was; the move is tried again later
             raise
         # Another file system: write a whole, fsynced copy first, then remove the source.
-        copy_whole(file.copy if file.copy and file.copy.exists() else file.path, target, fsync=fsync)
-        return remove_source(file)
+        copy_whole(file.copy if file.copy and file.copy.exists() else private, target, fsync=fsync)
+        os.unlink(private)
+        return [(file.path.parent, True)]
     return [(target.parent, False), (file.path.parent, True)]
 
 

@@ -54,7 +54,7 @@ def recover(watch: Watch) -> None:
         file = TrackedFile(watch, Path(record["source"]), record.get("rel") or Path(record["source"]).name,
                      record.get("origin", "watch"), state, int(record["size"]), int(record["mtime_ns"]),
                      time.monotonic(), job=record["job"], sha256=record.get("sha256"), copy=copy,
-                     reports=list(record.get("reports") or []))
+                     reports=list(record.get("reports") or []), identity=_identity(record.get("identity")))
         if copy is not None and not copy.exists() and state != "spooled":
             # The copy is gone but nothing touched the source yet: take it from the start.
             unlink_quietly(entry.path)
@@ -81,3 +81,10 @@ def recover(watch: Watch) -> None:
             pass  # still holds copies of jobs being resumed
     watch.rejected = sum(1 for e in os.scandir(watch.rejected_dir)
                          if e.is_file() and not e.name.endswith(ERROR_SUFFIX))
+
+
+def _identity(value: object) -> tuple[int, int]:
+    """A record's (device, inode) of the copied source; (0, 0) when absent or malformed."""
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return int(value[0]), int(value[1])
+    return (0, 0)

@@ -1,0 +1,72 @@
+"""Races with the equipment that writes the files: nothing it writes may be removed unread."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from stationflow.engine.devtools.samples import make_report_bytes
+from stationflow.engine.intake import Intake, IntakeOptions
+from stationflow.engine.spool.store import Spool
+from stationflow.schemas.config import IntakeSection, StationSection
+
+STATION = StationSection(name="STATION-01", location="Line 1", purpose="Production")
+
+
+def _version(k: int) -> bytes:
+    return make_report_bytes(k, seed=23, approx_bytes=600)
+
+
+def _id(raw: bytes) -> str:
+    return str(json.loads(raw)["id"]).lower()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("after", ["delete", "archive", "move"])
+async def test_a_file_rewritten_under_the_same_name_is_never_removed_unread(tmp_path: Path, after: str) -> None:
+    """A writer renames 1,500 new versions over ``result.json`` while intake takes, converts and
+    removes it. A version the writer replaced itself is the writer's business; a version that left
+    the folder by any other way must be in the spool (before the fix, intake checked the source by
+    path, then removed it by path: a version renamed over it in between was deleted unread)."""
+    data, drop, moved = tmp_path / "data", tmp_path / "drop", tmp_path / "moved"
+    drop.mkdir()
+    name = drop / "result.json"
+    versions = 1500
+    freed: list[int] = []  # versions that were gone (taken by intake) when the next one was written
+    rng = random.Random(5)
+
+    def writer() -> None:
+        for k in range(versions):
+            tmp = drop / f".result.json.{k}.tmp"
+            tmp.write_bytes(_version(k))
+            if k and not name.exists():
+                freed.append(k - 1)
+            os.replace(tmp, name)
+            time.sleep(rng.choice((0.0, 0.001, 0.004, 0.008, 0.012)))
+
+    section = IntakeSection(name="race", watch=str(drop), converter="wsjf", settle_ms=0, after=after,
+                            **({"move_to": str(moved)} if after == "move" else {}))
+    with Spool(data, max_reports=10_000) as spool:
+        intake = Intake([section], spool, data, STATION,
+                        options=IntakeOptions(poll_interval_s=0.002, post_retry_s=0.01, fsync=False))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(intake.run)
+            await anyio.to_thread.run_sync(writer)
+            with anyio.fail_after(60):  # the last version is taken too
+                while name.exists() or intake.status()["in_flight"]:
+                    await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()
+        await intake.aclose()
+        in_spool = set(spool.keys())
+    lost = [k for k in [*freed, versions - 1] if _id(_version(k)) not in in_spool]
+    assert lost == [], f"{len(lost)} version(s) removed unread, e.g. {lost[:5]}"
+    print(f"{after}: {len(freed)} of {versions} versions taken before the next was written")
+    assert len(freed) > 50, "the writer and intake did not interleave enough to test anything"
+    leftovers = [p.name for p in drop.iterdir()]
+    assert leftovers == [], f"left in the watch folder: {leftovers}"
