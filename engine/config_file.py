@@ -303,7 +303,9 @@ def resolved(cfg: StationConfig, config_path: str | os.PathLike[str]) -> Station
     ]
     server = cfg.server.model_copy(
         update={"ca_bundle": absolute(cfg.server.ca_bundle) if cfg.server.ca_bundle else None})
-    return cfg.model_copy(update={"data_dir": absolute(cfg.data_dir), "intake": intakes, "server": server})
+    control = cfg.control.model_copy(update={"submit_folders": [absolute(f) for f in cfg.control.submit_folders]})
+    return cfg.model_copy(update={"data_dir": absolute(cfg.data_dir), "intake": intakes, "server": server,
+                                  "control": control})
 
 
 def _resolve_converter(spec: str, absolute: Any) -> str:

@@ -353,6 +353,10 @@ class ControlSection(_Section):
 
     port: int = Field(default=0, ge=0, le=65535,
                       description="TCP port on 127.0.0.1; 0 picks a free port and records it in data_dir.")
+    submit_folders: list[str] = Field(
+        default_factory=list, max_length=100,
+        description="Folders (besides the watch folders) from which `stationflow submit` may have the running "
+                    "service read files. Relative to this file's folder.")
 
 
 class LoggingSection(_Section):

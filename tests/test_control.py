@@ -725,7 +725,8 @@ def test_cli_reload_shows_the_files_problems_and_stop_works_with_a_broken_file(
 
 def test_a_real_service_status_retry_and_stop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config_path = tmp_path / "station.yaml"
-    config_path.write_text(CONFIG_TEXT)
+    config_path.write_text(CONFIG_TEXT + "control: {submit_folders: [./incoming]}\n")
+    (tmp_path / "incoming").mkdir()
     cfg = resolved(load_config(config_path), config_path)
     data_dir = Path(cfg.data_dir)
     with Spool(data_dir) as spool:  # a report the server rejected, waiting for a person
@@ -751,7 +752,7 @@ def test_a_real_service_status_retry_and_stop(tmp_path: Path, capsys: pytest.Cap
         assert after["state"] != "failed"
         assert any(h["trigger"] == "retry" and "control protocol" in h["note"] for h in after["history"])
         # submit while the service owns the spool: the service converts and accepts the files
-        good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+        good, bad = tmp_path / "incoming" / "good.json", tmp_path / "incoming" / "bad.json"
         good.write_bytes(make_report_bytes(2, seed=5))
         bad.write_bytes(b'{"id": "truncated')
         assert cli_main(["-c", str(config_path), "submit", str(good), str(bad)]) == 4

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -34,6 +35,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Process-wide, so set by the process's entry point, not by the Service (a library class):
     # threads (file work) and the event loop then share the GIL in short turns.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    if hasattr(os, "umask"):
+        # Everything the service creates under the data dir (spool, copies, error folder, archive,
+        # log) is private to its user: result files and tokens are nobody else's to read.
+        os.umask(0o077)
     return anyio.run(service.run)
 
 

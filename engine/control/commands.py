@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import anyio
 from pydantic import BaseModel, ValidationError
 
+from ..convert.api import BUILTIN
 from ..config_file import (
     config_dict,
     config_warnings,
@@ -163,21 +164,18 @@ class _Commands:
 
     async def submit(self, a: SubmitArgs) -> dict[str, Any]:
         """``stationflow submit`` while the service owns the spool: the same conversion, done here."""
-        from pathlib import Path
 
         from ..intake import submit_files
 
         spool = self._spool()
         config = self.service.config
-        spec, arguments, timeout = a.converter, {}, 60.0
-        by_name = {intake.name: intake for intake in config.intake}
-        if spec in by_name:
-            spec, arguments, timeout = by_name[spec].converter, dict(by_name[spec].arguments), by_name[spec].timeout_s
+        spec, arguments, timeout = _submit_converter(config, a.converter)
         relative = [p for p in a.paths if not os.path.isabs(p)]
         if relative:
             raise InvalidInput(f"submit needs absolute paths (got {relative[0]!r})",
                                hint="the service may run in another folder than the command")
-        results = await submit_files([Path(p) for p in a.paths], spool, config.station, converter=spec,
+        paths = [_allowed_submit_path(config, p) for p in a.paths]
+        results = await submit_files(paths, spool, config.station, converter=spec,
                                      arguments=arguments, timeout_s=timeout)
         return {"results": [{"path": r.path, "accepted": [list(t) for t in r.accepted], "error": r.error,
                              "detail": r.detail} for r in results]}
@@ -302,3 +300,40 @@ class _Commands:
 
     async def log_tail(self, a: LogTailArgs) -> dict[str, Any]:
         return {"lines": list(self.service.log_ring.tail(a.n))}
+
+
+# ------------------------------------------------------------------ what a control client may ask for
+
+def _submit_converter(config: StationConfig, name: str) -> tuple[str, dict[str, Any], float]:
+    """(converter spec, arguments, timeout) for ``submit`` through the protocol. Only converters the
+    config names: a built-in, or an intake (by its name or its converter). A client never names a
+    file of code for the service to run — whoever can write the token could then run code as the
+    service's user."""
+    by_name = {intake.name: intake for intake in config.intake}
+    if name in by_name:
+        section = by_name[name]
+        return section.converter, dict(section.arguments), section.timeout_s
+    for section in config.intake:
+        if section.converter == name:
+            return section.converter, dict(section.arguments), section.timeout_s
+    if name in BUILTIN:
+        return name, {}, 60.0
+    known = sorted({*BUILTIN, *by_name})
+    raise InvalidInput(f"the service converts only with converters its config names, not {name!r}",
+                       hint=f"use one of {', '.join(known)}; a custom converter must be named in an intake "
+                            "of the station config")
+
+
+def _allowed_submit_path(config: StationConfig, raw: str) -> Path:
+    """A file the service may read for ``submit``: inside a watch folder or a ``control.submit_folders``
+    folder, after following every link (a link in an allowed folder to a secret elsewhere is refused)."""
+    real = Path(os.path.realpath(raw))
+    folders = [*(intake.watch for intake in config.intake), *config.control.submit_folders]
+    for folder in folders:
+        root = Path(os.path.realpath(folder))
+        if real == root or root in real.parents:
+            return real
+    raise InvalidInput(f"the service reads files for submit only from its watch folders and "
+                       f"control.submit_folders, not {raw}",
+                       hint="copy the file into a watch folder, or add its folder to control.submit_folders in "
+                            "the station config (or stop the service: `stationflow submit` then reads it itself)")

@@ -9,10 +9,12 @@ argument.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
+import stat
 import time
 import uuid
 from dataclasses import dataclass
@@ -120,9 +122,18 @@ def copy_data(file: TrackedFile, deadline: float) -> Copy:
     copy = Copy(watch.tmp / f"{job}.part", -1, job, before)
     digest = hashlib.sha256()
     try:
-        with open(file.path, "rb") as src:
+        # Never through a link (one swapped in since the listing is not followed) and never blocking
+        # (a FIFO swapped in would hang the thread): what is opened is checked against what was listed.
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+        try:
+            fd = os.open(file.path, flags)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.EMLINK):
+                raise Changed() from None
+            raise
+        with os.fdopen(fd, "rb") as src:
             opened = os.fstat(src.fileno())  # what is read, even if the name changes hands meanwhile
-            if (opened.st_dev, opened.st_ino) != (before.st_dev, before.st_ino):
+            if (opened.st_dev, opened.st_ino) != (before.st_dev, before.st_ino) or not stat.S_ISREG(opened.st_mode):
                 raise Changed()
             copy.fd = os.open(copy.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o644)
             while chunk := src.read(min(CHUNK, max(before.st_size, 0) + 1)):

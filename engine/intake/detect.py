@@ -19,7 +19,14 @@ from .model import WINDOWS, TrackedFile, Watch
 log = logging.getLogger(__name__)
 
 
-def walk(root: Path, recursive: bool, excluded: list[Path]) -> Iterable[os.DirEntry[str]]:
+def walk(root: Path, recursive: bool, excluded: list[Path],
+         links: list[str] | None = None) -> Iterable[os.DirEntry[str]]:
+    """Regular files under ``root`` (sub-folders too when ``recursive``), hidden names skipped.
+
+    Symbolic links are never followed nor taken (their paths go to ``links``): a user who may write
+    into a watch folder must not make the service read, move or delete files elsewhere (a link to
+    the control token was copied into the error folder, readable by all), and a link loop must not
+    make the listing endless."""
     stack = [root]
     while stack:
         folder = stack.pop()
@@ -35,11 +42,15 @@ def walk(root: Path, recursive: bool, excluded: list[Path]) -> Iterable[os.DirEn
             if entry.name.startswith("."):
                 continue
             try:
-                if entry.is_dir():
+                if entry.is_symlink():
+                    if links is not None:
+                        links.append(entry.path)
+                    continue
+                if entry.is_dir(follow_symlinks=False):
                     if recursive and not any(same_or_inside(Path(entry.path), x) for x in excluded):
                         stack.append(Path(entry.path))
                     continue
-                if entry.is_file():
+                if entry.is_file(follow_symlinks=False):
                     yield entry
             except OSError:
                 continue
@@ -55,8 +66,9 @@ def list_candidates(watch: Watch, only_reprocess: bool) -> tuple[list[tuple[str,
         walked_root = watch.root.is_dir()
         sources.insert(0, (watch.root, "watch", watch.section.recursive))
     found = []
+    links: list[str] = []
     for root, origin, recursive in sources:
-        for entry in walk(root, recursive, watch.excluded if origin == "watch" else []):
+        for entry in walk(root, recursive, watch.excluded if origin == "watch" else [], links):
             if origin == "watch" and not watch.matches(entry.name):
                 continue
             try:
@@ -64,6 +76,11 @@ def list_candidates(watch: Watch, only_reprocess: bool) -> tuple[list[tuple[str,
             except OSError:
                 continue
             found.append((entry.path, origin, os.path.relpath(entry.path, root), st.st_size, st.st_mtime_ns))
+    if not only_reprocess:
+        if links and len(links) != len(watch.links_ignored):
+            log.warning("intake %s: %d symbolic link(s) in the watch folder are ignored, e.g. %s", watch.name,
+                        len(links), links[0])
+        watch.links_ignored = links
     return found, walked_root
 
 

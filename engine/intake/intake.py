@@ -170,6 +170,9 @@ class Intake:
                     "waiting": [{"file": str(f.path), "state": f.state, "note": f.note}
                                 for f in list(w.files.values()) if f.note][:10],
                     "error_folder": str(w.rejected_dir),
+                    "links_ignored": len(w.links_ignored),
+                    "note": (f"{len(w.links_ignored)} symbolic link(s) in the watch folder are ignored (e.g. "
+                             f"{w.links_ignored[0]}): put the files themselves there") if w.links_ignored else None,
                 }
                 for w in self._watches
             },

@@ -156,6 +156,7 @@ class Watch:
         self.last_error: dict[str, Any] | None = None
         self.excluded: list[Path] = []
         self.listed_at = -math.inf  # monotonic time of the last listing of the watch folder
+        self.links_ignored: list[str] = []  # symbolic links seen at the last listing (never taken)
 
     def matches(self, name: str) -> bool:
         return any(fnmatch.fnmatch(name, p) for p in self.patterns)

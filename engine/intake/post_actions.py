@@ -197,6 +197,7 @@ def move_source(file: TrackedFile, folder: Path, *, fsync: bool) -> list[tuple[P
             raise
         # Another file system: write a whole, fsynced copy first, then remove the source.
         copy_whole(file.copy if file.copy and file.copy.exists() else private, target, fsync=fsync)
+        shutil.copymode(private, target)  # the person's file keeps its permissions, not the copy's
         os.unlink(private)
         return [(file.path.parent, True)]
     return [(target.parent, False), (file.path.parent, True)]
