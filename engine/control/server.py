@@ -256,10 +256,20 @@ def _write_private(path: Path, data: bytes) -> None:
         raise StorageError(f"cannot create {tmp}: {exc.strerror}",
                            hint="check that the data dir is writable by the service's user") from None
     try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    durable.replace(tmp, path)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        durable.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)  # a full disk leaves nothing behind
+        if isinstance(exc, OSError):
+            raise StorageError(f"cannot write {path}: {exc.strerror or exc}",
+                               hint="free space on the data dir's disk; the control protocol starts again by "
+                                    "itself") from None
+        raise
 
 
 # ------------------------------------------------------------------------------------------

@@ -185,10 +185,20 @@ class Service:
                 f"another stationflow service ({who}) is already running on data dir {self.data_dir}",
                 hint="stop it first (`stationflow stop`), or give this one its own data_dir") from None
         self._lock = lock
+        self._write_pid()
+
+    def _write_pid(self) -> None:
+        """Record our pid for people and `stop`. Only informative (the lock is what counts), so a
+        full disk must not keep the service from starting and uploading: warn, leave no temp file."""
         pid_path = DataDir.of(self.data_dir).pid_file
         tmp = self.data_dir / f".{PID_FILE}.{os.getpid()}.tmp"
-        tmp.write_text(f"{os.getpid()}\n", encoding="ascii")
-        os.replace(tmp, pid_path)
+        try:
+            tmp.write_text(f"{os.getpid()}\n", encoding="ascii")
+            os.replace(tmp, pid_path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            log.warning("the pid file %s was not written (%s); the service runs without it", pid_path,
+                        exc.strerror or exc)
 
     def _release_lock(self) -> None:
         if self._lock is None:
