@@ -25,7 +25,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 #: Test modules that start real service processes, the emulator and workers, or run long loops:
 #: marked ``slow`` (``-m "not slow"`` leaves them out of a quick local run).
-_SLOW_MODULES = {"test_service", "test_full_disk_start", "test_intake_races", "test_watch_links", "test_control_submit", "test_demo", "test_bench", "test_spool_crash", "test_emulator", "test_intake",
+_SLOW_MODULES = {"test_service", "test_odd_names", "test_full_disk_start", "test_intake_races", "test_watch_links", "test_control_submit", "test_demo", "test_bench", "test_spool_crash", "test_emulator", "test_intake",
                  "test_uploader", "test_supervisor"}
 
 

@@ -221,7 +221,10 @@ def _to_json(value: Any) -> Any:
 
 def encode(message: dict[str, Any]) -> bytes:
     """One protocol line."""
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=_to_json).encode("utf-8") + b"\n"
+    # A file name that is not UTF-8 (bytes a test station wrote) arrives here as lone surrogates:
+    # sent as \udcXX text, so the answer is still valid UTF-8 JSON and the name still recognisable.
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=_to_json).encode(
+        "utf-8", "backslashreplace") + b"\n"
 
 
 def _error(request_id: Any, code: str, message: str, *, hint: str | None = None,

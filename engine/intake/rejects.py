@@ -51,7 +51,8 @@ def move_to_rejected(file: TrackedFile, kind: str, reason: str, detail: str | No
         move_into(file.path, target, fsync=fsync)
     else:
         target = None  # type: ignore[assignment]
-    durable.atomic_write(error_path, ("\n".join(lines) + "\n").encode("utf-8"), tmp_dir=watch.tmp,
+    # surrogateescape: a file name that is not UTF-8 is written as the very bytes it has on disk.
+    durable.atomic_write(error_path, ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"), tmp_dir=watch.tmp,
                          sync=fsync)
     sync(watch.rejected_dir, fsync=fsync)
     if not keep_source and source_unchanged(file):

@@ -126,7 +126,7 @@ class ServiceLogging:
         self.console = logging.StreamHandler(stream or sys.stderr)
         self.file = logging.handlers.RotatingFileHandler(
             self.path, maxBytes=int(section.file_max_bytes), backupCount=section.file_backups,
-            encoding="utf-8")
+            encoding="utf-8", errors="backslashreplace")  # a file name that is not UTF-8 is logged as \udcXX
         self._root = logging.getLogger()
         self._saved_handlers = list(self._root.handlers)
         self._saved_level = self._root.level
