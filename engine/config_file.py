@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .durable import atomic_write, fsync_dir, replace, write_file
+from .yaml_limits import YamlTooComplex, check_yaml_limits
 from .errors import ConfigError, StorageError
 from ..schemas.config import MASK, StationConfig, allowed_keys, section_model
 
@@ -65,7 +66,13 @@ def read_config_data(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def parse_config_text(text: str, *, source: str = "config") -> dict[str, Any]:
-    """YAML text → mapping; syntax errors with line and column, duplicate keys refused."""
+    """YAML text → mapping; syntax errors with line and column, duplicate keys refused; text too
+    large, deep or aliased for a config refused before it is parsed (see yaml_limits)."""
+    try:
+        check_yaml_limits(text)
+    except YamlTooComplex as exc:
+        raise ConfigError(f"{source}: {exc}", hint="a station config is a small, shallow YAML file: "
+                                                   "start again from `stationflow config init`") from None
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except _DuplicateKey as exc:

@@ -9,6 +9,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+import subprocess
+import sys
+
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -477,3 +480,25 @@ def test_changes_to_sections_the_file_left_out_are_saved(tmp_path: Path) -> None
     again = load_config(tmp_path / "s.yaml")
     assert again == cfg and again.upload.retry.max_s == 50 and again.intake[0].patterns == ["*", "*.x"]
     assert "spool" not in yaml.safe_load((tmp_path / "s.yaml").read_text())  # defaults stay implicit
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("a: " + "[" * 100_000 + "]" * 100_000 + "\n", "levels deep"),
+    ("x: &a [1]\n" + "".join(f"y{i}: &b{i} [*a, *a]\n" for i in range(150)), "aliases"),
+    ("k: " + "v" * (2 * 1024 * 1024) + "\n", "bytes"),
+])
+def test_hostile_yaml_is_refused_fast_with_one_line(tmp_path: Path, text: str, says: str) -> None:
+    """A config nested 100,000 levels deep crashed the config watcher (RecursionError) and printed
+    a traceback from `config validate`; alias bombs and huge files are refused the same way."""
+    import time as time_module
+
+    path = tmp_path / "station.yaml"
+    path.write_text(text)
+    started = time_module.monotonic()
+    with pytest.raises(ConfigError, match=says) as caught:
+        load_config(path)
+    assert time_module.monotonic() - started < 1.0
+    assert caught.value.exit_code == 3
+    done = subprocess.run([sys.executable, "-m", "stationflow", "config", "validate", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3 and "Traceback" not in done.stderr and says in done.stderr
