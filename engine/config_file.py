@@ -188,8 +188,8 @@ def _describe(err: Any) -> str:
         return f"{path}: missing — {_missing_advice(loc)}"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         model = section_model(loc)
-        keys = f" with the keys {', '.join(allowed_keys(model))}" if model else ""
-        return f"{path}: {_show(value, loc)} is not allowed — must be a mapping{keys}"
+        listed = f" with the keys {', '.join(allowed_keys(model))}" if model else ""
+        return f"{path}: {_show(value, loc)} is not allowed — must be a mapping{listed}"
 
     if kind == "config_rule":
         path = format_path(loc, ctx.get("at", ""))

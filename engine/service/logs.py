@@ -133,8 +133,8 @@ class ServiceLogging:
         self._saved_chatty = {name: logging.getLogger(name).level for name in _CHATTY}
         for handler in (self.console, self.file, self.ring):
             handler.addFilter(self.secrets)
-        for handler in self._saved_handlers:
-            self._root.removeHandler(handler)
+        for saved in self._saved_handlers:
+            self._root.removeHandler(saved)
         for handler in (self.console, self.file, self.ring):
             self._root.addHandler(handler)
         self.apply(section)
@@ -168,8 +168,8 @@ class ServiceLogging:
             handler.removeFilter(self.secrets)
         self.console.flush()
         self.file.close()
-        for handler in self._saved_handlers:
-            self._root.addHandler(handler)
+        for saved in self._saved_handlers:
+            self._root.addHandler(saved)
         self._root.setLevel(self._saved_level)
         for name, level in self._saved_chatty.items():
             logging.getLogger(name).setLevel(level)
