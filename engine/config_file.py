@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 from .durable import atomic_write, fsync_dir, replace, write_file
 from .yaml_limits import YamlTooComplex, check_yaml_limits
 from .errors import ConfigError, StorageError
-from ..schemas.config import MASK, StationConfig, allowed_keys, section_model
+from ..schemas.config import MASK, IntakeSection, StationConfig, allowed_keys, section_model
 
 ENV_VAR = "STATIONFLOW_CONFIG"
 DEFAULT_NAME = "station.yaml"
@@ -311,8 +311,29 @@ def resolved(cfg: StationConfig, config_path: str | os.PathLike[str]) -> Station
     server = cfg.server.model_copy(
         update={"ca_bundle": absolute(cfg.server.ca_bundle) if cfg.server.ca_bundle else None})
     control = cfg.control.model_copy(update={"submit_folders": [absolute(f) for f in cfg.control.submit_folders]})
-    return cfg.model_copy(update={"data_dir": absolute(cfg.data_dir), "intake": intakes, "server": server,
-                                  "control": control})
+    data_dir = absolute(cfg.data_dir)
+    _check_folders_apart(data_dir, intakes)
+    return cfg.model_copy(update={"data_dir": data_dir, "intake": intakes, "server": server, "control": control})
+
+
+def _inside(path: str, folder: str) -> bool:
+    here, there = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
+    return here == there or there in here.parents
+
+
+def _check_folders_apart(data_dir: str, intakes: list[IntakeSection]) -> None:
+    """A watch folder must not be the data dir or inside it: the service would take its own files
+    (control.json, the spool) as results, reject them, and lose its control door. (A data dir
+    inside a recursive watch folder is fine: intake never lists it.)"""
+    problems = []
+    for index, intake in enumerate(intakes):
+        if _inside(intake.watch, data_dir):
+            problems.append(f"intake[{index}].watch: {intake.watch} is inside the data dir {data_dir} — "
+                            "watch the folder the test equipment writes to, not the station's own folder")
+    if problems:
+        raise ConfigError(f"the watch folders and the data dir overlap ({len(problems)} problem"
+                          f"{'s' if len(problems) != 1 else ''})", problems=problems,
+                          hint="fix the fields listed, then run `stationflow config validate`")
 
 
 def _resolve_converter(spec: str, absolute: Any) -> str:

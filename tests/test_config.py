@@ -502,3 +502,15 @@ def test_hostile_yaml_is_refused_fast_with_one_line(tmp_path: Path, text: str, s
     done = subprocess.run([sys.executable, "-m", "stationflow", "config", "validate", str(path)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 3 and "Traceback" not in done.stderr and says in done.stderr
+
+
+@pytest.mark.parametrize("watch", ["./data", "./data/inbox", "data/../data"])
+def test_a_watch_folder_inside_the_data_dir_is_refused(tmp_path: Path, watch: str) -> None:
+    """`watch: ./data` made the service reject its own control.json, and `stationflow stop` then
+    said "not running": refused when the config is read (exit 3), naming the field."""
+    path = tmp_path / "station.yaml"
+    path.write_text(f"station: {{name: S}}\nserver: {{url: 'http://127.0.0.1:9'}}\ndata_dir: ./data\n"
+                    f"intake:\n  - {{name: a, watch: {watch}, converter: wsjf}}\n")
+    done = subprocess.run([sys.executable, "-m", "stationflow", "config", "validate", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3 and "intake[0].watch" in done.stderr and "inside the data dir" in done.stderr
