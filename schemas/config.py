@@ -263,6 +263,11 @@ class IntakeSection(_Section):
         examples=["wsjf", "wsxf", "csv", "converters/my_tester.py:MyTesterConverter"])
     settle_ms: int = Field(default=1000, ge=0, le=3_600_000,
                            description="A file is picked up once it has not changed for this many milliseconds.")
+    settle_on_close: bool = Field(
+        default=True,
+        description="Take a file as soon as its writer closed it after writing (Linux), or it can be opened "
+                    "exclusively (Windows), without waiting settle_ms. Set false for equipment that closes and "
+                    "reopens a file while it is still writing it.")
     after: AfterAction = Field(
         default="archive",
         description="What to do with the source file once all its reports are safely in the spool: archive "

@@ -70,3 +70,36 @@ async def test_a_file_rewritten_under_the_same_name_is_never_removed_unread(tmp_
     assert len(freed) > 50, "the writer and intake did not interleave enough to test anything"
     leftovers = [p.name for p in drop.iterdir()]
     assert leftovers == [], f"left in the watch folder: {leftovers}"
+
+
+@pytest.mark.asyncio
+async def test_a_crash_between_claim_and_removal_is_finished_at_restart(tmp_path: Path) -> None:
+    """A crash after the source was renamed to its private name (and its copy archived) but before
+    it was removed: at restart the claimed file is put back and taken again — not left hidden."""
+    data, drop = tmp_path / "data", tmp_path / "drop"
+    drop.mkdir()
+    raw = _version(1)
+    job = "0123456789abcdef"
+    claimed = drop / f".stationflow-{job}.taking"
+    claimed.write_bytes(raw)
+    st = claimed.stat()
+    jobs = data / "intake" / "c" / "jobs"
+    jobs.mkdir(parents=True)
+    record = {"job": job, "intake": "c", "source": str(drop / "result.json"), "rel": "result.json",
+              "origin": "watch", "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": "0" * 64,
+              "identity": [st.st_dev, st.st_ino], "copy": "batch0000000000/result.json", "state": "copied",
+              "reports": []}
+    (jobs / f"{job}.json").write_text(json.dumps(record))
+    section = IntakeSection(name="c", watch=str(drop), converter="wsjf", settle_ms=0, after="delete")
+    with Spool(data) as spool:
+        intake = Intake([section], spool, data, STATION, options=IntakeOptions(fsync=False))
+        try:
+            finished = 0
+            with anyio.fail_after(30):
+                while finished < 1:
+                    finished += await intake.scan_once()
+        finally:
+            await intake.aclose()
+        assert _id(raw) in spool.keys()
+    assert list(drop.iterdir()) == []
+    assert list(jobs.iterdir()) == []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ..layout import REPROCESS_ORIGINS
@@ -85,9 +85,12 @@ def list_candidates(watch: Watch, only_reprocess: bool) -> tuple[list[tuple[str,
 
 
 def detect(watch: Watch, listing: list[tuple[str, str, str, int, int]], walked_root: bool,
-           now: float, only_reprocess: bool, budget: int, in_flight: set[TrackedFile]) -> list[TrackedFile]:
-    """Track the listed files; return at most ``budget`` that stayed unchanged for settle_ms
-    (``settle`` fired). The others stay detected, and settle at once in a later pass."""
+           now: float, only_reprocess: bool, budget: int, in_flight: set[TrackedFile],
+           closed_as: Callable[[str, int, int], bool] | None = None) -> list[TrackedFile]:
+    """Track the listed files; return at most ``budget`` that stayed unchanged for settle_ms, or
+    that their writer is known to be done with (``closed_as``: closed after writing and unchanged
+    since; see notify.py) — ``settle`` fired. The others stay detected, and settle in a later pass."""
+    early = closed_as if watch.section.settle_on_close else None
     if not only_reprocess:
         watch.folder_problem = None if walked_root else f"the watch folder {watch.root} does not exist (yet)"
     settle_watch = watch.section.settle_ms / 1000.0
@@ -106,14 +109,16 @@ def detect(watch: Watch, listing: list[tuple[str, str, str, int, int]], walked_r
                 watch.kept_dirty = True
             file = TrackedFile(watch, Path(key), rel, origin, watch.lifecycle.initial, size, mtime_ns, now)
             watch.files[key] = file
-            if settle > 0:
+            if settle > 0 and not (early is not None and early(key, size, mtime_ns)):
                 continue
         if file.state != watch.lifecycle.initial or now < file.next_try:
             continue  # owned by a job in progress, or waiting after an error
         if (size, mtime_ns) != (file.size, file.mtime_ns):
             file.size, file.mtime_ns, file.stable_since = size, mtime_ns, now
             continue
-        if now - file.stable_since < settle or len(settled) >= budget:
+        if len(settled) >= budget:
+            continue
+        if now - file.stable_since < settle and not (early is not None and early(key, size, mtime_ns)):
             continue
         if WINDOWS and locked(file.path):
             file.note = "open in another program; waiting until it is closed"

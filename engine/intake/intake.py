@@ -76,6 +76,7 @@ from ...schemas.config import IntakeSection, StationSection
 from ..clock import now_iso
 from .copying import Changed, CopyTimeout, TooLarge, Vanished, copy_all, write_record
 from .detect import detect, list_candidates, settle_seen
+from .notify import ChangeNotifier
 from .model import BATCH_FILES, FileOutcome, IntakeOptions, TrackedFile, Watch, disk_full, unlink_quietly
 from .post_actions import after_action, drop_records, post_all, prune_archive, source_unchanged, write_kept
 from .recovery import recover
@@ -112,7 +113,9 @@ class Intake:
         self._in_flight: set[TrackedFile] = set()
         self._idle = anyio.Event()
         self._idle.set()
-        self._room = anyio.Event()  # set when a busy intake has room for more files again
+        self._room = anyio.Event()  # set when a busy intake has room for more files again, or a folder changed
+        self._notified = False  # a watch folder changed since the last listing (set from the notifier's thread)
+        self._notifier: ChangeNotifier | None = None
         self._saturated = False  # the last pass left settled files behind (in-flight budget used up)
         self._started = False
         self._clock_ref = (time.time(), time.monotonic())
@@ -171,6 +174,8 @@ class Intake:
                                 for f in list(w.files.values()) if f.note][:10],
                     "error_folder": str(w.rejected_dir),
                     "links_ignored": len(w.links_ignored),
+                    "notifications": (self._notifier.watching.get(str(w.root), "polling")
+                                      if self._notifier is not None else "polling"),
                     "note": (f"{len(w.links_ignored)} symbolic link(s) in the watch folder are ignored (e.g. "
                              f"{w.links_ignored[0]}): put the files themselves there") if w.links_ignored else None,
                 }
@@ -182,8 +187,9 @@ class Intake:
 
     async def run(self) -> None:
         """Poll the watch folders until cancelled."""
-        await self._start()
+        self._notifier = self._start_notifier()  # before start-up: nothing that arrives meanwhile is missed
         try:
+            await self._start()
             async with anyio.create_task_group() as tg:
                 early = False
                 while True:
@@ -194,12 +200,45 @@ class Intake:
                     await self._maybe_prune()
                     # Poll again after the interval, or as soon as half the in-flight budget is free
                     # when the last pass left settled files behind (a burst of files keeps flowing).
-                    with anyio.move_on_after(self.options.poll_interval_s):
+                    # A change notification (notify.py) wakes it at once, for a fresh listing.
+                    with anyio.move_on_after(self._next_wait()):
                         await self._room.wait()
-                    early, self._room = self._room.is_set(), anyio.Event()
+                    early = self._room.is_set() and not self._notified
+                    self._room, self._notified = anyio.Event(), False
         finally:
+            if self._notifier is not None:
+                self._notifier.stop()
+                self._notifier = None
             with anyio.CancelScope(shield=True):
                 await self._save_kept()
+
+    def _start_notifier(self) -> ChangeNotifier | None:
+        """OS change notifications for the watch folders (polling stays, as the fallback)."""
+        if not self.options.notifications:
+            return None
+        token = anyio.lowlevel.current_token()
+
+        def wake() -> None:  # the observer's thread: one hop into the loop per burst of events
+            if not self._notified:
+                self._notified = True
+                anyio.from_thread.run_sync(self._room.set, token=token)
+
+        notifier = ChangeNotifier(wake)
+        notifier.start([(w.root, w.section.recursive) for w in self._watches if w.root.is_dir()])
+        return notifier
+
+    def _next_wait(self) -> float:
+        """Until the next pass: the poll interval, or sooner when a detected file is due to settle."""
+        wait = self.options.poll_interval_s
+        if self._notifier is None:
+            return wait
+        now = time.monotonic()
+        for watch in self._watches:
+            settle = watch.section.settle_ms / 1000.0
+            for file in watch.files.values():
+                if file.state == self.lifecycle.initial and file.origin == "watch":
+                    wait = min(wait, max(0.0, file.stable_since + settle - now) + 0.005)
+        return wait
 
     async def scan_once(self, *, only_reprocess: bool = False) -> int:
         """One pass: detect, check settling, take every settled file; return files finished."""
@@ -366,7 +405,7 @@ class Intake:
                 if not only_reprocess:
                     watch.listed_at = time.monotonic()
                 settled = detect(watch, listing, walked_root, time.monotonic(), only_reprocess, budget,
-                                  self._in_flight)
+                                 self._in_flight, self._notifier.closed_as if self._notifier else None)
             ready.extend(settled)
             budget -= len(settled)
         self._saturated = budget <= 0

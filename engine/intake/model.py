@@ -71,6 +71,8 @@ class IntakeOptions:
     #: Files handed to the workers at once per scan (the rest wait, still untouched, for the next scan).
     max_in_flight: int = 64
     fsync: bool = True
+    #: OS change notifications (notify.py) wake intake at once; polling every poll_interval_s stays.
+    notifications: bool = True
 
 
 @dataclass

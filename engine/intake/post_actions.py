@@ -155,6 +155,14 @@ def claim_source(file: TrackedFile) -> Path | None:
     return None
 
 
+def release_claim(file: TrackedFile) -> None:
+    """Undo :func:`claim_source` (a restart that takes the file from the start): the claimed file
+    goes back under its name, or beside it if that name is taken again."""
+    private = private_name(file) if file.job else None
+    if private is not None and private.exists():
+        _put_back(private, file.path)
+
+
 def _put_back(private: Path, name: Path) -> None:
     """Give a claimed file that is not ours its name back, never over a file that took the name since."""
     try:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from ..layout import REPROCESS_ORIGINS
+from .post_actions import release_claim
 from .model import ERROR_SUFFIX, TrackedFile, Watch, unlink_quietly
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,9 @@ def recover(watch: Watch) -> None:
                      time.monotonic(), job=record["job"], sha256=record.get("sha256"), copy=copy,
                      reports=list(record.get("reports") or []), identity=_identity(record.get("identity")))
         if copy is not None and not copy.exists() and state != "spooled":
-            # The copy is gone but nothing touched the source yet: take it from the start.
+            # The copy is gone (archived, or lost to a power cut): take the source from the start.
+            # A source already claimed for removal goes back under its name first (post_actions).
+            release_claim(file)
             unlink_quietly(entry.path)
             continue
         if copy is not None:

@@ -1,0 +1,106 @@
+"""Change notifications for watch folders: intake wakes as soon as a file appears or its writer
+closes it, instead of at the next poll.
+
+``watchdog`` gives the operating system's own notifications (inotify on Linux, with an event when
+a writer *closes* a file it wrote; ReadDirectoryChangesW on Windows). Notifications only say *when*
+to look: the listing (``detect.py``) still decides what is there, so a missed or duplicated
+event costs a poll interval, never a file. Polling stays as the fallback — for network shares,
+where notifications are unreliable or absent, and when the OS refuses a watch (limits).
+
+Settling early: a file whose writer closed it after writing, and which still has the size and
+mtime it had at that close, is done being written; it need not wait ``settle_ms`` more. Equipment
+that closes and reopens a file while still writing it sets ``settle_on_close: false``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from watchdog.events import FileClosedEvent, FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+
+log = logging.getLogger(__name__)
+
+#: Closed-after-write records kept at most (oldest dropped): a record only shortens a wait.
+_MAX_CLOSED = 100_000
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, notifier: ChangeNotifier) -> None:
+        self.notifier = notifier
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if isinstance(event, FileClosedEvent) and not event.is_directory:
+            self.notifier.note_closed(os.fsdecode(event.src_path))
+        if event.event_type in ("opened", "closed_no_write"):
+            return  # reading a file changes nothing worth a look
+        self.notifier.changed()
+
+
+class ChangeNotifier:
+    """Watches folders; calls ``on_change`` (from the observer's thread) when something changed.
+
+    ``on_change`` must be thread-safe and cheap (intake passes a function that sets an event on
+    its own event loop)."""
+
+    def __init__(self, on_change: Callable[[], None]) -> None:
+        self._on_change = on_change
+        self._observer: BaseObserver | None = None
+        self._closed: dict[str, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+        self.watching: dict[str, str] = {}  # folder → "notify" or the reason it is polled only
+
+    def start(self, folders: list[tuple[Path, bool]]) -> None:
+        """Watch each (folder, recursive); a folder that cannot be watched is polled only."""
+        observer = Observer()
+        handler = _Handler(self)
+        for folder, recursive in folders:
+            try:
+                observer.schedule(handler, str(folder), recursive=recursive)
+                self.watching[str(folder)] = "notify"
+            except OSError as exc:  # missing folder, inotify limits, a share without notifications
+                self.watching[str(folder)] = f"polling ({exc.strerror or exc})"
+        try:
+            observer.start()
+        except OSError as exc:
+            log.warning("change notifications unavailable (%s); polling only", exc)
+            self.watching = {f: f"polling ({exc.strerror or exc})" for f in self.watching}
+            return
+        self._observer = observer
+
+    def stop(self) -> None:
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            observer.stop()
+            observer.join(timeout=5)
+
+    def changed(self) -> None:
+        try:
+            self._on_change()
+        except RuntimeError:  # the event loop is gone (intake stopping): nothing to wake
+            pass
+
+    def note_closed(self, path: str) -> None:
+        """The writer closed ``path`` after writing: remember its size and mtime at that moment."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return
+        with self._lock:
+            if len(self._closed) >= _MAX_CLOSED:
+                self._closed.pop(next(iter(self._closed)))
+            self._closed[path] = (st.st_size, st.st_mtime_ns)
+
+    def closed_as(self, path: str, size: int, mtime_ns: int) -> bool:
+        """True when ``path`` was closed by its writer and is still exactly as it was then."""
+        with self._lock:
+            return self._closed.get(path) == (size, mtime_ns)
+
+    def forget(self, path: str) -> None:
+        with self._lock:
+            self._closed.pop(path, None)
