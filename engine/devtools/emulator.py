@@ -148,6 +148,8 @@ class Emulator:
         self._lock = threading.Lock()
         self._stats = EmulatorStats()
         self._ids: set[str] = set()
+        #: Monotonic time each id was first stored (latency measurements: file written → acknowledged).
+        self.first_stored: dict[str, float] = {}
         self._reports: dict[str, bytes] = {}
         self._stored_times: dict[str, int] = {}
         self._server: _Server | None = None
@@ -303,6 +305,7 @@ class Emulator:
             self._ids.clear()
             self._reports.clear()
             self._stored_times.clear()
+            self.first_stored.clear()
 
     # ------------------------------------------------------------------ used by the handler
 
@@ -329,6 +332,7 @@ class Emulator:
                 self._ids.add(key)
                 self._stats.unique_ids += 1
             self._stored_times[key] = self._stored_times.get(key, 0) + 1
+            self.first_stored.setdefault(key, time.monotonic())
             if self.keep_in_memory:
                 self._reports[key] = raw
 

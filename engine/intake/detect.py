@@ -115,7 +115,8 @@ def detect(watch: Watch, listing: list[tuple[str, str, str, int, int]], walked_r
             continue  # owned by a job in progress, or waiting after an error
         if (size, mtime_ns) != (file.size, file.mtime_ns):
             file.size, file.mtime_ns, file.stable_since = size, mtime_ns, now
-            continue
+            if not (early is not None and early(key, size, mtime_ns)):
+                continue  # still changing (or closed after an earlier listing caught it half written)
         if len(settled) >= budget:
             continue
         if now - file.stable_since < settle and not (early is not None and early(key, size, mtime_ns)):
@@ -143,7 +144,8 @@ def detect(watch: Watch, listing: list[tuple[str, str, str, int, int]], walked_r
     return settled
 
 
-def settle_seen(watch: Watch, now: float, budget: int, in_flight: set[TrackedFile]) -> list[TrackedFile]:
+def settle_seen(watch: Watch, now: float, budget: int, in_flight: set[TrackedFile],
+                closed_as: Callable[[str, int, int], bool] | None = None) -> list[TrackedFile]:
     """At most ``budget`` files seen at the last listing that are due to settle (``settle`` fired)."""
     settled: list[TrackedFile] = []
     settle_watch = watch.section.settle_ms / 1000.0
@@ -152,7 +154,9 @@ def settle_seen(watch: Watch, now: float, budget: int, in_flight: set[TrackedFil
             break
         if file.state != watch.lifecycle.initial or file in in_flight or now < file.next_try:
             continue
-        if now - file.stable_since < (settle_watch if file.origin == "watch" else 0.0):
+        closed = closed_as is not None and watch.section.settle_on_close and closed_as(
+            str(file.path), file.size, file.mtime_ns)
+        if now - file.stable_since < (settle_watch if file.origin == "watch" else 0.0) and not closed:
             continue
         if WINDOWS and locked(file.path):
             continue
