@@ -77,6 +77,9 @@ def parse_config_text(text: str, *, source: str = "config") -> dict[str, Any]:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except _DuplicateKey as exc:
         raise ConfigError(f"{source}: {exc}", hint="keep one of them") from None
+    except RecursionError:  # a shape the bounds above did not foresee: refused, never a traceback
+        raise ConfigError(f"{source}: nested too deeply to read",
+                          hint="a station config is a small, shallow YAML file") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
