@@ -192,6 +192,10 @@ def test_atml_arguments_fill_what_the_file_lacks_and_strings_keep_their_expected
     [line] = convert_atml_bytes(production, {}, CTX)
     serial = [m for s in _walk(line["root"]) for m in s.get("stringMeas") or []]
     assert serial and all(m["compOp"] == "IGNORECASE" and m["limit"] == m["value"] == "90300075" for m in serial)
+    by_name = {s["name"]: s for s in _walk(report["root"])}
+    percent = by_name["EQT - PERCENTAGE"]["numericMeas"][0]  # nominal 5 ± 10 %: the file holds the raw 10/10
+    assert (percent["compOp"], percent["lowLimit"], percent["highLimit"]) == ("GELE", 4.5, 5.5)
+    assert by_name["EQT - PERCENTAGE"]["additionalResults"][0]["name"] == "Numeric limits"
     loops = [s for s in _walk(report["root"]) if "loop" in s]
     assert loops and any(s["loop"]["num"] == 3 for s in loops)
     with pytest.raises(ConversionError, match="process_code"):
@@ -484,3 +488,22 @@ def test_submit_takes_atml_and_wstf_and_dry_run_changes_nothing(station: Path, t
 def test_atml_and_wstf_converters_are_registered_with_their_patterns() -> None:
     assert AtmlConverter.name == "atml" and AtmlConverter.patterns == ("*.xml",)
     assert WstfConverter.name == "wstf" and WstfConverter.patterns == ("*.txt",)
+
+
+def test_the_readme_example_converter_is_the_tested_file_and_dry_run_shows_its_report(
+        station: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    example = INPUTS / "converters" / "ohm_meter.py"
+    readme = (FIXTURES.parent / "README.md").read_text()
+    assert example.read_text() in readme  # the guide shows exactly the file tested here
+    spec = f"{example}:OhmMeterConverter"
+    assert cli_main(["-c", str(station), "submit", str(INPUTS / "ohm-meter.log"), "--converter", spec,
+                     "--dry-run"]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    report = json.loads(line)
+    assert (report["sn"], report["result"], report["machineName"], report["purpose"]) == \
+        ("SN-0042", "F", "TEST-01", "Development")
+    assert [s["status"] for s in report["root"]["steps"]] == ["P", "F"]
+    broken = station.parent / "broken.log"
+    broken.write_text("serial=1 part=2\nR1 x\n")
+    assert cli_main(["-c", str(station), "submit", str(broken), "--converter", spec, "--dry-run"]) == 4
+    assert "not an ohm-meter log" in capsys.readouterr().err

@@ -418,7 +418,7 @@ class _Report:
                     status = "P" if value.strip().lower() in ("true", "1") else "F"
                 boolean.append((label, {"name": None, "status": status}))
             elif kind in _NUMERIC or (kind == "" and _number(value) is not None):
-                meas = self.numeric(step, label, datum, value, limits, status)
+                meas = self.numeric(step, label, result, datum, value, limits, status)
                 numeric.append((label, meas))
                 extra = _limit_extras(result, limits, label)
                 if extra is not None:
@@ -450,7 +450,7 @@ class _Report:
             step.setdefault("additionalResults", []).extend(extras)
         return step
 
-    def numeric(self, step: dict[str, Any], label: str, datum: ET.Element, value: str | None,
+    def numeric(self, step: dict[str, Any], label: str, result: ET.Element, datum: ET.Element, value: str | None,
                 limits: ET.Element | None, status: str) -> dict[str, Any]:
         number = _number(value)
         if number is not None and not math.isfinite(number):
@@ -480,6 +480,9 @@ class _Report:
                 comp = (_attr(limit, "comparator") or "EQ").upper()
                 inner = _kid(limit, "Datum")
                 low = _number(_datum_value(inner)) if inner is not None else None
+        threshold = _threshold(result, limits)
+        if threshold is not None and comp != "LOG":
+            low, high = threshold(low), threshold(high, upper=True)
         return {"compOp": comp, "name": None, "status": status, "unit": unit or None, "value": number,
                 "highLimit": high, "lowLimit": low}
 
@@ -498,6 +501,27 @@ class _Report:
 
 def _same_kind(a: datetime, b: datetime) -> bool:
     return (a.tzinfo is None) == (b.tzinfo is None)
+
+
+def _threshold(result: ET.Element | None, limits: ET.Element | None) -> Any:
+    """Limits TestStand gives relative to a nominal value (its "equal with threshold" tests): the file
+    holds the raw percentage, ppm or delta in the limit pair; WATS needs the absolute limits.
+
+    Returns a function turning a raw low/high figure into the absolute limit, or None.
+    """
+    for holder in (_kid(result, "Extension", "TSLimitProperties"), _kid(limits, "Extension", "TSLimitProperties")):
+        kind = (_text(_kid(holder, "ThresholdType")) or "").lower()
+        nominal = _number(_attr(_kid(holder, "RawLimits", "Nominal"), "value"))
+        if kind in ("percentage", "ppm", "delta") and nominal is not None:
+            scale = {"percentage": abs(nominal) / 100, "ppm": abs(nominal) / 1e6, "delta": 1.0}[kind]
+
+            def absolute(raw: float | None, upper: bool = False, nominal: float = nominal,
+                         scale: float = scale) -> float | None:
+                if raw is None:
+                    return None
+                return nominal + raw * scale if upper else nominal - raw * scale
+            return absolute
+    return None
 
 
 def _is_log(limits: ET.Element | None) -> bool:
