@@ -215,6 +215,25 @@ def test_a_batch_gives_one_report_per_uut_with_distinct_repeatable_ids() -> None
     assert len(set(first)) == 3 and first == again
 
 
+def test_atml_6_01_namespaces_and_utf_8_read_the_same_and_unknown_elements_are_named() -> None:
+    latin = (INPUTS / "atml" / "ATML 5.00 [2 31 11 PM][5 15 2019].xml").read_bytes()
+    [expected] = convert_atml_bytes(latin, {}, CTX)
+    text = latin.decode("iso-8859-1")
+    v601 = (text.replace("urn:IEEE-1636.1:2011:01:", "urn:IEEE-1636.1:2013:")
+            .replace("urn:IEEE-1671:2010:Common", "urn:IEEE-1671:2010:Common")
+            .replace("ATMLTestResults/2.0", "ATMLTestResults/3.0")
+            .replace('encoding="iso-8859-1"', 'encoding="UTF-8"').replace("Ragnar123", "Ragnar123-æøå"))
+    [report] = convert_atml_bytes(v601.encode("utf-8"), {}, CTX)
+    assert report["pn"] == "Ragnar123-æøå"
+    assert report["root"] == expected["root"]
+    extra = text.replace("<tr:Personnel>", "<tr:Frobnicator a='1'/><tr:Personnel>", 1).replace(
+        "<ts:Index value='0'/>", "<ts:Index value='0'/><ts:Mystery value='1'/>", 1)
+    [noted] = convert_atml_bytes(extra.encode("iso-8859-1"), {}, CTX)
+    notes = next(d for d in noted["additionalData"] if d["name"] == NOTES_NAME)
+    line = next(p["value"] for p in notes["props"] if p["value"].startswith("not converted"))
+    assert "<Frobnicator> ×1" in line and "TSStepProperties/Mystery ×1" in line
+
+
 @pytest.mark.parametrize(("value", "qualifier", "expected"), [
     ("Passed", None, "P"), ("Failed", None, "F"), ("Error", None, "E"), ("Errored", None, "E"),
     ("Terminated", None, "T"), ("Aborted", None, "T"), ("Aborted", "Skipped", "S"), ("Skipped", None, "S"),
@@ -400,10 +419,10 @@ def test_atml_truncated_or_spliced_anywhere_is_converted_or_refused(cut: int, ju
 
 
 @settings(max_examples=80, deadline=None)
-@given(cut=st.integers(min_value=0, max_value=2510), junk=st.text(max_size=30))
-def test_wstf_truncated_or_spliced_anywhere_is_converted_or_refused(cut: int, junk: str) -> None:
+@given(cut=st.integers(min_value=0, max_value=2510), junk=st.text(max_size=30), keep_rest=st.booleans())
+def test_wstf_truncated_or_spliced_anywhere_is_converted_or_refused(cut: int, junk: str, keep_rest: bool) -> None:
     text = WSTF.read_text()
-    _must_convert_or_refuse(lambda t: convert_wstf_text(t, {}, CTX), text[:cut] + junk + text[cut:][:0])
+    _must_convert_or_refuse(lambda t: convert_wstf_text(t, {}, CTX), text[:cut] + junk + (text[cut:] if keep_rest else ""))
 
 
 @settings(max_examples=60, deadline=None)
