@@ -74,7 +74,8 @@ _STRING_OPS = {"EQ": "CASESENSIT", "CIEQ": "IGNORECASE", "NE": "NE", "CINE": "NE
 _DEFAULT_NAMES = {"numeric", "passfail", "string", "boolean"}
 #: TestStand step properties WSJF derives (see the module docstring); not named in the notes.
 _DERIVED = {"Index", "BlockLevel", "ModuleTime", "NumOfResults"}
-_STEP_CHILDREN = {"Extension", "Outcome", "ActionOutcome", "Data", "TestResult", "Description"}
+_STEP_CHILDREN = {"Extension", "Outcome", "ActionOutcome", "Data", "TestResult", "TestGroup", "Test", "SessionAction"}
+_RESULT_CHILDREN = {"TestData", "TestLimits", "Extension", "Outcome"}
 
 
 def _local(tag: Any) -> str:
@@ -252,7 +253,7 @@ class _Report:
         for child in el:
             name = _local(child.tag)
             if name not in ("ResultSet", "UUT", "Personnel", "TestStation", "TestProgram", "Extension"):
-                self.unknown[f"<{name}>"] = self.unknown.get(f"<{name}>", 0) + 1
+                self.count(f"<{name}>")
         report["miscInfos"] = misc
         report["subUnits"] = []
         additional = [{"name": "ATML", "props": [prop(k, v) for k, v in atml.items() if v is not None]}]
@@ -263,6 +264,10 @@ class _Report:
             additional.append(notes_entry(self.notes))
         report["additionalData"] = additional
         return report
+
+    def count(self, what: str) -> None:
+        """Something of the file this converter does not map: named, with its count, in the notes."""
+        self.unknown[what] = self.unknown.get(what, 0) + 1
 
     def given(self, key: str, found: str | None, what: str) -> str:
         if found and found.strip():
@@ -329,11 +334,20 @@ class _Report:
                 return int(value) if value is not None else None
             step["loop"] = {"idx": count("LoopIndex"), "num": count("NumLoops"), "endingIndex": count("EndingLoopIndex"),
                             "passed": count("NumPassed"), "failed": count("NumFailed")}
+        for child in el:
+            if _local(child.tag) not in _STEP_CHILDREN:
+                self.count(f"<{_local(child.tag)}>")
+        for child in _kid(el, "Extension") or ():
+            if _local(child.tag) != "TSStepProperties":
+                self.count(f"Extension/{_local(child.tag)}")
+        for child in _kid(el, "Data") or ():
+            if _local(child.tag) != "Collection":
+                self.count(f"Data/{_local(child.tag)}")
         for child in props if props is not None else ():
             tag = _local(child.tag)
             if tag not in _DERIVED and tag not in ("StepType", "StepGroup", "TotalTime", "StepId",
                                                    "StepCausedSequenceFailure", "LoopingProperties"):
-                self.unknown[f"TSStepProperties/{tag}"] = self.unknown.get(f"TSStepProperties/{tag}", 0) + 1
+                self.count(f"TSStepProperties/{tag}")
         extras: list[dict[str, Any]] = []
         data = _kid(el, "Data", "Collection")
         for item in _kids(data, "Item"):
@@ -365,8 +379,6 @@ class _Report:
                 steps.append(step)
             elif name == "SessionAction":
                 steps.append(self.common(child, _attr(child, "name") or "", "Action"))
-            elif name not in _STEP_CHILDREN:
-                self.unknown[f"<{name}>"] = self.unknown.get(f"<{name}>", 0) + 1
         return steps
 
     def group(self, el: ET.Element) -> dict[str, Any]:
@@ -396,6 +408,9 @@ class _Report:
             step = self.common(el, name, "Action")
             ts_type = step["stepType"]
         for result in results:
+            for child in result:
+                if _local(child.tag) not in _RESULT_CHILDREN:
+                    self.count(f"TestResult/{_local(child.tag)}")
             label = _attr(result, "name") or _attr(result, "ID") or ""
             if label.startswith("tr-") and _attr(result, "name"):
                 label = _attr(result, "name") or label

@@ -17,6 +17,7 @@ import anyio
 
 from .api import ConvertContext
 from .worker import DEFAULT_MEMORY_LIMIT, ConversionFailed, WorkerPool
+from ...schemas.config import StationSection
 
 __all__ = ["Preview", "preview_files"]
 
@@ -31,7 +32,7 @@ class Preview:
     detail: str | None = None
 
 
-async def preview_files(paths: list[Path], station: Any, *, converter: str, arguments: dict[str, Any] | None = None,
+async def preview_files(paths: list[Path], station: StationSection, *, converter: str, arguments: dict[str, Any] | None = None,
                         intake: str = "submit", timeout_s: float = 60.0, workers: int = 2,
                         memory_limit: int = DEFAULT_MEMORY_LIMIT) -> list[Preview]:
     """Convert each file in a worker process and return its finished report bytes; files are only read."""
