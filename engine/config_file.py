@@ -495,7 +495,7 @@ intake: []
 #    watch: ./drop/json
 #    patterns: ["*.json"]
 #    recursive: false
-#    converter: wsjf           # wsjf | wsxf | csv | path/to/file.py:ClassName | module:ClassName
+#    converter: wsjf           # wsjf | wsxf | csv | atml | wstf | path/to/file.py:ClassName | module:ClassName
 #    settle_ms: 1000           # wait until the file has not changed for this long
 #    after: archive            # archive | move | delete | keep
 #    # move_to: ./done         # required when after: move

@@ -37,7 +37,7 @@ from pydantic_core import PydanticCustomError, core_schema
 MASK = "********"
 
 #: Converters that ship with stationflow; anything else must be a ``path.py:Class`` / ``module:Class`` spec.
-BUILTIN_CONVERTERS = ("wsjf", "wsxf", "csv")
+BUILTIN_CONVERTERS = ("wsjf", "wsxf", "csv", "atml", "wstf")
 
 #: Post-actions on a source file once all its reports are safely in the spool.
 AfterAction = Literal["archive", "move", "delete", "keep"]
@@ -258,9 +258,9 @@ class IntakeSection(_Section):
         default_factory=lambda: ["*"], description="File name patterns to pick up (glob, e.g. '*.json').")
     recursive: bool = Field(default=False, description="Also watch the folders inside the watch folder.")
     converter: str = Field(
-        description="How to turn a file into reports: a built-in (wsjf, wsxf, csv) or a custom converter as "
+        description="How to turn a file into reports: a built-in (wsjf, wsxf, csv, atml, wstf) or a custom converter as "
                     "'path/to/file.py:ClassName' or 'module:ClassName'.",
-        examples=["wsjf", "wsxf", "csv", "converters/my_tester.py:MyTesterConverter"])
+        examples=["wsjf", "wsxf", "csv", "atml", "wstf", "converters/my_tester.py:MyTesterConverter"])
     settle_ms: int = Field(default=1000, ge=0, le=3_600_000,
                            description="A file is picked up once it has not changed for this many milliseconds.")
     settle_on_close: bool = Field(

@@ -18,13 +18,16 @@ from ..errors import IllegalTransition, InvalidInput, ServiceNotRunning, Station
 from ..station import load_station, open_spool, spool_in_use
 from ...schemas.config import StationConfig
 
-_BUILTIN_SUBMIT_CONVERTERS = ("wsjf", "wsxf", "csv")
+_BUILTIN_SUBMIT_CONVERTERS = ("wsjf", "wsxf", "csv", "atml", "wstf")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("submit", help="convert files (wsjf, wsxf, csv, custom) and accept the reports into the spool (no service needed)")
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("submit", help="convert files (wsjf, wsxf, csv, atml, wstf, custom) and accept the reports into the spool (no service needed)")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--converter", default="wsjf", help="converter for the files (default: wsjf)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="convert and validate only: print the WSJF reports that would be accepted (one JSON "
+                        "document per line) and change nothing")
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("status", help="service state and report counts per state")
@@ -67,6 +70,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         raise InvalidInput(f"converter {args.converter!r} is not available for submit",
                            hint=f"use one of {', '.join(_BUILTIN_SUBMIT_CONVERTERS)}, 'file.py:Class', "
                                 f"'module:Class' or an intake name ({', '.join(by_name) or 'none configured'})")
+    if args.dry_run:
+        return _dry_run(args, cfg, spec, arguments, timeout)
     failures = 0
     if spool_in_use(cfg):  # the service owns the spool: it converts and accepts the files itself
         from ..control.client import ControlClient
@@ -95,6 +100,33 @@ def cmd_submit(args: argparse.Namespace) -> int:
               "accepted are in the spool", file=sys.stderr)
         return InvalidInput.exit_code
     return 0
+
+
+def _dry_run(args: argparse.Namespace, cfg: StationConfig, spec: str, arguments: dict[str, Any],
+             timeout: float) -> int:
+    """``submit --dry-run``: the reports go to stdout (one per line, as the spool would store them)."""
+    import anyio
+
+    from ...schemas.wsjf import parse_header
+    from ..convert.preview import preview_files
+
+    results = anyio.run(lambda: preview_files([Path(f) for f in args.files], cfg.station, converter=spec,
+                                              arguments=arguments, timeout_s=timeout))
+    failures = 0
+    out = sys.stdout.buffer
+    for result in results:
+        for raw in result.reports:
+            out.write(raw + b"\n")
+            print(f"would accept: {parse_header(raw).key} from {result.path}", file=sys.stderr)
+        if result.error:
+            failures += 1
+            print(f"stationflow: error: {result.path}: {result.error}", file=sys.stderr)
+            if result.detail:
+                print(f"  detail: {result.detail}", file=sys.stderr)
+    out.flush()
+    print(f"dry run: nothing was accepted ({len(args.files) - failures} of {len(args.files)} file(s) would be)",
+          file=sys.stderr)
+    return InvalidInput.exit_code if failures else 0
 
 
 _TRANSPORT_CODES = {"timeout", "connection", "busy", "protocol", "too_large", "protocol_version", "unauthorized"}
@@ -136,7 +168,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     counts = spool.counts()
     problems = [info.as_dict() for state in ("failed", "quarantined") if state in counts
                 for info in list(spool.iter_info(state))[:5]]
-    status = {
+    status: dict[str, Any] = {
         "service": {"state": "running" if running else "stopped", "note": _fallback_note(why)},
         "reports": counts,
         "queued_bytes": spool.total_bytes(),

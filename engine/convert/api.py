@@ -136,7 +136,8 @@ class WsjfConverter(Converter):
             for index, item in enumerate(items):
                 if not isinstance(item, dict):
                     raise ConversionError(f"item #{index + 1} of the list is not a report object")
-            return items
+            reports: list[dict[str, Any]] = items
+            return reports
         if head != b"{":
             raise ConversionError("not a WSJF report: the file does not start with '{' or '['")
         return [raw]
@@ -159,6 +160,8 @@ BUILTIN: dict[str, str] = {
     "wsjf": f"{__name__}:WsjfConverter",
     "wsxf": f"{__package__}.wsxf:WsxfConverter",
     "csv": f"{__package__}.csvfile:CsvConverter",
+    "atml": f"{__package__}.atml:AtmlConverter",
+    "wstf": f"{__package__}.wstf:WstfConverter",
 }
 
 _loaded: dict[str, type] = {}

@@ -24,7 +24,7 @@ sequence file name (``Filename``) have no place in WSJF and are dropped, as the 
 
 An element this converter does not know is refused with its name rather than silently dropped;
 ``arguments: {ignore_unknown: true}`` converts such files without those elements. Repair (UUR)
-reports in WSXF are not supported yet. A DOCTYPE or entity declaration is refused: a result file
+reports are read by :mod:`.wsxf_uur`. A DOCTYPE or entity declaration is refused: a result file
 has no use for them and they are the way to attack an XML parser.
 """
 
@@ -38,7 +38,7 @@ from typing import Any
 
 from .api import ConversionError, ConvertContext, Converter
 
-__all__ = ["WsxfConverter", "convert_wsxf_bytes"]
+__all__ = ["WsxfConverter", "convert_wsxf_bytes", "parse_xml"]
 
 _RESULTS = {"passed": "P", "failed": "F", "error": "E", "terminated": "T", "done": "D",
             "p": "P", "f": "F", "e": "E", "t": "T", "d": "D"}
@@ -124,8 +124,10 @@ class _Reader:
         where = f"report #{number}"
         a = el.attrib
         kind = (a.get("type") or "").upper()
-        if kind == "UUR":
-            raise ConversionError(f"{where}: repair (UUR) reports in WSXF are not supported yet — export them as WSJF")
+        if kind in ("UUR", "R"):
+            from .wsxf_uur import uur_report  # imports this module's helpers: loaded after it
+
+            return uur_report(el, where, self.unknown)
         if kind not in ("UUT", "T"):
             raise ConversionError(f"{where}: type {a.get('type')!r} is not UUT")
         children: dict[str, list[ET.Element]] = {}
@@ -285,12 +287,23 @@ class _Reader:
                 "yLabel": _text(el.get("YLabel")), "yUnit": _text(el.get("YUnit")), "series": series}
 
 
-_DOCTYPE = re.compile(rb"<!DOCTYPE")
+_DOCTYPE = re.compile(rb"<!DOCTYPE", re.IGNORECASE)
 
 
-def _parse(raw: bytes) -> ET.Element:
-    if _DOCTYPE.search(raw):  # entities can only be declared inside a DOCTYPE
-        raise ConversionError("the XML declares a DOCTYPE or entities; WSXF files never do, so it is refused")
+def parse_xml(raw: bytes, *, what: str = "a WSXF file") -> ET.Element:
+    """The document's root element; refuses what a result file never holds and an attack needs.
+
+    A DOCTYPE (entities can only be declared inside one) is refused, and so is UTF-16 or binary
+    data: the DOCTYPE check reads bytes, so only ASCII-compatible encodings (UTF-8, ISO-8859-x,
+    as test equipment writes them) are let through to the parser.
+    """
+    if not raw.strip():
+        raise ConversionError("the file is empty" if not raw else "the file holds only white space")
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in raw[:4096]:
+        raise ConversionError(f"not UTF-8 or ISO-8859 text (it looks like UTF-16 or binary data) — {what} "
+                              "must be saved as UTF-8 or ISO-8859-1")
+    if _DOCTYPE.search(raw):
+        raise ConversionError("the XML declares a DOCTYPE or entities; result files never do, so it is refused")
     try:
         return ET.fromstring(raw)
     except ET.ParseError as exc:
@@ -301,9 +314,7 @@ def _parse(raw: bytes) -> ET.Element:
 
 def convert_wsxf_bytes(raw: bytes, *, ignore_unknown: bool = False) -> list[dict[str, Any]]:
     """Every report of a WSXF document, as WSJF dicts (ids as written, or absent)."""
-    if not raw.strip():
-        raise ConversionError("the file is empty" if not raw else "the file holds only white space")
-    root = _parse(raw)
+    root = parse_xml(raw)
     name = _local(root.tag)
     if name == "Reports":
         elements = [child for child in root if _local(child.tag) == "Report"]

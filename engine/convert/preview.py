@@ -1,0 +1,68 @@
+"""Convert files without keeping anything: what ``stationflow submit --dry-run`` shows.
+
+A converter author (or a person checking a new tester's files) wants to see the exact WSJF the
+station would accept, before anything reaches the spool or the server. The conversion runs exactly
+as in an intake — in a worker process, with the same stamping, ids and validation — and the report
+bytes are handed back instead of being accepted. Nothing is written anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from .api import ConvertContext
+from .worker import DEFAULT_MEMORY_LIMIT, ConversionFailed, WorkerPool
+from ...schemas.config import StationSection
+
+__all__ = ["Preview", "preview_files"]
+
+
+@dataclass
+class Preview:
+    """One file's reports as the spool would receive them, or why it would be refused."""
+
+    path: str
+    reports: list[bytes] = field(default_factory=list)
+    error: str | None = None
+    detail: str | None = None
+
+
+async def preview_files(paths: list[Path], station: StationSection, *, converter: str, arguments: dict[str, Any] | None = None,
+                        intake: str = "submit", timeout_s: float = 60.0, workers: int = 2,
+                        memory_limit: int = DEFAULT_MEMORY_LIMIT) -> list[Preview]:
+    """Convert each file in a worker process and return its finished report bytes; files are only read."""
+    pool = WorkerPool(workers, memory_limit=memory_limit)
+    results = [Preview(str(p)) for p in paths]
+    limiter = anyio.CapacityLimiter(max(1, workers))
+
+    async def one(path: Path, result: Preview) -> None:
+        async with limiter:
+            try:
+                data = await anyio.to_thread.run_sync(path.read_bytes)
+                mtime = path.stat().st_mtime
+            except OSError as exc:
+                result.error = f"cannot read: {exc.strerror or exc}"
+                return
+            context = ConvertContext(station_name=station.name, location=station.location, purpose=station.purpose,
+                                     intake=intake, arguments=dict(arguments or {}), source_name=path.name,
+                                     source_mtime=mtime)
+            try:
+                converted = await pool.convert(converter, path.resolve(), context,
+                                               sha256=hashlib.sha256(data).hexdigest(), timeout=timeout_s)
+            except ConversionFailed as exc:
+                result.error, result.detail = exc.message, exc.detail or exc.traceback
+                return
+            result.reports = list(converted.reports)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for path, result in zip(paths, results):
+                tg.start_soon(one, Path(path), result)
+    finally:
+        await pool.aclose()
+    return results
