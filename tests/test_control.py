@@ -109,7 +109,10 @@ class FakeService:
 
 @contextlib.contextmanager
 def serve(data_dir: Path, handlers: dict[str, Any], **kwargs: Any) -> Iterator[tuple[ControlServer, int]]:
-    """A real ControlServer on 127.0.0.1, in a background thread, cancelled on exit."""
+    """A real ControlServer on 127.0.0.1, in a background thread, cancelled on exit.
+
+    Its own event loop in a thread (a blocking portal), not an async test: the clients under test
+    are blocking sockets and the synchronous CLI, which run in the test's thread meanwhile."""
     server = ControlServer(data_dir, handlers, **kwargs)
     with anyio.from_thread.start_blocking_portal() as portal:
         future, port = portal.start_task(server.serve)

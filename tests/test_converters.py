@@ -257,14 +257,12 @@ def test_loading_converters_by_name_file_and_module(tmp_path: Path, monkeypatch:
 
 # ------------------------------------------------------------------------------------ worker processes
 
-def _pool_run(fn: Any, *, size: int = 1, memory: int = 512 * 1024**2) -> Any:
-    async def main() -> Any:
-        pool = WorkerPool(size, memory_limit=memory)
-        try:
-            return await fn(pool)
-        finally:
-            await pool.aclose()
-    return anyio.run(main)
+async def _pool_run(fn: Any, *, size: int = 1, memory: int = 512 * 1024**2) -> Any:
+    pool = WorkerPool(size, memory_limit=memory)
+    try:
+        return await fn(pool)
+    finally:
+        await pool.aclose()
 
 
 def _ctx(**arguments: Any) -> ConvertContext:
@@ -272,7 +270,7 @@ def _ctx(**arguments: Any) -> ConvertContext:
                           arguments=arguments)
 
 
-def test_worker_kills_a_hanging_converter_at_the_timeout_and_goes_on(tmp_path: Path) -> None:
+async def test_worker_kills_a_hanging_converter_at_the_timeout_and_goes_on(tmp_path: Path) -> None:
     src = tmp_path / "a.txt"
     src.write_text("SN-1")
 
@@ -284,7 +282,7 @@ def test_worker_kills_a_hanging_converter_at_the_timeout_and_goes_on(tmp_path: P
         after = await pool.convert(f"{MISBEHAVING}:Plain", src, _ctx(), sha256=SHA, timeout=10)
         return info.value, elapsed, after
 
-    failure, elapsed, after = _pool_run(scenario)
+    failure, elapsed, after = await _pool_run(scenario)
     assert failure.kind == "timeout" and "1 s" in failure.message
     assert 0.9 < elapsed < 5
     assert json.loads(after.reports[0])["sn"] == "SN-1"  # a new worker took over
@@ -292,7 +290,7 @@ def test_worker_kills_a_hanging_converter_at_the_timeout_and_goes_on(tmp_path: P
 
 @pytest.mark.parametrize("bad, kind", [("HANG", "timeout"), ("CRASH", "crash"), ("BOOM", "error")]
                          + ([] if sys.platform == "win32" else [("HOG", "memory")]))
-def test_convert_many_answers_file_by_file_and_stops_at_a_file_that_kills_the_worker(
+async def test_convert_many_answers_file_by_file_and_stops_at_a_file_that_kills_the_worker(
         tmp_path: Path, bad: str, kind: str) -> None:
     texts = ["SN-1", "SN-2", bad, "SN-4"]
     paths = []
@@ -308,7 +306,7 @@ def test_convert_many_answers_file_by_file_and_stops_at_a_file_that_kills_the_wo
         after = await pool.convert_many(spec, [(paths[3], _ctx(), SHA)], timeout=10)
         return results, elapsed, after
 
-    results, elapsed, after = _pool_run(scenario)
+    results, elapsed, after = await _pool_run(scenario)
     assert [json.loads(r.reports[0])["sn"] for r in results[:2]] == ["SN-1-0", "SN-2-0"]
     failure = results[2]
     assert isinstance(failure, ConversionFailed)
@@ -325,7 +323,7 @@ def test_convert_many_answers_file_by_file_and_stops_at_a_file_that_kills_the_wo
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_AS is POSIX")
-def test_worker_memory_limit_stops_a_leaking_converter(tmp_path: Path) -> None:
+async def test_worker_memory_limit_stops_a_leaking_converter(tmp_path: Path) -> None:
     src = tmp_path / "a.txt"
     src.write_text("SN-1")
 
@@ -335,13 +333,13 @@ def test_worker_memory_limit_stops_a_leaking_converter(tmp_path: Path) -> None:
         after = await pool.convert("csv", INPUTS / "fct-sample.csv", _ctx(), sha256=SHA, timeout=10)
         return info.value, after, pool.started
 
-    failure, after, started = _pool_run(scenario)
+    failure, after, started = await _pool_run(scenario)
     assert failure.kind in ("memory", "crash"), failure.message
     assert failure.kind != "memory" or "memory" in failure.message
     assert len(after.reports) == 1 and started == 2  # the exhausted worker was replaced
 
 
-def test_worker_reports_exceptions_crashes_and_survives_prints(tmp_path: Path) -> None:
+async def test_worker_reports_exceptions_crashes_and_survives_prints(tmp_path: Path) -> None:
     src = tmp_path / "a.txt"
     src.write_text("SN-7")
 
@@ -354,7 +352,7 @@ def test_worker_reports_exceptions_crashes_and_survives_prints(tmp_path: Path) -
         described = await pool.describe(f"{MISBEHAVING}:Slow")
         return boom.value, crash.value, chatty, described
 
-    boom, crash, chatty, described = _pool_run(scenario)
+    boom, crash, chatty, described = await _pool_run(scenario)
     assert boom.kind == "error" and "ValueError: cannot parse a.txt" in boom.message
     assert "_parse" in boom.traceback and "misbehaving.py" in boom.traceback
     assert crash.kind == "crash" and "exited with code 13" in crash.message
@@ -364,7 +362,7 @@ def test_worker_reports_exceptions_crashes_and_survives_prints(tmp_path: Path) -
     assert described == {"name": "slow", "patterns": ["*.txt"]}
 
 
-def test_workers_convert_in_parallel(tmp_path: Path) -> None:
+async def test_workers_convert_in_parallel(tmp_path: Path) -> None:
     files = []
     for i in range(4):
         files.append(tmp_path / f"{i}.txt")
@@ -382,7 +380,7 @@ def test_workers_convert_in_parallel(tmp_path: Path) -> None:
                                                        sha256=SHA, timeout=10))
         return time.monotonic() - started
 
-    elapsed = _pool_run(scenario, size=4)
+    elapsed = await _pool_run(scenario, size=4)
     assert elapsed < 3 * 0.6  # four 0.6 s conversions overlapped
 
 
@@ -443,6 +441,9 @@ def _inputs(draw: st.DrawFn) -> tuple[str, bytes]:
     return converter, data
 
 
+# The pool lives for the whole module (1,000 examples) and hypothesis calls the test synchronously, once
+# per example: so the pool runs on an event loop of its own in a thread (a blocking portal), which
+# outlives any one test's loop.
 @pytest.fixture(scope="module")
 def fuzz_rig(tmp_path_factory: pytest.TempPathFactory) -> Any:
     root = tmp_path_factory.mktemp("fuzz")
