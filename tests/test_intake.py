@@ -455,10 +455,15 @@ async def test_cancelling_mid_conversion_keeps_the_source_and_a_restart_finishes
     (drop / "a.txt").write_text("SN-1")
     sec = section("s", drop, f"{MISBEHAVING}:Slow", arguments={"delay": 1.5, "count": 3})
 
+    jobs = data / "intake" / "s" / "jobs"
     with Spool(data) as spool:
         intake = intake_for(spool, data, sec)
-        with anyio.move_on_after(0.9):
-            await intake.run()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(intake.run)
+            with anyio.fail_after(30):  # copied, its conversion under way (1.5 s): now cancel
+                while not (jobs.is_dir() and any(jobs.iterdir())):
+                    await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()
         await intake.aclose()
         assert spool.keys() == [] and files_in(drop) == ["a.txt"]
         [job] = (data / "intake" / "s" / "jobs").iterdir()
