@@ -423,10 +423,17 @@ def test_restart_loop_makes_progress_every_cycle(tmp_path: Path, emulator: Emula
         station.start()
         taken0 = len(station.dropped) - station.waiting_sources()
         sent0 = len(emulator.received_ids())
-        time.sleep(rng.uniform(1.0, 3.0))
+
+        def progress() -> tuple[int, int]:
+            return (len(station.dropped) - station.waiting_sources() - taken0,
+                    len(emulator.received_ids()) - sent0)
+
+        time.sleep(rng.uniform(1.0, 3.0))  # not a synchronisation: the stop lands at a random moment
+        # ... and not before this run moved something: a start (spool recovery, a converter worker's
+        # start) can take longer than that on a busy machine. Bounded: a run that makes no progress fails.
+        wait_for(lambda: any(progress()), 30, f"progress in cycle {len(cycles) + 1}", station.log_tail)
         _, stop_s = station.stop()
-        taken = len(station.dropped) - station.waiting_sources() - taken0
-        sent = len(emulator.received_ids()) - sent0
+        taken, sent = progress()
         cycles.append((taken, sent, stop_s))
         assert taken > 0 or sent > 0, f"cycle {len(cycles)} made no progress: {station.log_tail()}"
         station.check(emulator).assert_ok(f"after restart {len(cycles)}")
