@@ -726,6 +726,7 @@ def test_cli_reload_shows_the_files_problems_and_stop_works_with_a_broken_file(
 # End to end: a real `stationflow run`
 # ----------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # a real `stationflow run` process
 def test_a_real_service_status_retry_and_stop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config_path = tmp_path / "station.yaml"
     config_path.write_text(CONFIG_TEXT)

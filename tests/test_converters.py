@@ -464,6 +464,8 @@ def fuzz_rig(tmp_path_factory: pytest.TempPathFactory) -> Any:
     spool.close()
 
 
+# 1,000 inputs through real worker processes: out of the quick local run.
+@pytest.mark.slow
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                     HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(case=_inputs())
