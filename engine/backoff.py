@@ -19,11 +19,17 @@ def backoff_delay(attempt: int, *, initial_s: float, max_s: float, multiplier: f
     server's own ask) nor above ``max_s``."""
     steps = max(0, attempt - 1)
     if multiplier > 1.0 and initial_s > 0.0:
-        # Past this many steps the cap is reached anyway; stop before the power overflows.
-        steps = min(steps, max(0, math.ceil(math.log(max(max_s / initial_s, 1.0), multiplier))) + 1)
+        # Past this many steps the cap is reached anyway; stop before the power overflows. In logs:
+        # max_s / initial_s itself is infinite for a subnormal initial_s.
+        to_cap = math.log(max_s) - math.log(initial_s) if max_s > initial_s else 0.0
+        steps = min(steps, max(0, math.ceil(to_cap / math.log(multiplier))) + 1)
     else:
         steps = min(steps, 1)
-    base = min(initial_s * multiplier ** steps, max_s)
+    try:
+        grown = initial_s * multiplier ** steps
+    except OverflowError:  # the power alone overflows when initial_s is tiny; the product does not
+        grown = math.exp(math.log(initial_s) + steps * math.log(multiplier))
+    base = min(grown, max_s)
     spread = base * jitter
     value = base + rng.uniform(-spread, spread)
     if retry_after is not None:

@@ -109,7 +109,10 @@ class FakeService:
 
 @contextlib.contextmanager
 def serve(data_dir: Path, handlers: dict[str, Any], **kwargs: Any) -> Iterator[tuple[ControlServer, int]]:
-    """A real ControlServer on 127.0.0.1, in a background thread, cancelled on exit."""
+    """A real ControlServer on 127.0.0.1, in a background thread, cancelled on exit.
+
+    Its own event loop in a thread (a blocking portal), not an async test: the clients under test
+    are blocking sockets and the synchronous CLI, which run in the test's thread meanwhile."""
     server = ControlServer(data_dir, handlers, **kwargs)
     with anyio.from_thread.start_blocking_portal() as portal:
         future, port = portal.start_task(server.serve)
@@ -723,6 +726,7 @@ def test_cli_reload_shows_the_files_problems_and_stop_works_with_a_broken_file(
 # End to end: a real `stationflow run`
 # ----------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # a real `stationflow run` process
 def test_a_real_service_status_retry_and_stop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config_path = tmp_path / "station.yaml"
     config_path.write_text(CONFIG_TEXT + "control: {submit_folders: [./incoming]}\n")

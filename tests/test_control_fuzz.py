@@ -75,6 +75,8 @@ def _exchange(port: int, first: bytes | None, body: list[bytes]) -> list[dict[st
     return [json.loads(line) for line in data.splitlines()]
 
 
+# 1,000 examples against a real server: out of the quick local run.
+@pytest.mark.slow
 def test_random_input_never_breaks_the_server_and_status_is_always_served(fuzz_target: Any) -> None:
     service, server, port = fuzz_target
     token = (service.data_dir / TOKEN_FILE).read_text()

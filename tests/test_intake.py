@@ -50,17 +50,16 @@ def intake_for(spool: Spool, data: Path, *sections: IntakeSection, **kw: Any) ->
     return Intake(list(sections), spool, data, STATION, options=kw.pop("options", FAST), **kw)
 
 
-def scans(spool: Spool, data: Path, *sections: IntakeSection, passes: int = 1, **kw: Any) -> tuple[int, dict]:
-    async def main() -> tuple[int, dict]:
-        intake = intake_for(spool, data, *sections, **kw)
-        try:
-            done = 0
-            for _ in range(passes):
-                done += await intake.scan_once()
-            return done, intake.status()
-        finally:
-            await intake.aclose()
-    return anyio.run(main)
+async def scans(spool: Spool, data: Path, *sections: IntakeSection, passes: int = 1,
+                **kw: Any) -> tuple[int, dict]:
+    intake = intake_for(spool, data, *sections, **kw)
+    try:
+        done = 0
+        for _ in range(passes):
+            done += await intake.scan_once()
+        return done, intake.status()
+    finally:
+        await intake.aclose()
 
 
 def report(i: int) -> bytes:
@@ -81,14 +80,14 @@ def today_archive(data: Path, intake: str) -> Path:
 
 # ---------------------------------------------------------------------------------------- the path
 
-def test_files_become_reports_then_the_source_is_archived(tmp_path: Path) -> None:
+async def test_files_become_reports_then_the_source_is_archived(tmp_path: Path) -> None:
     data, drop = tmp_path / "data", tmp_path / "drop"
     drop.mkdir()
     (drop / "a.json").write_bytes(SAMPLE)
     shutil.copy(INPUTS / "fct-sample.csv", drop / "b.csv")
     (drop / ".hidden.json").write_bytes(SAMPLE)  # hidden files are not taken
     with Spool(data) as spool:
-        done, status = scans(spool, data, section("ict", drop), section("fct", drop, "csv", after="delete"))
+        done, status = await scans(spool, data, section("ict", drop), section("fct", drop, "csv", after="delete"))
         assert done == 2
         assert SAMPLE_ID in spool.keys("pending") and len(spool.keys()) == 2
         assert spool.read(SAMPLE_ID) == SAMPLE  # the file's own bytes
@@ -103,7 +102,7 @@ def test_files_become_reports_then_the_source_is_archived(tmp_path: Path) -> Non
     assert status["intakes"]["fct"]["patterns"] == ["*.csv"]  # the converter's patterns when none are set
 
 
-def test_move_never_overwrites_and_keeps_subfolders(tmp_path: Path) -> None:
+async def test_move_never_overwrites_and_keeps_subfolders(tmp_path: Path) -> None:
     data, drop, done_dir = tmp_path / "data", tmp_path / "drop", tmp_path / "done"
     (drop / "line2").mkdir(parents=True)
     (done_dir / "line2").mkdir(parents=True)
@@ -111,7 +110,7 @@ def test_move_never_overwrites_and_keeps_subfolders(tmp_path: Path) -> None:
     (done_dir / "line2" / "r.json").write_bytes(b"an older file of the same name")
     (drop / "top.json").write_bytes(report(2))
     with Spool(data) as spool:
-        done, _ = scans(spool, data, section("m", drop, after="move", move_to=str(done_dir), recursive=True))
+        done, _ = await scans(spool, data, section("m", drop, after="move", move_to=str(done_dir), recursive=True))
         assert done == 2 and len(spool.keys()) == 2
     assert files_in(drop) == []
     assert files_in(done_dir) == ["line2/r.json", "line2/r~1.json", "top.json"]
@@ -119,7 +118,7 @@ def test_move_never_overwrites_and_keeps_subfolders(tmp_path: Path) -> None:
     assert (done_dir / "line2" / "r~1.json").read_bytes() == report(1)
 
 
-def test_move_to_another_file_system_copies_whole_then_removes(tmp_path: Path,
+async def test_move_to_another_file_system_copies_whole_then_removes(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """A rename across file systems fails with EXDEV: the source is copied whole, then removed."""
     import errno as errno_module
@@ -136,25 +135,25 @@ def test_move_to_another_file_system_copies_whole_then_removes(tmp_path: Path,
 
     monkeypatch.setattr(os, "replace", cross_device)
     with Spool(data) as spool:
-        done, _ = scans(spool, data, section("m", drop, after="move", move_to=str(done_dir)))
+        done, _ = await scans(spool, data, section("m", drop, after="move", move_to=str(done_dir)))
         assert done == 1 and rid(report(1)) in spool.keys()
     assert files_in(drop) == []
     assert files_in(done_dir) == ["a.json"]  # no temp file left beside it
     assert (done_dir / "a.json").read_bytes() == report(1)
 
 
-def test_move_to_inside_the_watch_folder_is_not_watched(tmp_path: Path) -> None:
+async def test_move_to_inside_the_watch_folder_is_not_watched(tmp_path: Path) -> None:
     data, drop = tmp_path / "data", tmp_path / "drop"
     drop.mkdir()
     (drop / "a.json").write_bytes(report(1))
     with Spool(data) as spool:
         sec = section("m", drop, after="move", move_to=str(drop / "done"), recursive=True)
-        done, _ = scans(spool, data, sec, passes=3)
+        done, _ = await scans(spool, data, sec, passes=3)
         assert done == 1 and len(spool.keys()) == 1
     assert files_in(drop) == ["done/a.json"]
 
 
-def test_delete_and_keep_and_a_kept_file_that_changes(tmp_path: Path) -> None:
+async def test_delete_and_keep_and_a_kept_file_that_changes(tmp_path: Path) -> None:
     data, d1, d2 = tmp_path / "data", tmp_path / "d1", tmp_path / "d2"
     d1.mkdir()
     d2.mkdir()
@@ -162,22 +161,22 @@ def test_delete_and_keep_and_a_kept_file_that_changes(tmp_path: Path) -> None:
     (d2 / "k.csv").write_bytes((INPUTS / "fct-sample.csv").read_bytes())
     sections = (section("del", d1, after="delete"), section("keep", d2, "csv", after="keep"))
     with Spool(data) as spool:
-        done, _ = scans(spool, data, *sections)
+        done, _ = await scans(spool, data, *sections)
         assert done == 2 and len(spool.keys()) == 2
         assert files_in(d1) == [] and files_in(d2) == ["k.csv"]
         kept = json.loads((data / "intake" / "keep" / "kept.json").read_bytes())
         assert list(kept) == [str(d2 / "k.csv")]
         # A restart remembers it: not converted twice.
-        done, _ = scans(spool, data, *sections, passes=2)
+        done, _ = await scans(spool, data, *sections, passes=2)
         assert done == 0 and len(spool.keys()) == 2
         # The equipment rewrites it with a new result: that is new content, converted again.
         (d2 / "k.csv").write_text((INPUTS / "fct-sample.csv").read_text().replace("3.31", "3.29"))
-        done, _ = scans(spool, data, *sections)
+        done, _ = await scans(spool, data, *sections)
         assert done == 1 and len(spool.keys()) == 3
         assert files_in(d2) == ["k.csv"]
         # A bad file with after: keep is left in place too; its copy and reason go to the error folder.
         (d2 / "bad.csv").write_text("sn,step\n")
-        done, _ = scans(spool, data, *sections, passes=2)
+        done, _ = await scans(spool, data, *sections, passes=2)
         assert done == 1 and files_in(d2) == ["bad.csv", "k.csv"]
         assert files_in(data / "rejected" / "keep") == ["bad.csv", "bad.csv.error.txt"]
         assert "left in place (after: keep)" in (data / "rejected" / "keep" / "bad.csv.error.txt").read_text()
@@ -185,7 +184,7 @@ def test_delete_and_keep_and_a_kept_file_that_changes(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------- bad input
 
-def test_bad_inputs_go_to_the_error_folder_with_the_reason(tmp_path: Path) -> None:
+async def test_bad_inputs_go_to_the_error_folder_with_the_reason(tmp_path: Path) -> None:
     data, dj, dx, dc = tmp_path / "data", tmp_path / "json", tmp_path / "xml", tmp_path / "csv"
     for d in (dj, dx, dc):
         d.mkdir()
@@ -197,7 +196,7 @@ def test_bad_inputs_go_to_the_error_folder_with_the_reason(tmp_path: Path) -> No
     shutil.copy(INPUTS / "latin1.csv", dc / "latin1.csv")
     sections = (section("j", dj, max_file_bytes=60_000), section("x", dx, "wsxf"), section("c", dc, "csv"))
     with Spool(data) as spool:
-        done, status = scans(spool, data, *sections)
+        done, status = await scans(spool, data, *sections)
         assert done == 8
         assert spool.keys() == [SAMPLE_ID]  # nothing else reached the spool
     expected = {"j": {"truncated.json": "not valid JSON", "garbage.json": "UTF-16 or binary|not a WSJF",
@@ -220,7 +219,7 @@ def test_bad_inputs_go_to_the_error_folder_with_the_reason(tmp_path: Path) -> No
     assert files_in(dj) == files_in(dx) == files_in(dc) == []
 
 
-def test_misbehaving_converters_cost_one_file_each_and_the_intake_goes_on(tmp_path: Path) -> None:
+async def test_misbehaving_converters_cost_one_file_each_and_the_intake_goes_on(tmp_path: Path) -> None:
     data = tmp_path / "data"
     names = ["Boom", "Hang", "Crash", "Chatty"] + ([] if sys.platform == "win32" else ["Hog"])
     sections = []
@@ -231,7 +230,7 @@ def test_misbehaving_converters_cost_one_file_each_and_the_intake_goes_on(tmp_pa
         sections.append(section(name.lower(), folder, f"{MISBEHAVING}:{name}", timeout_s=1.0 if name == "Hang" else 20))
     started = time.monotonic()
     with Spool(data) as spool:
-        done, status = scans(spool, data, *sections, workers=3)
+        done, status = await scans(spool, data, *sections, workers=3)
         assert done == len(names)
         assert len(spool.keys()) == 1  # Chatty's report; its prints did not break anything
     assert time.monotonic() - started < 15
@@ -247,7 +246,7 @@ def test_misbehaving_converters_cost_one_file_each_and_the_intake_goes_on(tmp_pa
     assert status["intakes"]["hang"]["last_error"]["reason"].startswith("the converter took longer than 1 s")
 
 
-def test_a_bad_file_in_a_batch_costs_that_file_only(tmp_path: Path) -> None:
+async def test_a_bad_file_in_a_batch_costs_that_file_only(tmp_path: Path) -> None:
     """Files of one folder go through a worker together; a file that hangs or kills the worker is
     rejected with its own reason, and every good file of the batch is still converted once."""
     data, drop = tmp_path / "data", tmp_path / "drop"
@@ -259,7 +258,7 @@ def test_a_bad_file_in_a_batch_costs_that_file_only(tmp_path: Path) -> None:
     sec = section("m", drop, f"{MISBEHAVING}:Moody", timeout_s=1.0)
     started = time.monotonic()
     with Spool(data) as spool:
-        done, status = scans(spool, data, sec, passes=6)
+        done, status = await scans(spool, data, sec, passes=6)
         assert done == len(good) + len(bad)
         expected = {deterministic_id(hashlib.sha256(t.encode()).hexdigest(), "moody", 0) for t in good.values()}
         assert set(spool.keys()) == expected
@@ -275,12 +274,12 @@ def test_a_bad_file_in_a_batch_costs_that_file_only(tmp_path: Path) -> None:
         assert files_in(data / "intake" / "m" / leftover) == []
 
 
-def test_a_converter_that_cannot_be_loaded_leaves_the_files_and_says_so(tmp_path: Path) -> None:
+async def test_a_converter_that_cannot_be_loaded_leaves_the_files_and_says_so(tmp_path: Path) -> None:
     data, drop = tmp_path / "data", tmp_path / "drop"
     drop.mkdir()
     (drop / "a.json").write_bytes(report(1))
     with Spool(data) as spool:
-        done, status = scans(spool, data, section("x", drop, str(tmp_path / "missing.py") + ":Conv"))
+        done, status = await scans(spool, data, section("x", drop, str(tmp_path / "missing.py") + ":Conv"))
         assert done == 0 and spool.keys() == []
     assert "converter cannot be loaded" in status["intakes"]["x"]["problem"]
     assert "does not exist" in status["intakes"]["x"]["problem"]
@@ -289,7 +288,7 @@ def test_a_converter_that_cannot_be_loaded_leaves_the_files_and_says_so(tmp_path
 
 # ---------------------------------------------------------------------------------------- spool full
 
-def test_a_full_spool_pauses_intake_leaves_sources_and_resumes_by_itself(tmp_path: Path) -> None:
+async def test_a_full_spool_pauses_intake_leaves_sources_and_resumes_by_itself(tmp_path: Path) -> None:
     data, drop = tmp_path / "data", tmp_path / "drop"
     drop.mkdir()
     raws = {f"r{i}.json": report(i) for i in range(2)}
@@ -306,36 +305,32 @@ def test_a_full_spool_pauses_intake_leaves_sources_and_resumes_by_itself(tmp_pat
 
     with Spool(data, max_reports=1) as spool:
         spool.accept(report(99))  # the spool is full before intake starts
-
-        async def main() -> None:
-            intake = intake_for(spool, data, section("j", drop))
-            try:
-                assert await intake.scan_once() == 0
-                status = intake.status()
-                assert status["paused"] and "spool full" in status["paused_reason"]
-                assert status["intakes"]["j"]["counts"]["copied"] >= 1
-                assert files_in(drop) == sorted(raws)  # both sources untouched
-                invariant(spool)
-                assert await intake.scan_once() == 0  # still full: still waiting, still in place
-                make_room(spool)
-                finished = 0
-                with anyio.fail_after(10):
-                    while finished < 2:
-                        await anyio.sleep(0.12)
-                        finished += await intake.scan_once()
-                        invariant(spool)
-                        if intake.status()["paused"]:
-                            make_room(spool)
-                assert not intake.status()["paused"]
-            finally:
-                await intake.aclose()
-
-        anyio.run(main)
+        intake = intake_for(spool, data, section("j", drop))
+        try:
+            assert await intake.scan_once() == 0
+            status = intake.status()
+            assert status["paused"] and "spool full" in status["paused_reason"]
+            assert status["intakes"]["j"]["counts"]["copied"] >= 1
+            assert files_in(drop) == sorted(raws)  # both sources untouched
+            invariant(spool)
+            assert await intake.scan_once() == 0  # still full: still waiting, still in place
+            make_room(spool)
+            finished = 0
+            with anyio.fail_after(10):
+                while finished < 2:
+                    await anyio.sleep(0.12)
+                    finished += await intake.scan_once()
+                    invariant(spool)
+                    if intake.status()["paused"]:
+                        make_room(spool)
+            assert not intake.status()["paused"]
+        finally:
+            await intake.aclose()
         assert {rid(r) for r in raws.values()} <= set(spool.keys())
     assert files_in(drop) == []
 
 
-def test_a_full_disk_while_copying_pauses_with_the_reason_and_resumes(
+async def test_a_full_disk_while_copying_pauses_with_the_reason_and_resumes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """ENOSPC during the copy is not a bug: no traceback per file, a paused reason in status."""
     import errno as errno_module
@@ -351,41 +346,38 @@ def test_a_full_disk_while_copying_pauses_with_the_reason_and_resumes(
         raise OSError(errno_module.ENOSPC, "No space left on device")
 
     with Spool(data) as spool:
-
-        async def main() -> None:
-            intake = intake_for(spool, data, section("j", drop))
-            try:
-                monkeypatch.setattr(os, "fsync", full_disk)
-                assert await intake.scan_once() == 0
-                status = intake.status()
-                assert status["paused"] and "disk holding the data dir is full" in status["paused_reason"]
-                assert files_in(drop) == sorted(raws) and not spool.keys()
-                assert not [r for r in caplog.records if r.levelname == "ERROR" and r.name == "stationflow.engine.intake.intake"]
-                monkeypatch.setattr(os, "fsync", real_fsync)  # space is back
-                finished = 0
-                with anyio.fail_after(10):
-                    while finished < 3:
-                        await anyio.sleep(0.12)
-                        finished += await intake.scan_once()
-                assert not intake.status()["paused"]
-            finally:
-                monkeypatch.setattr(os, "fsync", real_fsync)
-                await intake.aclose()
-
-        anyio.run(main)
+        intake = intake_for(spool, data, section("j", drop))
+        try:
+            monkeypatch.setattr(os, "fsync", full_disk)
+            assert await intake.scan_once() == 0
+            status = intake.status()
+            assert status["paused"] and "disk holding the data dir is full" in status["paused_reason"]
+            assert files_in(drop) == sorted(raws) and not spool.keys()
+            assert not [r for r in caplog.records
+                        if r.levelname == "ERROR" and r.name == "stationflow.engine.intake.intake"]
+            monkeypatch.setattr(os, "fsync", real_fsync)  # space is back
+            finished = 0
+            with anyio.fail_after(10):
+                while finished < 3:
+                    await anyio.sleep(0.12)
+                    finished += await intake.scan_once()
+            assert not intake.status()["paused"]
+        finally:
+            monkeypatch.setattr(os, "fsync", real_fsync)
+            await intake.aclose()
         assert {rid(r) for r in raws.values()} <= set(spool.keys())
     assert files_in(drop) == []
 
 
 # ---------------------------------------------------------------------------------------- settling
 
-def test_a_file_still_being_written_is_taken_once_whole_after_it_settles(tmp_path: Path) -> None:
+async def test_a_file_still_being_written_is_taken_once_whole_after_it_settles(tmp_path: Path) -> None:
     data, drop = tmp_path / "data", tmp_path / "drop"
     drop.mkdir()
     target = drop / "slow.csv"
     rows = 20
 
-    async def main(spool: Spool) -> None:
+    with Spool(data) as spool:
         intake = intake_for(spool, data, section("c", drop, "csv", settle_ms=400, after="delete"))
         async with anyio.create_task_group() as tg:
             tg.start_soon(intake.run)
@@ -402,20 +394,17 @@ def test_a_file_still_being_written_is_taken_once_whole_after_it_settles(tmp_pat
                     await anyio.sleep(0.05)
             tg.cancel_scope.cancel()
         await intake.aclose()
-
-    with Spool(data) as spool:
-        anyio.run(main, spool)
         [key] = spool.keys()
         steps = json.loads(spool.read(key))["root"]["steps"]
         assert [s["name"] for s in steps] == [f"step {i}" for i in range(rows)]
 
 
-def test_a_file_removed_before_it_settles_is_forgotten(tmp_path: Path) -> None:
+async def test_a_file_removed_before_it_settles_is_forgotten(tmp_path: Path) -> None:
     data, drop = tmp_path / "data", tmp_path / "drop"
     drop.mkdir()
     (drop / "a.json").write_bytes(report(1))
 
-    async def main(spool: Spool) -> dict:
+    with Spool(data) as spool:
         intake = intake_for(spool, data, section("j", drop, settle_ms=200))
         try:
             assert await intake.scan_once() == 0
@@ -423,12 +412,9 @@ def test_a_file_removed_before_it_settles_is_forgotten(tmp_path: Path) -> None:
             os.unlink(drop / "a.json")
             await anyio.sleep(0.25)
             assert await intake.scan_once() == 0
-            return intake.status()
+            status = intake.status()
         finally:
             await intake.aclose()
-
-    with Spool(data) as spool:
-        status = anyio.run(main, spool)
         assert spool.keys() == []
     counts = status["intakes"]["j"]["counts"]
     assert counts["gone"] == 1 and counts["detected"] == 0 and counts["rejected"] == 0
@@ -436,13 +422,13 @@ def test_a_file_removed_before_it_settles_is_forgotten(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------- control
 
-def test_pause_resume_and_drain(tmp_path: Path) -> None:
+async def test_pause_resume_and_drain(tmp_path: Path) -> None:
     data, drop = tmp_path / "data", tmp_path / "drop"
     drop.mkdir()
     (drop / "first.txt").write_text("SN-1")
     sec = section("s", drop, f"{MISBEHAVING}:Slow", arguments={"delay": 0.8, "count": 2})
 
-    async def main(spool: Spool) -> None:
+    with Spool(data) as spool:
         intake = intake_for(spool, data, sec, workers=1)
         intake.pause("maintenance")
         assert await intake.scan_once() == 0 and files_in(drop) == ["first.txt"]
@@ -460,30 +446,29 @@ def test_pause_resume_and_drain(tmp_path: Path) -> None:
             assert files_in(drop) == ["second.txt"]
             tg.cancel_scope.cancel()
         await intake.aclose()
-
-    with Spool(data) as spool:
-        anyio.run(main, spool)
         assert len(spool.keys()) == 2  # the two reports of 'first'
 
 
-def test_cancelling_mid_conversion_keeps_the_source_and_a_restart_finishes(tmp_path: Path) -> None:
+async def test_cancelling_mid_conversion_keeps_the_source_and_a_restart_finishes(tmp_path: Path) -> None:
     data, drop = tmp_path / "data", tmp_path / "drop"
     drop.mkdir()
     (drop / "a.txt").write_text("SN-1")
     sec = section("s", drop, f"{MISBEHAVING}:Slow", arguments={"delay": 1.5, "count": 3})
 
-    async def cancelled(spool: Spool) -> None:
-        intake = intake_for(spool, data, sec)
-        with anyio.move_on_after(0.9):
-            await intake.run()
-        await intake.aclose()
-
+    jobs = data / "intake" / "s" / "jobs"
     with Spool(data) as spool:
-        anyio.run(cancelled, spool)
+        intake = intake_for(spool, data, sec)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(intake.run)
+            with anyio.fail_after(30):  # copied, its conversion under way (1.5 s): now cancel
+                while not (jobs.is_dir() and any(jobs.iterdir())):
+                    await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()
+        await intake.aclose()
         assert spool.keys() == [] and files_in(drop) == ["a.txt"]
         [job] = (data / "intake" / "s" / "jobs").iterdir()
         assert json.loads(job.read_bytes())["state"] == "copied"
-        done, _ = scans(spool, data, sec)
+        done, _ = await scans(spool, data, sec)
         assert done == 1
         sha = hashlib.sha256(b"SN-1").hexdigest()
         assert sorted(spool.keys()) == sorted(deterministic_id(sha, "slow", i) for i in range(3))
@@ -492,6 +477,7 @@ def test_cancelling_mid_conversion_keeps_the_source_and_a_restart_finishes(tmp_p
 
 # ---------------------------------------------------------------------------------------- kill -9
 
+# Run in a subprocess (its own event loop) so that it can be killed with SIGKILL.
 _CRASH_SCRIPT = """
 import sys
 from pathlib import Path
@@ -573,22 +559,24 @@ def _config(tmp_path: Path) -> Path:
     return path
 
 
-def _reprocess(config: Path, *argv: str) -> int:
+async def _reprocess(config: Path, *argv: str) -> int:
+    """Run the command as from a shell. It starts its own event loop (``anyio.run``), which cannot
+    run inside the test's: so it runs in a worker thread."""
     parser = argparse.ArgumentParser()
     parser.add_argument("-c", "--config")
     cli_reprocess.register(parser.add_subparsers())
     args = parser.parse_args(["-c", str(config), "reprocess", *argv])
-    return args.func(args)
+    return await anyio.to_thread.run_sync(args.func, args)
 
 
-def test_reprocess_archived_and_fixed_rejected_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_reprocess_archived_and_fixed_rejected_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = _config(tmp_path)
     data, drop = tmp_path / "data", tmp_path / "drop"
     shutil.copy(INPUTS / "fct-sample.csv", drop / "good.csv")
     (drop / "bad.csv").write_text("sn,pn,rev,process_code,step,value\nSN5,PN,A,ten,s,1\n")
     section_ = IntakeSection(name="fct", watch=str(drop), converter="csv", settle_ms=0)
     with Spool(data) as spool:
-        done, _ = scans(spool, data, section_)
+        done, _ = await scans(spool, data, section_)
         assert done == 2
         [key] = spool.keys()
     sha = hashlib.sha256((INPUTS / "fct-sample.csv").read_bytes()).hexdigest()
@@ -596,16 +584,16 @@ def test_reprocess_archived_and_fixed_rejected_files(tmp_path: Path, capsys: pyt
     archived = today_archive(data, "fct") / f"{sha}-good.csv"
     assert archived.exists() and (data / "rejected" / "fct" / "bad.csv").exists()
 
-    assert _reprocess(config, "--since", "today", "--dry-run") == 0
+    assert await _reprocess(config, "--since", "today", "--dry-run") == 0
     assert "good.csv" in capsys.readouterr().out
-    assert _reprocess(config, "--since", "today", "--intake", "fct") == 0
+    assert await _reprocess(config, "--since", "today", "--intake", "fct") == 0
     out = capsys.readouterr().out
     assert "fct: good.csv: 1 report(s), 0 new, 1 already in the spool" in out  # the same id again
     assert archived.exists() and files_in(data / "intake" / "fct" / "reprocess") == []
 
     # A person fixes the rejected file where it is, then takes it again.
     (data / "rejected" / "fct" / "bad.csv").write_text("sn,pn,rev,process_code,step,value\nSN5,PN,A,10,s,1\n")
-    assert _reprocess(config, "--rejected") == 0
+    assert await _reprocess(config, "--rejected") == 0
     assert "bad.csv: 1 report(s), 1 new" in capsys.readouterr().out
     assert files_in(data / "rejected" / "fct") == []
     assert len(files_in(today_archive(data, "fct"))) == 2
@@ -613,22 +601,22 @@ def test_reprocess_archived_and_fixed_rejected_files(tmp_path: Path, capsys: pyt
         assert len(spool.keys()) == 2
 
     with pytest.raises(Exception, match="not a date"):
-        _reprocess(config, "--since", "30/01/2026")
+        await _reprocess(config, "--since", "30/01/2026")
     with pytest.raises(Exception, match="no intake named nope"):
-        _reprocess(config, "--since", "today", "--intake", "nope")
+        await _reprocess(config, "--since", "today", "--intake", "nope")
 
 
-def test_reprocess_with_the_service_running_only_stages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_reprocess_with_the_service_running_only_stages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = _config(tmp_path)
     data, drop = tmp_path / "data", tmp_path / "drop"
     shutil.copy(INPUTS / "fct-sample.csv", drop / "good.csv")
     section_ = IntakeSection(name="fct", watch=str(drop), converter="csv", settle_ms=0)
     with Spool(data) as spool:  # holds the lock, as the running service does
-        scans(spool, data, section_)
-        assert _reprocess(config, "--since", "today") == 0
+        await scans(spool, data, section_)
+        assert await _reprocess(config, "--since", "today") == 0
         assert "staged 1 file(s)" in capsys.readouterr().out
         assert files_in(data / "intake" / "fct" / "reprocess") == ["archive/good.csv"]
-        done, _ = scans(spool, data, section_)  # the service's next pass takes it
+        done, _ = await scans(spool, data, section_)  # the service's next pass takes it
         assert done == 1 and len(spool.keys()) == 1
     assert files_in(data / "intake" / "fct" / "reprocess") == []
     assert len(files_in(data / "archive")) == 1

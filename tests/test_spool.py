@@ -243,6 +243,7 @@ def test_failed_write_leaves_nothing_behind(data_dir: Path, monkeypatch: pytest.
     assert set(spool_files(data_dir)) == {key, make_report(2, seed=7)["id"]}
 
 
+@pytest.mark.slow  # a large spool written and recovered
 def test_recovery_of_a_large_spool_streams(data_dir: Path) -> None:
     """A spool with thousands of reports reopens with correct counts (speed is in bench/)."""
     raw = _report(1)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -155,10 +156,23 @@ def test_kill_9_of_a_real_writer_loses_nothing(tmp_path: Path) -> None:
     for _ in range(6):
         proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(data_dir), str(start)],
                                 stdout=subprocess.PIPE, env=env, cwd=ROOT)
-        time.sleep(rng.uniform(0.6, 1.2))
-        proc.send_signal(signal.SIGKILL)
+        assert proc.stdout is not None
+        # Wait for the state that matters, not for a time: the writer is up and has acknowledged
+        # some reports (its start-up alone can take seconds on a loaded machine). Bounded: a writer
+        # that stalls is killed by the timer, readline then returns b"" and the assert below fails.
+        wanted = rng.randint(1, 20)
+        bound = threading.Timer(60, proc.kill)
+        bound.start()
+        head: list[bytes] = []
+        try:
+            while len(head) < wanted and (line := proc.stdout.readline()):
+                head.append(line)
+            time.sleep(rng.uniform(0.0, 0.3))  # not a synchronisation: places the kill at a random moment
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            bound.cancel()
         out, _ = proc.communicate()
-        lines = out.decode().split("\n")
+        lines = (b"".join(head) + out).decode().split("\n")
         complete = lines[:-1]  # the last piece may be cut mid-line
         assert complete, "the writer made no progress before it was killed"
         for line in complete:

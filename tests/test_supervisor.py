@@ -25,18 +25,13 @@ async def wait_for(check: Callable[[], bool], timeout: float = 5.0) -> None:
             await anyio.sleep(0.005)
 
 
-def run_with(sup: Supervisor, scenario: Callable[[Supervisor], Awaitable[object]]) -> object:
+async def run_with(sup: Supervisor, scenario: Callable[[Supervisor], Awaitable[object]]) -> object:
     """Run the supervisor and the scenario side by side; the scenario must stop it."""
-    result: list[object] = []
-
-    async def main() -> None:
-        async with anyio.create_task_group() as tg:
-            await tg.start(sup.run)
-            result.append(await scenario(sup))
-            tg.cancel_scope.deadline = anyio.current_time() + 5  # a scenario that forgot to stop fails loudly
-
-    anyio.run(main)
-    return result[0]
+    async with anyio.create_task_group() as tg:
+        await tg.start(sup.run)
+        result = await scenario(sup)
+        tg.cancel_scope.deadline = anyio.current_time() + 5  # a scenario that forgot to stop fails loudly
+    return result
 
 
 def crashes_then_serves(times: int, calls: list[int]) -> Callable[[], Awaitable[None]]:
@@ -48,7 +43,7 @@ def crashes_then_serves(times: int, calls: list[int]) -> Callable[[], Awaitable[
     return body
 
 
-def test_a_crashing_task_is_logged_once_per_crash_and_restarted(caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_crashing_task_is_logged_once_per_crash_and_restarted(caplog: pytest.LogCaptureFixture) -> None:
     calls: list[int] = []
     events: list[tuple[str, str]] = []
     sup = Supervisor(policy=FAST, on_event=lambda t, e: events.append((t.name, e)))
@@ -61,7 +56,7 @@ def test_a_crashing_task_is_logged_once_per_crash_and_restarted(caplog: pytest.L
         return seen
 
     with caplog.at_level(logging.INFO, logger="stationflow.engine.service.supervisor"):
-        seen = run_with(sup, scenario)
+        seen = await run_with(sup, scenario)
     assert seen["state"] == "running"
     assert seen["restarts"] == 2
     assert seen["last_error"] == "Boom: injected failure 2"
@@ -73,7 +68,7 @@ def test_a_crashing_task_is_logged_once_per_crash_and_restarted(caplog: pytest.L
     assert sup.tasks["worker"].state == "stopped"
 
 
-def test_more_than_max_failures_in_the_window_gives_the_task_up() -> None:
+async def test_more_than_max_failures_in_the_window_gives_the_task_up() -> None:
     calls: list[int] = []
     events: list[str] = []
     sup = Supervisor(policy=FAST, on_event=lambda t, e: events.append(e))
@@ -85,7 +80,7 @@ def test_more_than_max_failures_in_the_window_gives_the_task_up() -> None:
         await anyio.sleep(0.2)  # well past the backoff: a given-up task is not started again
         await sup.stop(1.0)
 
-    run_with(sup, scenario)
+    await run_with(sup, scenario)
     assert len(calls) == 4, "given up on the 4th failure (more than 3), and never started again"
     worker = sup.tasks["worker"]
     assert worker.restarts == 3
@@ -95,7 +90,7 @@ def test_more_than_max_failures_in_the_window_gives_the_task_up() -> None:
     assert sup.tasks["healthy"].restarts == 0
 
 
-def test_a_task_that_returns_by_itself_is_a_failure_not_an_ending() -> None:
+async def test_a_task_that_returns_by_itself_is_a_failure_not_an_ending() -> None:
     calls: list[int] = []
 
     async def falls_through() -> None:
@@ -108,13 +103,13 @@ def test_a_task_that_returns_by_itself_is_a_failure_not_an_ending() -> None:
         await wait_for(lambda: sup.tasks["silent"].state == "given_up")
         await sup.stop(1.0)
 
-    run_with(sup, scenario)
+    await run_with(sup, scenario)
     assert len(calls) == 4
     assert "ended without being asked to stop" in sup.tasks["silent"].last_error
     assert "ended without being asked to stop" in sup.tasks["silent"].given_up_reason
 
 
-def test_failures_spread_wider_than_the_window_never_give_up() -> None:
+async def test_failures_spread_wider_than_the_window_never_give_up() -> None:
     now = [0.0]
 
     def clock() -> float:
@@ -129,12 +124,12 @@ def test_failures_spread_wider_than_the_window_never_give_up() -> None:
         await wait_for(lambda: len(calls) == 9 and sup.tasks["flaky"].state == "running")
         await sup.stop(1.0)
 
-    run_with(sup, scenario)
+    await run_with(sup, scenario)
     assert sup.tasks["flaky"].restarts == 8
     assert sup.tasks["flaky"].given_up_reason is None
 
 
-def test_a_reset_gives_a_given_up_task_another_chance() -> None:
+async def test_a_reset_gives_a_given_up_task_another_chance() -> None:
     calls: list[int] = []
     events: list[str] = []
     sup = Supervisor(policy=FAST, on_event=lambda t, e: events.append(e))
@@ -147,13 +142,13 @@ def test_a_reset_gives_a_given_up_task_another_chance() -> None:
         await sup.stop(1.0)
         return names
 
-    assert run_with(sup, scenario) == ["worker"]
+    assert await run_with(sup, scenario) == ["worker"]
     assert len(calls) == 5
     assert events[-2:] == ["given_up", "reset"]
     assert sup.tasks["worker"].given_up_reason is None
 
 
-def test_stop_drains_what_can_drain_and_cancels_the_rest() -> None:
+async def test_stop_drains_what_can_drain_and_cancels_the_rest() -> None:
     finished_work: list[str] = []
 
     def drainable(name: str, work_s: float) -> tuple[Callable[[], Awaitable[None]], Callable[[], None]]:
@@ -176,7 +171,7 @@ def test_stop_drains_what_can_drain_and_cancels_the_rest() -> None:
         await wait_for(lambda: all(t.state == "running" for t in sup.tasks.values()))
         return await sup.stop(0.3)
 
-    outcome = run_with(sup, scenario)
+    outcome = await run_with(sup, scenario)
     assert outcome.finished == ["quick"]
     assert outcome.cut == ["slow"]
     assert outcome.cancelled == ["plain"]
@@ -187,7 +182,7 @@ def test_stop_drains_what_can_drain_and_cancels_the_rest() -> None:
     assert all(t.restarts == 0 for t in sup.tasks.values()), "a drained task's return is not a crash"
 
 
-def test_stop_wakes_a_task_in_backoff_at_once() -> None:
+async def test_stop_wakes_a_task_in_backoff_at_once() -> None:
     sup = Supervisor(policy=RestartPolicy(initial_s=30, max_s=30, jitter=0))
     calls: list[int] = []
     sup.add("worker", crashes_then_serves(1, calls))
@@ -196,12 +191,12 @@ def test_stop_wakes_a_task_in_backoff_at_once() -> None:
         await wait_for(lambda: sup.tasks["worker"].state == "backing_off")
         return await sup.stop(5.0)
 
-    outcome = run_with(sup, scenario)
+    outcome = await run_with(sup, scenario)
     assert outcome.elapsed_s < 0.2
     assert sup.tasks["worker"].state == "stopped"
 
 
-def test_hurry_cuts_the_grace_period_short() -> None:
+async def test_hurry_cuts_the_grace_period_short() -> None:
     sup = Supervisor(policy=FAST)
     sup.add("stubborn", anyio.sleep_forever, drain=lambda: None)
 
@@ -214,12 +209,12 @@ def test_hurry_cuts_the_grace_period_short() -> None:
             tg.start_soon(second_request)
             return await sup.stop(30.0)
 
-    outcome = run_with(sup, scenario)
+    outcome = await run_with(sup, scenario)
     assert outcome.cut == ["stubborn"]
     assert outcome.elapsed_s < 1.0
 
 
-def test_recycle_restarts_with_new_settings_without_counting_a_failure() -> None:
+async def test_recycle_restarts_with_new_settings_without_counting_a_failure() -> None:
     settings = {"value": "old"}
     seen: list[str] = []
     asked = {"event": anyio.Event()}
@@ -243,12 +238,12 @@ def test_recycle_restarts_with_new_settings_without_counting_a_failure() -> None
         await wait_for(lambda: seen == ["old", "new"])
         await sup.stop(1.0)
 
-    run_with(sup, scenario)
+    await run_with(sup, scenario)
     worker = sup.tasks["worker"]
     assert worker.restarts == 0 and worker.failures == type(worker.failures)() and worker.last_error is None
 
 
-def test_tasks_can_be_added_and_retired_while_running() -> None:
+async def test_tasks_can_be_added_and_retired_while_running() -> None:
     started: list[str] = []
 
     async def body() -> None:
@@ -268,7 +263,7 @@ def test_tasks_can_be_added_and_retired_while_running() -> None:
         assert "late" not in sup.tasks
         await sup.stop(1.0)
 
-    run_with(sup, scenario)
+    await run_with(sup, scenario)
 
 
 def test_backoff_is_capped_and_jittered() -> None:
@@ -294,7 +289,7 @@ def test_task_states_follow_the_shipped_task_lifecycle() -> None:
     assert task.status()["state"] == "stopped"
 
 
-def test_a_task_cancelled_from_outside_without_a_stop_counts_as_a_failure() -> None:
+async def test_a_task_cancelled_from_outside_without_a_stop_counts_as_a_failure() -> None:
     calls: list[int] = []
 
     async def body() -> None:
@@ -310,6 +305,6 @@ def test_a_task_cancelled_from_outside_without_a_stop_counts_as_a_failure() -> N
         await wait_for(lambda: len(calls) == 2 and sup.tasks["worker"].state == "running")
         await sup.stop(1.0)
 
-    run_with(sup, scenario)
+    await run_with(sup, scenario)
     assert sup.tasks["worker"].restarts == 1
     assert sup.tasks["worker"].last_error == "cancelled without being asked to stop"

@@ -13,7 +13,9 @@ validated: :func:`.api.finish_reports`), so the service only has to accept them.
 * **Orphans**: a worker whose service died (``kill -9``) notices that its parent changed and
   exits, so a hung converter cannot outlive the service.
 
-Protocol on the worker's stdin/stdout: frames of a 4-byte big-endian length and a payload. A
+Protocol on the worker's stdin/stdout: frames of a 4-byte big-endian length and a payload. Once
+started (its imports done), the worker sends one JSON frame ``{"ready": true}``: a file's timeout
+counts from the request, so it never includes the start of a new worker. A
 request is one JSON frame. An answer is one JSON frame, followed (on success) by one raw frame
 per report — report bytes are never wrapped in another JSON document. A ``convert_many`` request
 names several files; the worker answers each in turn and flushes after each, so the service
@@ -40,6 +42,9 @@ __all__ = ["ConversionFailed", "Converted", "WorkerPool", "DEFAULT_MEMORY_LIMIT"
 
 #: Address-space limit of a worker (POSIX). Generous: it stops runaway converters, not real files.
 DEFAULT_MEMORY_LIMIT = 2 * 1024**3
+#: How long a new worker may take to start (interpreter, imports) before it is given up: apart from
+#: the files' timeout, which must not pay for a start on a busy machine.
+START_TIMEOUT_S = 120.0
 #: Largest frame accepted from a worker (one report, or a request).
 MAX_FRAME = 512 * 1024**2
 _HEADER = struct.Struct(">I")
@@ -169,6 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # converter prints go to stderr
     inp = sys.stdin.buffer
     threading.Thread(target=_watch_parent, args=(args.parent,), daemon=True).start()
+    from . import api  # noqa: F401 - the converter framework, loaded before saying ready (see START_TIMEOUT_S)
+
+    try:
+        _write_frame(out, json.dumps({"ready": True}).encode())
+        out.flush()
+    except BrokenPipeError:
+        return 0
     while True:
         frame = _read_frame(inp)
         if frame is None:
@@ -226,6 +238,7 @@ class _Worker:
         self.process = process
         self.stream = stream
         self.jobs = 0
+        self.ready = False  # its "ready" frame read
 
     async def kill(self) -> None:
         import anyio
@@ -291,6 +304,22 @@ class WorkerPool:
         self.started += 1
         return _Worker(process, BufferedByteReceiveStream(process.stdout))
 
+    async def _started(self, worker: _Worker) -> None:
+        """Wait for a new worker's "ready" frame, so that its start is not counted in a file's timeout."""
+        import anyio
+
+        if worker.ready:
+            return
+        with anyio.move_on_after(START_TIMEOUT_S):
+            answer, _ = await self._receive(worker)
+            if answer.get("ready") is not True:
+                raise ConversionFailed("crash", f"the converter's worker process sent {answer!r} instead of "
+                                                "saying it was ready")
+            worker.ready = True
+            return
+        raise ConversionFailed("timeout", f"the converter's worker process did not start within "
+                                          f"{START_TIMEOUT_S:g} s")
+
     async def _send(self, worker: _Worker, request: dict[str, Any]) -> None:
         body = json.dumps(request).encode()
         try:
@@ -344,6 +373,7 @@ class WorkerPool:
             healthy = False
             results: list[tuple[dict[str, Any], list[bytes]] | ConversionFailed] = []
             try:
+                await self._started(worker)
                 await self._send(worker, request)
                 for _ in range(count):
                     with anyio.move_on_after(timeout) as scope:

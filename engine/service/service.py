@@ -385,9 +385,8 @@ class Service:
             said_missing = False
             if sig == self._config_sig or self.state not in _RELOAD_STATES:
                 continue
-            log.info("config file %s changed; reloading", self.config_path)
             try:
-                await self.reload("file")
+                await self.reload("file", if_changed=True)
             except ConfigError:
                 pass  # logged at ERROR with every problem and recorded in status by reload()
 
@@ -484,15 +483,21 @@ class Service:
 
     # ------------------------------------------------------------------ reload
 
-    async def reload(self, source: str = "signal") -> list[str]:
+    async def reload(self, source: str = "signal", *, if_changed: bool = False) -> list[str]:
         """Re-read the config file. The new file is validated first: an invalid one raises
         ConfigError (every problem listed, logged at ERROR, kept in status) and nothing changes.
-        Returns one note per change applied (or deferred to the next start)."""
+        Returns one note per change applied (or deferred to the next start). ``if_changed`` (the
+        file watcher): nothing to do if another reload already read this version of the file while
+        this one waited for the lock."""
         async with self._reload_lock:
             if self.state not in _RELOAD_STATES:
                 raise ServiceNotRunning(f"cannot reload: the service is {self.state}",
                                         hint="start it with `stationflow run`")
             sig = await anyio.to_thread.run_sync(self._file_signature)
+            if if_changed:
+                if sig == self._config_sig:
+                    return []
+                log.info("config file %s changed; reloading", self.config_path)
             try:
                 new = await anyio.to_thread.run_sync(lambda: resolved(load_config(self.config_path),
                                                                       self.config_path))

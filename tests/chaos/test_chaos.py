@@ -423,10 +423,17 @@ def test_restart_loop_makes_progress_every_cycle(tmp_path: Path, emulator: Emula
         station.start()
         taken0 = len(station.dropped) - station.waiting_sources()
         sent0 = len(emulator.received_ids())
-        time.sleep(rng.uniform(1.0, 3.0))
+
+        def progress() -> tuple[int, int]:
+            return (len(station.dropped) - station.waiting_sources() - taken0,
+                    len(emulator.received_ids()) - sent0)
+
+        time.sleep(rng.uniform(1.0, 3.0))  # not a synchronisation: the stop lands at a random moment
+        # ... and not before this run moved something: a start (spool recovery, a converter worker's
+        # start) can take longer than that on a busy machine. Bounded: a run that makes no progress fails.
+        wait_for(lambda: any(progress()), 30, f"progress in cycle {len(cycles) + 1}", station.log_tail)
         _, stop_s = station.stop()
-        taken = len(station.dropped) - station.waiting_sources() - taken0
-        sent = len(emulator.received_ids()) - sent0
+        taken, sent = progress()
         cycles.append((taken, sent, stop_s))
         assert taken > 0 or sent > 0, f"cycle {len(cycles)} made no progress: {station.log_tail()}"
         station.check(emulator).assert_ok(f"after restart {len(cycles)}")
@@ -467,7 +474,7 @@ class WallClock:
         return getattr(time, name)
 
 
-def test_wall_clock_jumps_delete_nothing_early_and_strand_nothing(
+async def test_wall_clock_jumps_delete_nothing_early_and_strand_nothing(
         tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
     """Simulated in-process (the system clock cannot be set safely from a test): ``time.time`` as seen
     by ``engine.spool`` and ``engine.intake`` is shifted back a day and forward a year; ``time.monotonic``
@@ -537,7 +544,7 @@ def test_wall_clock_jumps_delete_nothing_early_and_strand_nothing(
     waiting = set(spool.keys("retry_wait"))
     uploader = Uploader(spool, cfg.server, cfg.upload)
 
-    async def main() -> float:
+    try:
         began = time.monotonic()
         async with anyio.create_task_group() as tg:
             tg.start_soon(uploader.run)
@@ -545,10 +552,7 @@ def test_wall_clock_jumps_delete_nothing_early_and_strand_nothing(
                 while not waiting <= emulator.received_ids():
                     await anyio.sleep(0.02)
             uploader.drain()
-        return time.monotonic() - began
-
-    try:
-        sent_in = anyio.run(main)
+        sent_in = time.monotonic() - began
     finally:
         spool.close()
     assert len(list(sent_dir.iterdir())) == 30 and archived.exists()
