@@ -321,7 +321,7 @@ def _problem(err: Any) -> str:
     if not loc:
         if kind in ("model_type", "model_attributes_type"):
             return f"the report must be a JSON object, found {_show(err['input'])}"
-        return err["msg"]
+        return str(err["msg"])
     path = _path(loc)
     field = next((p for p in reversed(loc) if isinstance(p, str)), "")
     allowed = _ALLOWED.get(field)
