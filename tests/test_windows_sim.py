@@ -1,0 +1,214 @@
+"""Windows behaviour, proven on Linux by simulation.
+
+- Imports: every module of the package, and every command's ``--help``, with the POSIX-only
+  modules blocked (``tests/winsim.py``), in a real subprocess.
+- A venv redirector: on Windows a venv's ``Scripts\\python.exe`` starts the real interpreter as a
+  *child*, so a converter worker's parent is never the service. Simulated with a script that
+  starts the real python as its child and passes its exit code back.
+- Console encodings: output through a cp1252 stdout (redirected output on Windows).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from stationflow.engine.children import child_env
+from stationflow.engine.convert.api import ConvertContext
+from stationflow.engine.convert.worker import ConversionFailed, Converted, WorkerPool
+
+HERE = Path(__file__).resolve().parent
+WINSIM = HERE / "winsim.py"
+SHA = "0" * 64
+
+PID_CONVERTER = '''
+import os, time
+class Pid:
+    """Converts a file into one report whose serial number names the worker process."""
+    name = "pid"
+    patterns = ["*"]
+    def convert(self, source, context):
+        fifo = context.arguments.get("fifo")
+        if fifo:  # tell the test who we are, then hang with the fifo held open until we die
+            fd = os.open(fifo, os.O_WRONLY)
+            os.write(fd, f"{os.getpid()}\\n".encode())
+            while True:
+                time.sleep(60)
+        return [{"type": "T", "pn": "PN-1", "sn": f"PID-{os.getpid()}", "rev": "A", "processCode": 10,
+                 "result": "P", "start": "2026-11-02T08:00:00+01:00",
+                 "root": {"id": 1, "group": "M", "stepType": "SequenceCall", "name": "Main", "status": "P",
+                          "steps": []}}]
+'''
+
+
+def _redirector(tmp_path: Path) -> Path:
+    """An executable that starts the real python as its child, as a Windows venv's python.exe does."""
+    script = tmp_path / "venv-python"
+    script.write_text(f"#!{sys.executable}\nimport subprocess, sys\n"
+                      f"sys.exit(subprocess.call([{sys.executable!r}, *sys.argv[1:]]))\n")
+    script.chmod(0o755)
+    return script
+
+
+def _context(**arguments: Any) -> ConvertContext:
+    return ConvertContext(station_name="STATION-01", location="Line 1", purpose="Production", intake="t",
+                          arguments=arguments)
+
+
+def _sn(result: Any) -> str:
+    assert isinstance(result, Converted), result
+    return str(json.loads(result.reports[0])["sn"])
+
+
+# ----------------------------------------------------------------------------------- imports
+
+def test_every_module_imports_and_every_help_works_with_the_posix_modules_blocked() -> None:
+    done = subprocess.run([sys.executable, str(WINSIM), "check"], capture_output=True, text=True,
+                          env=child_env(), timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = done.stdout.strip().splitlines()[-1]
+    modules, commands = (int(summary.split()[1]), int(summary.split()[3]))
+    assert modules >= 60 and commands >= 25, summary  # it really walked the package and the parser
+    assert "0 failure(s)" in summary
+
+
+def test_the_blocker_really_blocks(tmp_path: Path) -> None:
+    """The simulation is only worth something if a module-level POSIX import does fail under it."""
+    module = tmp_path / "posixonly.py"
+    module.write_text("import resource\n")
+    code = f"import sys; sys.path[:0] = [{str(HERE)!r}, {str(tmp_path)!r}]; import winsim; winsim.install(); " \
+           "import posixonly"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "resource" in done.stderr
+
+
+def test_a_command_runs_with_the_posix_modules_blocked(tmp_path: Path) -> None:
+    config = tmp_path / "station.yaml"
+    done = subprocess.run([sys.executable, str(WINSIM), "run", "config", "init", str(config)],
+                          capture_output=True, text=True, env=child_env(), timeout=120)
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run([sys.executable, str(WINSIM), "run", "-c", str(config), "status", "--json"],
+                          capture_output=True, text=True, env=child_env(), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "reports" in json.loads(done.stdout)
+
+
+# ------------------------------------------------------------------------------ the redirector
+
+def test_workers_behind_a_venv_redirector_convert_every_file_at_the_first_try(tmp_path: Path) -> None:
+    converter = tmp_path / "pidconv.py"
+    converter.write_text(PID_CONVERTER)
+    sources = []
+    for i in range(9):
+        sources.append(tmp_path / f"f{i}.txt")
+        sources[-1].write_text(str(i))
+
+    async def scenario() -> tuple[list[Any], int]:
+        pool = WorkerPool(1, python=str(_redirector(tmp_path)))
+        results: list[Any] = []
+        try:
+            for batch in range(3):
+                if batch:
+                    # A station's quiet time between files. The old liveness check (the worker's
+                    # parent pid against the service's, once a second) killed the worker here.
+                    await anyio.sleep(1.5)
+                chunk = sources[batch * 3:batch * 3 + 3]
+                results += await pool.convert_many(f"{converter}:Pid", [(p, _context(), SHA) for p in chunk],
+                                                   timeout=30)
+        finally:
+            await pool.aclose()
+        return results, pool.started
+
+    results, started = anyio.run(scenario)
+    assert len(results) == 9 and not [r for r in results if isinstance(r, ConversionFailed)]
+    assert started == 1  # one worker did all three batches: none died in between
+    assert len({_sn(r) for r in results}) == 1
+
+
+def test_a_worker_that_died_while_idle_is_a_retry_not_a_failed_file(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    converter = tmp_path / "pidconv.py"
+    converter.write_text(PID_CONVERTER)
+    source = tmp_path / "a.txt"
+    source.write_text("a")
+
+    async def scenario() -> tuple[str, Any, int]:
+        pool = WorkerPool(1, python=str(_redirector(tmp_path)))
+        try:
+            first = await pool.convert(f"{converter}:Pid", source, _context(), sha256=SHA, timeout=30)
+            pid = int(_sn(first).split("-")[1])
+            os.kill(pid, signal.SIGKILL)  # the real interpreter behind the redirector dies while idle
+            second = await pool.convert(f"{converter}:Pid", source, _context(), sha256=SHA, timeout=30)
+            return _sn(first), second, pool.started
+        finally:
+            await pool.aclose()
+
+    with caplog.at_level(logging.INFO):
+        first, second, started = anyio.run(scenario)
+    assert isinstance(second, Converted) and _sn(second) != first  # converted, by a new worker
+    assert started == 2
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="the check uses a named pipe")
+def test_a_hung_worker_behind_a_redirector_exits_when_the_service_is_killed(tmp_path: Path) -> None:
+    converter = tmp_path / "pidconv.py"
+    converter.write_text(PID_CONVERTER)
+    source = tmp_path / "a.txt"
+    source.write_text("a")
+    fifo = tmp_path / "worker.fifo"
+    os.mkfifo(fifo)
+    service = tmp_path / "service.py"
+    service.write_text(textwrap.dedent(f"""
+        import anyio
+        from pathlib import Path
+        from stationflow.engine.convert.api import ConvertContext
+        from stationflow.engine.convert.worker import WorkerPool
+
+        async def main():
+            pool = WorkerPool(1, python={str(_redirector(tmp_path))!r})
+            await pool.convert({f"{converter}:Pid"!r}, Path({str(source)!r}),
+                               ConvertContext(station_name="S", arguments={{"fifo": {str(fifo)!r}}}),
+                               sha256={SHA!r}, timeout=3600)
+
+        anyio.run(main)
+    """))
+    process = subprocess.Popen([sys.executable, str(service)], env=child_env())
+    try:
+        reader = os.open(fifo, os.O_RDONLY)  # returns once the worker opened it for writing
+        ready, _, _ = select.select([reader], [], [], 60)
+        assert ready, "the worker never started converting"
+        worker_pid = int(os.read(reader, 64).decode().strip())
+        assert worker_pid != process.pid
+        process.kill()  # kill -9 of the service, mid-file
+        process.wait(timeout=30)
+        # The fifo reaches end-of-file when its last writer, the hung worker, has exited.
+        ready, _, _ = select.select([reader], [], [], 20)
+        assert ready and os.read(reader, 64) == b"", "the orphaned worker is still running"
+        os.close(reader)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+# --------------------------------------------------------------------------------- encodings
+
+def test_machines_graph_prints_through_a_cp1252_console() -> None:
+    env = {**child_env(), "PYTHONIOENCODING": "cp1252", "PYTHONUTF8": "0"}
+    done = subprocess.run([sys.executable, "-m", "stationflow", "machines", "graph", "report"],
+                          capture_output=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr.decode("utf-8", "replace")
+    text = done.stdout.decode("cp1252")
+    assert text.startswith("stateDiagram") and "pending" in text
