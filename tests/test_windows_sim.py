@@ -212,3 +212,114 @@ def test_machines_graph_prints_through_a_cp1252_console() -> None:
     assert done.returncode == 0, done.stderr.decode("utf-8", "replace")
     text = done.stdout.decode("cp1252")
     assert text.startswith("stateDiagram") and "pending" in text
+
+
+# ------------------------------------------------------------------ files held by another program
+
+def _held_error(path: object) -> PermissionError:
+    """What Windows raises for a file another program holds open (ERROR_SHARING_VIOLATION)."""
+    return PermissionError(13, "The process cannot access the file because it is being used by another process",
+                           str(path))
+
+
+def test_a_rename_of_a_held_file_is_retried_and_noted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stationflow.engine import durable
+
+    src, dst = tmp_path / "a.json", tmp_path / "b.json"
+    src.write_text("report")
+    real = os.replace
+    failures = iter([True, True])
+
+    def held_twice(a: Any, b: Any) -> None:
+        if next(failures, False):
+            raise _held_error(a)
+        real(a, b)
+
+    monkeypatch.setattr(durable, "_WINDOWS", True)
+    monkeypatch.setattr(durable.os, "replace", held_twice)
+    durable.replace(src, dst)
+    assert dst.read_text() == "report" and not src.exists()
+    note = durable.last_held()
+    assert note is not None and note.succeeded and note.attempts == 3 and note.operation == "rename"
+    assert "went through after 3 attempt(s)" in str(note)
+
+
+def test_a_delete_of_a_file_held_for_good_gives_up_with_a_hint(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from stationflow.engine import durable
+    from stationflow.engine.errors import StorageError
+
+    victim = tmp_path / "source.csv"
+    victim.write_text("x")
+    calls: list[str] = []
+
+    def always_held(path: Any) -> None:
+        calls.append(str(path))
+        raise _held_error(path)
+
+    monkeypatch.setattr(durable, "_WINDOWS", True)
+    monkeypatch.setattr(durable, "HELD_RETRIES", (0.001, 0.002, 0.004))
+    monkeypatch.setattr(durable.os, "unlink", always_held)
+    with pytest.raises(StorageError, match="cannot remove .*antivirus"):
+        durable.unlink(victim)
+    assert len(calls) == 4  # the first try and one per wait: bounded
+    note = durable.last_held()
+    assert note is not None and not note.succeeded and note.operation == "delete"
+    monkeypatch.undo()
+    assert durable.unlink(tmp_path / "never-there") is False
+    assert durable.unlink(victim) is True and not victim.exists()
+
+
+def test_on_posix_a_permission_error_is_not_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stationflow.engine import durable
+
+    calls = []
+
+    def denied() -> None:
+        calls.append(1)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(durable, "_WINDOWS", False)
+    with pytest.raises(PermissionError):
+        durable.retry_held("rename", tmp_path, denied)
+    assert calls == [1]
+
+
+def test_log_rotation_of_a_held_log_loses_no_line_and_rotates_later(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from stationflow.engine import durable
+    from stationflow.engine.service.logs import RotatingLog
+
+    path = tmp_path / "stationflow.log"
+    handler = RotatingLog(path, maxBytes=300, backupCount=2, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("test.heldlog")
+    logger.propagate = False
+    logger.addHandler(handler)
+    real_rename = os.rename
+
+    def held(source: Any, dest: Any) -> None:
+        if str(source) == str(path):
+            raise _held_error(source)
+        real_rename(source, dest)
+
+    monkeypatch.setattr(durable, "_WINDOWS", True)
+    monkeypatch.setattr(durable, "HELD_RETRIES", (0.001,))
+    monkeypatch.setattr(os, "rename", held)
+    try:
+        for i in range(40):
+            logger.warning("line %03d of a log a viewer holds open", i)
+        assert handler.problem is not None and "could not be rotated" in handler.problem
+        lines = path.read_text(encoding="utf-8").splitlines()
+        assert lines == [f"line {i:03d} of a log a viewer holds open" for i in range(40)]  # none lost
+        assert not (tmp_path / "stationflow.log.1").exists()
+        monkeypatch.setattr(os, "rename", real_rename)  # the viewer is closed
+        handler._next_try = 0.0
+        logger.warning("after the viewer closed")
+        assert handler.problem is None
+        assert (tmp_path / "stationflow.log.1").exists()
+        assert path.read_text(encoding="utf-8") == "after the viewer closed\n"
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    assert "Logging error" not in capsys.readouterr().err
