@@ -242,3 +242,59 @@ def test_restrict_failing_is_an_error_the_person_sees(tmp_path: Path) -> None:
 
 def test_the_unit_dir_default_is_systemds() -> None:
     assert units.UNIT_DIR == PurePosixPath("/etc/systemd/system")
+
+
+# ------------------------------------------------------------------------ default locations
+
+def test_the_per_os_locations() -> None:
+    from stationflow.engine.config_file import system_locations
+
+    assert system_locations("windows", {"ProgramData": r"D:\PD"}) == (
+        r"D:\PD\stationflow\station.yaml", r"D:\PD\stationflow\data")
+    assert system_locations("windows", {}) == (
+        r"C:\ProgramData\stationflow\station.yaml", r"C:\ProgramData\stationflow\data")
+    assert system_locations("linux") == ("/etc/stationflow/station.yaml", "/var/lib/stationflow")
+
+
+def test_the_config_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stationflow.engine import config_file
+
+    system = tmp_path / "etc" / "station.yaml"
+    monkeypatch.setattr(config_file, "system_config_path", lambda: system)
+    monkeypatch.delenv(config_file.ENV_VAR, raising=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert config_file.find_config_path(None) == work / "station.yaml"  # nothing anywhere: where init writes
+    system.parent.mkdir()
+    system.write_text("x")
+    assert config_file.find_config_path(None) == system  # the per-OS file
+    (work / "station.yaml").write_text("x")
+    assert config_file.find_config_path(None) == work / "station.yaml"  # ./station.yaml before it
+    monkeypatch.setenv(config_file.ENV_VAR, str(tmp_path / "env.yaml"))
+    assert config_file.find_config_path(None) == tmp_path / "env.yaml"
+    assert config_file.find_config_path(str(tmp_path / "cli.yaml")) == tmp_path / "cli.yaml"
+
+
+def test_config_init_system_writes_the_per_os_file_with_the_per_os_data_dir(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from stationflow.engine.cli import config as config_cli
+
+    system = tmp_path / "etc" / "stationflow" / "station.yaml"
+    monkeypatch.setattr(config_cli, "system_config_path", lambda: system)
+    monkeypatch.setattr(config_cli, "system_data_dir", lambda: tmp_path / "var lib" / "stationflow")
+    assert main(["config", "init", "--system", "--station-name", "S-9"]) == 0
+    cfg = load_config(system)
+    assert cfg.data_dir == str(tmp_path / "var lib" / "stationflow") and cfg.station.name == "S-9"
+    assert "data_dir" in capsys.readouterr().out
+
+
+def test_saving_the_config_restricts_the_new_file_and_the_backup(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from stationflow.engine import config_file
+
+    config = _station(tmp_path)
+    restricted: list[str] = []
+    monkeypatch.setattr(config_file, "restrict", lambda path: restricted.append(Path(path).name))
+    config_file.write_config_text(config, config.read_text() + "\n")
+    assert restricted == ["station.yaml.bak", f".station.yaml.{os.getpid()}.tmp"]  # the tmp becomes station.yaml
