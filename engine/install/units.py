@@ -16,7 +16,8 @@ Why these settings:
   are closed by the service, not killed under it.
 - Windows services get no Ctrl+C: WinSW runs ``stationflow stop`` (the control protocol) instead,
   which waits until the service has stopped.
-- A config that does not load (exit 3) is not restarted in a loop; any other failure is.
+- A config that does not load (exit 3), or a data dir another process holds (exit 8), is not
+  restarted in a loop; any other failure is.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ UNIT_DIR = PurePosixPath("/etc/systemd/system")
 STATE_ROOT = PurePosixPath("/var/lib")
 STOP_MARGIN_S = 30
 CONFIG_EXIT = 3                       # engine/errors.py: ConfigError
+LOCKED_EXIT = 8                       # AlreadyRunning: another process holds the data dir
 WINSW_URL = "https://github.com/winsw/winsw/releases (WinSW-x64.exe, v2.12 or later)"
 
 
@@ -154,7 +156,7 @@ def systemd_unit(spec: ServiceSpec, *, user: str = DEFAULT_USER) -> str:
         f"ExecReload={exe} reload -c {config}",
         "Restart=on-failure",
         "RestartSec=5s",
-        f"RestartPreventExitStatus={CONFIG_EXIT}",
+        f"RestartPreventExitStatus={CONFIG_EXIT} {LOCKED_EXIT}",  # restarting will not fix these
         f"TimeoutStopSec={spec.stop_timeout_s}s",
         "KillMode=mixed",
     ]
