@@ -323,3 +323,25 @@ def test_log_rotation_of_a_held_log_loses_no_line_and_rotates_later(
         logger.removeHandler(handler)
         handler.close()
     assert "Logging error" not in capsys.readouterr().err
+
+
+def test_status_shows_a_held_file_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stationflow.engine import durable
+    from stationflow.engine.config_file import write_starter
+    from stationflow.engine.service.service import Service
+
+    config = tmp_path / "station.yaml"
+    write_starter(config, station_name="S-1")
+    monkeypatch.setattr(durable, "_last_held", None)
+    service = Service(config)
+    assert service.status()["service"]["file_notes"] == []
+    held = iter([True])
+
+    def once(path: Any) -> None:
+        if next(held, False):
+            raise _held_error(path)
+
+    monkeypatch.setattr(durable, "HELD_RETRIES", (0.001,))
+    durable.retry_held("delete", tmp_path / "x.csv", lambda: once(tmp_path / "x.csv"), windows=True)
+    [note] = service.status()["service"]["file_notes"]
+    assert "x.csv" in note and "held by another program" in note and "went through" in note

@@ -168,6 +168,8 @@ def _print_live_status(cfg: StationConfig, status: dict[str, Any]) -> None:
     extra = _scalars(service, skip=("state", "data_dir"))
     print(f"service: {state}" + (f"  ({extra})" if extra else ""))
     print(f"data dir: {cfg.data_dir}")
+    for note in (service.get("file_notes") or []) if isinstance(service, dict) else []:
+        print(f"note: {note}")
     reports = status.get("reports") or {}
     if isinstance(reports, dict):
         print("reports: " + ", ".join(f"{s} {n}" for s, n in reports.items()))

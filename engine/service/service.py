@@ -581,6 +581,16 @@ class Service:
 
     # ------------------------------------------------------------------ status
 
+    def _file_notes(self) -> list[str]:
+        """Files another program held (Windows: antivirus, a log viewer): retried, but worth a look."""
+        from .. import durable
+
+        held = durable.last_held()
+        notes = [str(held)] if held is not None else []
+        if self._logging is not None and self._logging.problem:
+            notes.append(self._logging.problem)
+        return notes
+
     def status(self) -> dict[str, Any]:
         """Everything ``status --json`` shows; plain JSON types only."""
         uploader = self.uploader
@@ -594,6 +604,7 @@ class Service:
                 "data_dir": str(self.data_dir), "config": str(self.config_path),
                 "stop_reason": self.stop_reason, "last_reload": self.last_reload,
                 "degraded_because": dict(self._degraded),
+                "file_notes": self._file_notes(),
             },
             "tasks": self.supervisor.status() if self.supervisor else {},
             "reports": self.spool.counts() if self.spool else {},
