@@ -345,3 +345,22 @@ def test_status_shows_a_held_file_note(tmp_path: Path, monkeypatch: pytest.Monke
     durable.retry_held("delete", tmp_path / "x.csv", lambda: once(tmp_path / "x.csv"), windows=True)
     [note] = service.status()["service"]["file_notes"]
     assert "x.csv" in note and "held by another program" in note and "went through" in note
+
+
+def test_a_converter_that_prints_any_character_converts_on_a_cp1252_console(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    converter = tmp_path / "chatty.py"
+    converter.write_text(PID_CONVERTER.replace("        fifo = context", "        print('résultat → ✓ 合格')\n"
+                                                                      "        fifo = context"), encoding="utf-8")
+    source = tmp_path / "a.txt"
+    source.write_text("a")
+    monkeypatch.setenv("PYTHONIOENCODING", "cp1252")
+
+    async def scenario() -> Any:
+        pool = WorkerPool(1)
+        try:
+            return await pool.convert(f"{converter}:Pid", source, _context(), sha256=SHA, timeout=30)
+        finally:
+            await pool.aclose()
+
+    assert _sn(anyio.run(scenario)).startswith("PID-")

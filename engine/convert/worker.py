@@ -196,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-limit", type=int, default=DEFAULT_MEMORY_LIMIT)
     args = parser.parse_args(argv)
     _limit_memory(args.memory_limit)
+    for stream in (sys.stdout, sys.stderr):  # a converter's print must not fail on a cp1252 console
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="replace")
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # converter prints go to stderr
     requests = _Requests(sys.stdin.buffer)
