@@ -150,7 +150,7 @@ class _DuplicateKey(Exception):
     """A mapping names the same key twice: which value did the person mean?"""
 
 
-class _StrictLoader(yaml.SafeLoader):  # type: ignore[misc]
+class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses a key written twice (PyYAML keeps the last one without a word)."""
 
 
