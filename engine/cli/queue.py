@@ -21,7 +21,7 @@ from ...schemas.config import StationConfig
 _BUILTIN_SUBMIT_CONVERTERS = ("wsjf", "wsxf", "csv")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("submit", help="convert files (wsjf, wsxf, csv, custom) and accept the reports into the spool (no service needed)")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--converter", default="wsjf", help="converter for the files (default: wsjf)")
@@ -146,7 +146,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
-    print(f"service: {status['service']['state']} ({_fallback_note(why)})")
+    print(f"service: {'running' if running else 'stopped'} ({_fallback_note(why)})")
     print(f"data dir: {cfg.data_dir}")
     print("reports: " + ", ".join(f"{state} {n}" for state, n in counts.items()))
     for p in problems:
