@@ -283,20 +283,30 @@ echo "next: stationflow config init --system, then stationflow service install"
 
 INSTALL_CMD = """\
 @echo off
-rem Install stationflow @VERSION@ from this folder, without network.
-rem   install.cmd [VENV]    (default VENV: %ProgramFiles%\\stationflow; set PYTHON=C:\\Python312\\python.exe to choose)
+rem Install stationflow @VERSION@ from this folder, without network. Run it as administrator.
+rem   install.cmd [VENV]    (default VENV: %ProgramFiles%\\stationflow)
+rem   set PYTHON=C:\\Python312\\python.exe first to choose the interpreter (default: the py launcher)
 rem Run it again with a newer bundle to upgrade: the spool lives in the data dir and is kept.
+rem (No parenthesised blocks: a path such as "Program Files (x86)" would end them early.)
 setlocal
 set "HERE=%~dp0"
 set "VENV=%~1"
 if "%VENV%"=="" set "VENV=%ProgramFiles%\\stationflow"
-if "%PYTHON%"=="" set "PYTHON=py -3"
-%PYTHON% -m venv "%VENV%"
-if errorlevel 1 (echo install.cmd: cannot create a venv with %PYTHON% - install Python 3.11 or newer, or set PYTHON 1>&2 & exit /b 1)
-"%VENV%\\Scripts\\python.exe" -m pip install --no-index --find-links "%HERE%wheels" --disable-pip-version-check --upgrade "stationflow==@VERSION@"
-if errorlevel 1 (echo install.cmd: pip failed; is this bundle made for this platform and Python? 1>&2 & exit /b 1)
-"%VENV%\\Scripts\\stationflow.exe" --version
+if "%PYTHON%"=="" goto py_launcher
+"%PYTHON%" -m venv "%VENV%" || goto no_venv
+goto venv_made
+:py_launcher
+py -3 -m venv "%VENV%" || goto no_venv
+:venv_made
+"%VENV%\\Scripts\\python.exe" -m pip install --no-index --find-links "%HERE%wheels" --disable-pip-version-check --upgrade "stationflow==@VERSION@" || goto no_pip
+"%VENV%\\Scripts\\stationflow.exe" --version || goto no_pip
 echo installed: %VENV%\\Scripts\\stationflow.exe
-echo next: stationflow config init --system, then stationflow service install
+echo next: stationflow config init --system, then stationflow service install --winsw WinSW-x64.exe
 exit /b 0
+:no_venv
+echo install.cmd: cannot create a venv in "%VENV%" - install Python 3.11 to 3.13 for all users, or set PYTHON to its python.exe 1>&2
+exit /b 1
+:no_pip
+echo install.cmd: pip failed - is this bundle made for this platform and Python? See the messages above. 1>&2
+exit /b 1
 """
