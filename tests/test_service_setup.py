@@ -62,7 +62,7 @@ def test_print_shows_a_unit_that_runs_this_station_and_changes_nothing(
     rw = next(line for line in out.splitlines() if line.startswith("ReadWritePaths="))
     assert str(tmp_path / "stationflow-data") in rw
     assert f"-{tmp_path / 'drop'}" in rw and f"-{tmp_path / 'done'}" in rw
-    assert "systemctl enable --now stationflow.service" in out
+    assert "systemctl enable stationflow.service\nsystemctl restart stationflow.service" in out
 
 
 def test_print_for_windows_shows_the_winsw_xml_and_the_commands(tmp_path: Path,
@@ -141,7 +141,8 @@ def test_install_writes_the_unit_and_runs_exactly_these_commands(tmp_path: Path)
         ["chown", "root:stationflow", str(config)],
         ["chmod", "0640", str(config)],
         ["systemctl", "daemon-reload"],
-        ["systemctl", "enable", "--now", "stationflow.service"],
+        ["systemctl", "enable", "stationflow.service"],
+        ["systemctl", "restart", "stationflow.service"],
     ]
 
 
@@ -186,6 +187,9 @@ def test_windows_install_plan_restricts_acls_then_registers_with_winsw() -> None
         ["sc.exe", "failureflag", "stationflow", "1"],
         [wrapper, "start"],
     ]
+    again = units.windows_plan(spec, winsw=None, registered=True)
+    assert again.commands == [[wrapper, "stop"], [wrapper, "uninstall"], [wrapper, "install"],
+                              ["sc.exe", "failureflag", "stationflow", "1"], [wrapper, "start"]]
     xml = ET.fromstring(plan.files[0].text)
     assert xml.findtext("serviceaccount/domain") == "NT AUTHORITY" and xml.findtext("serviceaccount/user") == "LocalService"
     assert str(plan.files[0].path) == r"C:\ProgramData\stationflow\service\stationflow-service.xml"

@@ -77,10 +77,19 @@ def _plan(args: argparse.Namespace, spec: units.ServiceSpec) -> units.Plan:
            winacl.icacls_command(spec.data_dir, [args.account], directory=True)]
     if PurePath(spec.config_path).parent.name.lower() == "stationflow":  # a folder of its own
         acl.insert(0, winacl.icacls_command(str(PurePath(spec.config_path).parent), [args.account], directory=True))
-    plan = units.windows_plan(spec, account=args.account, winsw=getattr(args, "winsw", None), acl_commands=acl)
+    plan = units.windows_plan(spec, account=args.account, winsw=getattr(args, "winsw", None), acl_commands=acl,
+                              registered=_registered(args.name) if _THIS_OS == "windows" else False)
     if getattr(args, "no_start", False):
         plan.commands = [c for c in plan.commands if c[-1:] != ["start"]]
     return plan
+
+
+def _registered(name: str) -> bool:
+    """Whether Windows knows a service of this name (``sc.exe query`` exits 0)."""
+    try:
+        return subprocess.run(["sc.exe", "query", name], capture_output=True).returncode == 0
+    except OSError:
+        return False
 
 
 def cmd_service(args: argparse.Namespace) -> int:
@@ -98,6 +107,7 @@ def cmd_service(args: argparse.Namespace) -> int:
     units.apply(plan, _run)
     if args.service_command == "install":
         print(f"installed the {args.name} service for {spec.config_path}")
+        print(f"check it: stationflow -c {spec.config_path} status")
     else:
         print(f"removed the {args.name} service; the data dir {spec.data_dir} is kept")
     return 0

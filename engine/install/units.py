@@ -213,8 +213,9 @@ def linux_plan(spec: ServiceSpec, *, user: str = DEFAULT_USER, user_exists: bool
         plan.notes.append(f"saving settings through the running service writes {config_dir}: give user "
                           f"{user} write access to it, or keep the config in /etc/stationflow/")
     plan.commands.append(["systemctl", "daemon-reload"])
-    if enable:
-        plan.commands.append(["systemctl", "enable", "--now", f"{spec.name}.service"])
+    plan.commands.append(["systemctl", "enable", f"{spec.name}.service"])
+    if enable:  # restart, not start: installing again (a new venv, a new unit) takes effect now
+        plan.commands.append(["systemctl", "restart", f"{spec.name}.service"])
     for folder in spec.writable:
         plan.notes.append(f"user {user} must be able to read and write {folder} "
                           f"(e.g. setfacl -R -m u:{user}:rwX -m d:u:{user}:rwX {folder})")
@@ -288,7 +289,9 @@ def service_dir(config_path: str) -> PureWindowsPath:
 
 
 def windows_plan(spec: ServiceSpec, *, account: str = DEFAULT_ACCOUNT, winsw: str | None = None,
-                 acl_commands: Sequence[Sequence[str]] = ()) -> Plan:
+                 acl_commands: Sequence[Sequence[str]] = (), registered: bool = False) -> Plan:
+    """``registered``: the service exists already (installing again): it is stopped and removed
+    first (every WinSW 2.x knows ``stop``/``uninstall``), then registered with the new XML."""
     folder = service_dir(spec.config_path)
     wrapper = folder / f"{spec.name}-service.exe"
     plan = Plan("windows", files=[PlannedFile(folder / f"{spec.name}-service.xml", winsw_xml(spec, account=account))])
@@ -298,6 +301,8 @@ def windows_plan(spec: ServiceSpec, *, account: str = DEFAULT_ACCOUNT, winsw: st
         plan.notes.append(f"needs WinSW: download {WINSW_URL} and pass it with --winsw PATH "
                           f"(it is copied to {wrapper})")
     plan.commands += [list(c) for c in acl_commands]
+    if registered:
+        plan.commands += [[str(wrapper), "stop"], [str(wrapper), "uninstall"]]
     plan.commands.append([str(wrapper), "install"])
     # Failure actions also when the process exits with an error code, not only when it crashes.
     plan.commands.append(["sc.exe", "failureflag", spec.name, "1"])
