@@ -216,6 +216,9 @@ def linux_plan(spec: ServiceSpec, *, user: str = DEFAULT_USER, user_exists: bool
     plan.commands.append(["systemctl", "enable", f"{spec.name}.service"])
     if enable:  # restart, not start: installing again (a new venv, a new unit) takes effect now
         plan.commands.append(["systemctl", "restart", f"{spec.name}.service"])
+    if any(PurePosixPath(part).is_relative_to(home) for part in spec.command[:1] for home in ("/root", "/home")):
+        plan.notes.append(f"{spec.command[0]} is in a home folder: user {user} may not be allowed to run it "
+                          "(systemd then reports status 203/EXEC); install into /opt/stationflow instead")
     for folder in spec.writable:
         plan.notes.append(f"user {user} must be able to read and write {folder} "
                           f"(e.g. setfacl -R -m u:{user}:rwX -m d:u:{user}:rwX {folder})")
