@@ -156,3 +156,18 @@ def test_a_windows_bundle_gets_the_windows_builds_of_the_compiled_dependencies(t
     assert compiled and all(n.endswith("-cp313-cp313-win_amd64.whl") for n in compiled), compiled
     assert {n.split("-")[0].lower() for n in compiled} == {"pydantic_core", "pyyaml"}
     assert len(names) == 16  # stationflow and its 15 pinned dependencies
+
+
+def test_a_bundle_needs_a_checkout_and_says_so(tmp_path: Path) -> None:
+    with pytest.raises(bundle.BundleError, match="not a stationflow source checkout") as info:
+        bundle.find_source(tmp_path)
+    assert "--source" in str(info.value)
+
+
+def test_a_failing_pip_is_reported_with_its_last_words(tmp_path: Path) -> None:
+    def broken_pip(command: list[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(command, 1, "Looking in indexes: ...\nERROR: Could not find setuptools>=68\n")
+
+    with pytest.raises(bundle.BundleError, match="building stationflow's own wheel failed") as info:
+        bundle.make_bundle(tmp_path / "b", bundle.targets(["local"], None), run=broken_pip, out=lambda _: None)
+    assert info.value.detail == "ERROR: Could not find setuptools>=68"

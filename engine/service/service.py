@@ -583,10 +583,13 @@ class Service:
 
     def _file_notes(self) -> list[str]:
         """Files another program held (Windows: antivirus, a log viewer): retried, but worth a look."""
+        from datetime import datetime, timezone
+
         from .. import durable
 
         held = durable.last_held()
-        notes = [str(held)] if held is not None else []
+        recent = held is not None and (datetime.now(timezone.utc) - held.at).total_seconds() < 3600
+        notes = [str(held)] if recent else []
         if self._logging is not None and self._logging.problem:
             notes.append(self._logging.problem)
         return notes
