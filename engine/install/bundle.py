@@ -7,8 +7,9 @@ pinned by ``constraints.txt`` from the repository so two bundles made a month ap
 same code. ``install.cmd`` / ``install.sh`` make a venv and install with ``--no-index``: nothing
 is fetched, and nothing is built on the station (no sdist, no setuptools from an index).
 
-Only two dependencies are compiled per platform and Python (pydantic-core, PyYAML); the rest are
-pure-Python wheels shared by every target, so the whole default bundle is about 18 MB.
+Only two dependencies are compiled per platform and Python (pydantic-core, PyYAML) and one per
+platform (watchdog); the rest are pure-Python wheels shared by every target, so the whole default
+bundle is about 19 MB.
 """
 
 from __future__ import annotations
