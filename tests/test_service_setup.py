@@ -302,3 +302,18 @@ def test_saving_the_config_restricts_the_new_file_and_the_backup(tmp_path: Path,
     monkeypatch.setattr(config_file, "restrict", lambda path: restricted.append(Path(path).name))
     config_file.write_config_text(config, config.read_text() + "\n")
     assert restricted == ["station.yaml.bak", f".station.yaml.{os.getpid()}.tmp"]  # the tmp becomes station.yaml
+
+
+def test_config_init_writes_a_new_local_file_even_when_an_installed_one_exists(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stationflow.engine import config_file
+
+    system = tmp_path / "etc" / "station.yaml"
+    system.parent.mkdir()
+    system.write_text("installed: true\n")
+    monkeypatch.setattr(config_file, "system_config_path", lambda: system)
+    monkeypatch.delenv(config_file.ENV_VAR, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["config", "init", "--station-name", "NEW-1"]) == 0
+    assert load_config(tmp_path / "station.yaml").station.name == "NEW-1"
+    assert system.read_text() == "installed: true\n"

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import sys
 from pathlib import Path
 
 from ..config_file import (
+    DEFAULT_NAME,
+    ENV_VAR,
     config_dict,
     config_warnings,
     dump_masked,
@@ -63,8 +66,8 @@ def cmd_init(args: argparse.Namespace) -> int:
         path = Path(args.path).expanduser().absolute()
     elif args.system:
         path = system_config_path()
-    else:
-        path = find_config_path(args.config)
+    else:  # a new station's file: -c, $STATIONFLOW_CONFIG or ./station.yaml, never the installed one
+        path = Path(os.path.abspath(os.path.expanduser(args.config or os.environ.get(ENV_VAR) or DEFAULT_NAME)))
     name = args.station_name or _default_station_name()
     data_dir = args.data_dir or (str(system_data_dir()) if args.system else "./stationflow-data")
     written = write_starter(path, station_name=name, force=args.force, data_dir=data_dir)
