@@ -13,8 +13,9 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterable
-from pathlib import Path
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 import yaml
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 from .durable import atomic_write, fsync_dir, replace, write_file
 from .yaml_limits import YamlTooComplex, check_yaml_limits
 from .errors import ConfigError, StorageError
+from .install.winacl import restrict
 from ..schemas.config import MASK, IntakeSection, StationConfig, allowed_keys, section_model
 
 ENV_VAR = "STATIONFLOW_CONFIG"
@@ -37,9 +39,41 @@ _NO_VALUE = object()
 # --------------------------------------------------------------------------------------------
 
 def find_config_path(cli_value: str | None) -> Path:
-    """``-c PATH``, else ``$STATIONFLOW_CONFIG``, else ``./station.yaml`` — as an absolute path."""
-    value = cli_value or os.environ.get(ENV_VAR) or DEFAULT_NAME
-    return Path(os.path.abspath(os.path.expanduser(value)))
+    """``-c PATH``, else ``$STATIONFLOW_CONFIG``, else ``./station.yaml`` if it exists, else the
+    per-OS location if that exists (:func:`system_config_path`), else ``./station.yaml`` (for the
+    error message and ``config init``) — as an absolute path."""
+    value = cli_value or os.environ.get(ENV_VAR)
+    if value:
+        return Path(os.path.abspath(os.path.expanduser(value)))
+    local = Path(os.path.abspath(DEFAULT_NAME))
+    if local.exists():
+        return local
+    system = system_config_path()
+    return system if system.is_file() else local
+
+
+def system_config_path() -> Path:
+    """Where a station's config lives when installed as a service on this OS."""
+    return Path(system_locations(_this_os())[0])
+
+
+def system_data_dir() -> Path:
+    """The data dir a station installed as a service uses on this OS."""
+    return Path(system_locations(_this_os())[1])
+
+
+def system_locations(os_name: str, environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """(config file, data dir) for ``windows`` (under ``%ProgramData%``) or ``linux`` (``/etc``, ``/var/lib``)."""
+    if os_name == "windows":
+        env = os.environ if environ is None else environ
+        base = str(PureWindowsPath(env.get("ProgramData") or env.get("PROGRAMDATA") or r"C:\ProgramData",
+                                   "stationflow"))
+        return str(PureWindowsPath(base, DEFAULT_NAME)), str(PureWindowsPath(base, "data"))
+    return "/etc/stationflow/" + DEFAULT_NAME, "/var/lib/stationflow"
+
+
+def _this_os() -> str:
+    return "windows" if sys.platform == "win32" else "linux"
 
 
 def load_config(path: str | os.PathLike[str]) -> StationConfig:
@@ -136,7 +170,8 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
             raise _DuplicateKey(f"line {key_node.start_mark.line + 1}: the key {key!r} is written twice "
                                 f"(first on line {seen[key] + 1})")
         seen[key] = key_node.start_mark.line
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+    mapping: dict[Any, Any] = yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+    return mapping
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
@@ -422,10 +457,12 @@ def write_config_text(path: str | os.PathLike[str], text: str) -> None:
                            hint="nothing was changed; check the file's permissions") from None
     if old is not None:
         atomic_write(target.with_name(target.name + ".bak"), old)
+        restrict(target.with_name(target.name + ".bak"))  # Windows: the mode means nothing there
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     write_file(tmp, text.encode("utf-8"))
     try:
         os.chmod(tmp, mode)
+        restrict(tmp)  # Windows: SYSTEM, Administrators and this account only (install/winacl.py)
         replace(tmp, target)
     except (OSError, StorageError) as exc:
         try:
@@ -440,7 +477,7 @@ def write_config_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 def _yaml(data: dict[str, Any]) -> str:
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
+    return str(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100))
 
 
 # --------------------------------------------------------------------------------------------
@@ -487,7 +524,7 @@ server:
   # timeout_s: 30              # read timeout, seconds
   # connect_timeout_s: 10
 
-data_dir: ./stationflow-data   # spool, source copies, archive, logs, lock, control token
+data_dir: {data_dir}   # spool, source copies, archive, logs, lock, control token
 
 # Watched folders. Each file picked up becomes reports in the spool before the source is touched.
 intake: []
@@ -533,19 +570,21 @@ logging:
 """
 
 
-def starter_config_text(station_name: str = "STATION-01") -> str:
-    """A commented starter file that loads as it is (the name is quoted safely for YAML)."""
-    return _STARTER.format(name=json.dumps(station_name, ensure_ascii=False))
+def starter_config_text(station_name: str = "STATION-01", data_dir: str = "./stationflow-data") -> str:
+    """A commented starter file that loads as it is (name and data dir quoted safely for YAML)."""
+    folder = data_dir if re.fullmatch(r"[\w./-]+", data_dir) else json.dumps(data_dir, ensure_ascii=False)
+    return _STARTER.format(name=json.dumps(station_name, ensure_ascii=False), data_dir=folder)
 
 
-def write_starter(path: str | os.PathLike[str], *, station_name: str, force: bool = False) -> Path:
+def write_starter(path: str | os.PathLike[str], *, station_name: str, force: bool = False,
+                  data_dir: str = "./stationflow-data") -> Path:
     """Write the starter to ``path``; refuse an existing file unless ``force`` (then it goes to ``.bak``)."""
     target = Path(path)
     if target.exists() and not force:
         raise ConfigError(f"{target} already exists; not overwritten",
                           hint="pass --force to replace it (the old file is kept as "
                                f"{target.name}.bak), or give another PATH")
-    text = starter_config_text(station_name)
+    text = starter_config_text(station_name, data_dir)
     validate_config_data(parse_config_text(text, source="starter"))
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -558,5 +597,6 @@ def write_starter(path: str | os.PathLike[str], *, station_name: str, force: boo
 __all__ = [
     "ENV_VAR", "config_dict", "config_warnings", "describe_errors", "dump_for_file", "dump_masked",
     "find_config_path", "format_path", "load_config", "parse_config_text", "read_config_data", "resolved",
-    "save_config", "starter_config_text", "validate_config_data", "write_config_text", "write_starter",
+    "save_config", "starter_config_text", "system_config_path", "system_data_dir", "system_locations",
+    "validate_config_data", "write_config_text", "write_starter",
 ]

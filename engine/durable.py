@@ -1,8 +1,10 @@
 """The durability recipe in one place: write to a temp file, fsync, rename, fsync the directory.
 
 A failed fsync is fatal for the operation (raised as StorageError, never retried). On Windows
-``os.replace`` may fail while an antivirus or indexer holds the file: it is retried with a short
-backoff, and never replaced by copy-and-delete.
+``os.replace`` and ``os.unlink`` fail with PermissionError while an antivirus, indexer or backup
+holds the file: they are retried with a short bounded backoff (:func:`retry_held`, about 2 s in
+all), never replaced by copy-and-delete, and the last such event is kept for ``status``
+(:func:`last_held`). On POSIX a PermissionError is a real permission problem and is not retried.
 """
 
 from __future__ import annotations
@@ -11,14 +13,19 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import TypeVar
 
 from .errors import StorageError
 
 _WINDOWS = sys.platform == "win32"
-_REPLACE_RETRIES = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
+#: Waits between attempts on a file another program holds (Windows): about 2 s in all.
+HELD_RETRIES = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
+_T = TypeVar("_T")
 #: Files fsynced at once by fsync_all.
 FSYNC_THREADS = 8
 _fsync_pool: ThreadPoolExecutor | None = None
@@ -102,18 +109,79 @@ def _fsync(fd: int) -> StorageError | None:
     return None
 
 
-def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
-    """``os.replace`` with the Windows sharing-violation retry. Atomic on one filesystem."""
-    for delay in (*_REPLACE_RETRIES, None):
+@dataclass(frozen=True)
+class Held:
+    """A file operation that found the file held by another program (Windows), for ``status``."""
+
+    operation: str
+    path: str
+    attempts: int
+    succeeded: bool
+    at: datetime
+
+    def __str__(self) -> str:
+        outcome = "went through" if self.succeeded else "gave up"
+        return (f"{self.operation} of {self.path} found the file held by another program (antivirus, "
+                f"indexer, backup?); {outcome} after {self.attempts} attempt(s) at {self.at:%Y-%m-%d %H:%M:%S} UTC")
+
+
+_last_held: Held | None = None
+
+
+def last_held() -> Held | None:
+    """The most recent operation that had to wait for a held file, or None."""
+    return _last_held
+
+
+def retry_held(operation: str, path: str | os.PathLike[str], action: Callable[[], _T], *,
+               windows: bool | None = None) -> _T:
+    """``action()``; on Windows a PermissionError (the file is held open by another program) is
+    retried after each of :data:`HELD_RETRIES`, then raised. Other errors are raised at once."""
+    global _last_held
+    retry = _WINDOWS if windows is None else windows
+    attempts = 0
+    for delay in (*HELD_RETRIES, None):
+        attempts += 1
         try:
-            os.replace(src, dst)
-            return
-        except PermissionError as exc:
-            if not _WINDOWS or delay is None:
-                raise StorageError(f"cannot move {src} to {dst}: {exc.strerror}") from exc
+            result = action()
+        except PermissionError:
+            if not retry or delay is None:
+                if attempts > 1:
+                    _last_held = Held(operation, os.fspath(path), attempts, False, datetime.now(timezone.utc))
+                raise
             time.sleep(delay)
-        except OSError as exc:
-            raise StorageError(f"cannot move {src} to {dst}: {exc.strerror}") from exc
+            continue
+        if attempts > 1:
+            _last_held = Held(operation, os.fspath(path), attempts, True, datetime.now(timezone.utc))
+        return result
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """``os.replace`` with the Windows held-file retry. Atomic on one filesystem."""
+    try:
+        retry_held("rename", src, lambda: os.replace(src, dst))
+    except OSError as exc:
+        raise StorageError(f"cannot move {src} to {dst}: {exc.strerror}",
+                           hint=_HELD_HINT if isinstance(exc, PermissionError) else None) from exc
+
+
+def unlink(path: str | os.PathLike[str], *, missing_ok: bool = True) -> bool:
+    """Remove ``path`` with the Windows held-file retry; False when it was not there."""
+    try:
+        retry_held("delete", path, lambda: os.unlink(path))
+    except FileNotFoundError:
+        if missing_ok:
+            return False
+        raise StorageError(f"cannot remove {path}: it does not exist") from None
+    except OSError as exc:
+        raise StorageError(f"cannot remove {path}: {exc.strerror}",
+                           hint=_HELD_HINT if isinstance(exc, PermissionError) else None) from exc
+    return True
+
+
+_HELD_HINT = ("another program may hold the file (on Windows: an antivirus or indexer — exclude the data dir), "
+              "or the service's account lacks permission")
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes, *, tmp_dir: str | os.PathLike[str] | None = None,

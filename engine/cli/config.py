@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import sys
 from pathlib import Path
 
 from ..config_file import (
+    DEFAULT_NAME,
+    ENV_VAR,
     config_dict,
     config_warnings,
     dump_masked,
     find_config_path,
     load_config,
     resolved,
+    system_config_path,
+    system_data_dir,
     write_starter,
 )
 from ...schemas.config import StationConfig
@@ -33,6 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                       help="replace an existing file (the old one is kept as <name>.bak)")
     init.add_argument("--station-name", metavar="NAME", default=None,
                       help="station.name to write (default: this computer's name)")
+    init.add_argument("--system", action="store_true",
+                      help=f"for a station run as a service: write {system_config_path()} with data_dir "
+                           f"{system_data_dir()} (this OS's locations)")
+    init.add_argument("--data-dir", metavar="DIR", default=None,
+                      help="data_dir to write (default: ./stationflow-data, or this OS's with --system)")
     init.set_defaults(func=cmd_init)
 
     validate = group.add_parser("validate", help="check a config file, one line per problem",
@@ -52,10 +62,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    path = Path(args.path).expanduser().absolute() if args.path else find_config_path(args.config)
+    if args.path:
+        path = Path(args.path).expanduser().absolute()
+    elif args.system:
+        path = system_config_path()
+    else:  # a new station's file: -c, $STATIONFLOW_CONFIG or ./station.yaml, never the installed one
+        path = Path(os.path.abspath(os.path.expanduser(args.config or os.environ.get(ENV_VAR) or DEFAULT_NAME)))
     name = args.station_name or _default_station_name()
-    written = write_starter(path, station_name=name, force=args.force)
-    print(f"wrote a starter config to {written}")
+    data_dir = args.data_dir or (str(system_data_dir()) if args.system else "./stationflow-data")
+    written = write_starter(path, station_name=name, force=args.force, data_dir=data_dir)
+    print(f"wrote a starter config to {written} (data_dir: {data_dir})")
+    if not args.system and not args.data_dir:
+        print(f"for a station run as a service: `stationflow config init --system` writes {system_config_path()} "
+              f"with data_dir {system_data_dir()}")
     print("next: set server.url and server.token, add an intake, then run `stationflow config validate`")
     return 0
 

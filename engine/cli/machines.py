@@ -14,13 +14,13 @@ from ..errors import MachineDefinitionError
 from ..lifecycle import load_lifecycle, resolve, shipped_names
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser("machines", help="check and draw the lifecycle YAML definitions",
                             description=__doc__.split("\n\n")[0])
     actions = parser.add_subparsers(dest="machines_command", metavar="ACTION", required=True)
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = actions.add_parser(name, help=help_text, description=help_text)
+        p: argparse.ArgumentParser = actions.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--dir", dest="dirs", action="append", type=Path, default=[], metavar="DIR",
                        help="a folder of site overrides (<name>.yaml), searched before the shipped "
                             "definitions; may be repeated")

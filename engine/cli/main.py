@@ -18,14 +18,15 @@ from importlib.metadata import entry_points
 
 from ... import __version__
 from ..errors import StationflowError
-from . import bench, config, control, demo, emulator, machines, queue, reprocess, service
+from . import bench, bundle, config, control, demo, emulator, machines, queue, reprocess, service, service_setup
 
 # Command-group modules, in the order their commands appear in --help.
 _GROUPS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (  # type: ignore[type-arg]
     service.register, queue.register, reprocess.register, control.register, config.register,
 )
 _LATER_GROUPS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (  # type: ignore[type-arg]
-    machines.register, emulator.register, demo.register, bench.register,
+    machines.register, service_setup.register, bundle.register, emulator.register, demo.register,
+    bench.register,
 )
 ENTRY_POINT_GROUP = "stationflow.commands"
 _CONFIG_HELP = "station config (default: $STATIONFLOW_CONFIG, else ./station.yaml)"

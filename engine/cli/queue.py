@@ -178,7 +178,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
-    print(f"service: {status['service']['state']} ({_fallback_note(why)})")
+    print(f"service: {'running' if running else 'stopped'} ({_fallback_note(why)})")
     print(f"data dir: {cfg.data_dir}")
     print("reports: " + ", ".join(f"{state} {n}" for state, n in counts.items()))
     for p in problems:
@@ -200,6 +200,8 @@ def _print_live_status(cfg: StationConfig, status: dict[str, Any]) -> None:
     extra = _scalars(service, skip=("state", "data_dir"))
     print(f"service: {state}" + (f"  ({extra})" if extra else ""))
     print(f"data dir: {cfg.data_dir}")
+    for note in (service.get("file_notes") or []) if isinstance(service, dict) else []:
+        print(f"note: {note}")
     reports = status.get("reports") or {}
     if isinstance(reports, dict):
         print("reports: " + ", ".join(f"{s} {n}" for s, n in reports.items()))

@@ -48,6 +48,7 @@ from ... import __version__
 from ..clock import now_iso
 from ..layout import DataDir
 from ..errors import InvalidInput, StationflowError, StorageError
+from ..install.winacl import restrict
 from ...schemas.config import MASK
 from ...schemas.control import (
     BAD_ARGS,
@@ -260,6 +261,7 @@ def _write_private(path: Path, data: bytes) -> None:
                            hint="check that the data dir is writable by the service's user") from None
     try:
         try:
+            restrict(tmp)  # Windows: 0600 means nothing there; the ACL is cut to the service (install/winacl.py)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]

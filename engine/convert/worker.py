@@ -10,8 +10,12 @@ validated: :func:`.api.finish_reports`), so the service only has to accept them.
   any converter; a converter that allocates past it gets ``MemoryError`` (or dies), the file is
   rejected, and the worker is replaced.
 * **Crash**: a worker that exits mid-file (segfault, ``os._exit``) is seen as end-of-stream.
-* **Orphans**: a worker whose service died (``kill -9``) notices that its parent changed and
-  exits, so a hung converter cannot outlive the service.
+* **Orphans**: a worker whose service died (``kill -9``) sees end-of-file on its stdin (only the
+  service holds the other end) and exits at once, even in the middle of a hung converter. It does
+  not compare its parent's pid: on Windows a venv's ``Scripts\\python.exe`` is a redirector that
+  starts the real interpreter as its child, so the worker's parent is never the service.
+* **A worker that died while idle** (or whose redirector did) is replaced and the request sent
+  again: no file was attempted, so it is a retry, not a failure of the file.
 
 Protocol on the worker's stdin/stdout: frames of a 4-byte big-endian length and a payload. Once
 started (its imports done), the worker sends one JSON frame ``{"ready": true}``: a file's timeout
@@ -27,11 +31,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import queue
 import struct
 import sys
 import threading
-import time
 import traceback
 from dataclasses import dataclass, field
 from collections.abc import Iterator
@@ -48,6 +53,7 @@ START_TIMEOUT_S = 120.0
 #: Largest frame accepted from a worker (one report, or a request).
 MAX_FRAME = 512 * 1024**2
 _HEADER = struct.Struct(">I")
+log = logging.getLogger(__name__)
 _TRACEBACK_LINES = 12
 WORKER_MODULE = __spec__.name if __spec__ is not None and __name__ == "__main__" else __name__
 
@@ -76,12 +82,38 @@ def _short_traceback(exc: BaseException) -> str:
     return "\n".join(text[-_TRACEBACK_LINES:])
 
 
-def _watch_parent(parent: int) -> None:
-    """Exit when the service that started us is gone (its stdin pipe may still be open elsewhere)."""
-    while True:
-        time.sleep(1.0)
-        if os.getppid() != parent:
-            os._exit(3)
+class _Requests:
+    """Request frames from the service, read by a thread of their own.
+
+    The thread also watches the service: end-of-file on stdin while a file is being converted
+    means the service is gone (stopped, or killed with ``kill -9``), and nobody wants the answer;
+    the worker exits at once rather than letting a hung converter outlive the service. End-of-file
+    between files is the normal end (the pool closes an idle worker's stdin).
+    """
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._frames: queue.Queue[bytes | None] = queue.Queue()
+        self.busy = False
+        threading.Thread(target=self._read, name="stationflow-worker-stdin", daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            frame = _read_frame(self._stream)
+            if frame is None:
+                if self.busy:
+                    os._exit(ORPHAN_EXIT)
+                self._frames.put(None)
+                return
+            self._frames.put(frame)
+
+    def next(self) -> bytes | None:
+        """The next request, or None at the end of the input."""
+        return self._frames.get()
+
+
+#: Exit status of a worker that found its service gone in the middle of a file.
+ORPHAN_EXIT = 3
 
 
 def _limit_memory(limit: int) -> None:
@@ -167,13 +199,15 @@ def _patterns(cls: Any) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {WORKER_MODULE}")
     parser.add_argument("--memory-limit", type=int, default=DEFAULT_MEMORY_LIMIT)
-    parser.add_argument("--parent", type=int, default=os.getppid())
     args = parser.parse_args(argv)
     _limit_memory(args.memory_limit)
+    for stream in (sys.stdout, sys.stderr):  # a converter's print must not fail on a cp1252 console
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="replace")
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # converter prints go to stderr
-    inp = sys.stdin.buffer
-    threading.Thread(target=_watch_parent, args=(args.parent,), daemon=True).start()
+    requests = _Requests(sys.stdin.buffer)
     from . import api  # noqa: F401 - the converter framework, loaded before saying ready (see START_TIMEOUT_S)
 
     try:
@@ -182,9 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     while True:
-        frame = _read_frame(inp)
+        frame = requests.next()
         if frame is None:
             return 0
+        requests.busy = True
         memory = False
         answers = _answers(json.loads(frame))
         while True:
@@ -207,9 +242,17 @@ def main(argv: list[str] | None = None) -> int:
                 break
         if memory:
             return 2  # a heap that hit its limit is not trusted with the next file
+        requests.busy = False
 
 
 # =============================================================================== the service side
+
+def _gone() -> tuple[type[BaseException], ...]:
+    """What talking to a worker that has exited raises (anyio wraps a broken pipe in its own error)."""
+    import anyio
+
+    return (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)
+
 
 class ConversionFailed(Exception):
     """A file could not be converted. ``kind``: invalid, error, memory, timeout, crash or load."""
@@ -294,14 +337,14 @@ class WorkerPool:
         import anyio
         from anyio.streams.buffered import BufferedByteReceiveStream
 
-        command = [self.python, "-m", WORKER_MODULE, "--memory-limit", str(self.memory_limit),
-                   "--parent", str(os.getpid())]
+        command = [self.python, "-m", WORKER_MODULE, "--memory-limit", str(self.memory_limit)]
         from ..children import child_env
 
         env = child_env()  # the worker imports this very package, wherever it is installed
         process = await anyio.open_process(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None,
                                            env=env)
         self.started += 1
+        assert process.stdout is not None  # asked for with PIPE
         return _Worker(process, BufferedByteReceiveStream(process.stdout))
 
     async def _started(self, worker: _Worker) -> None:
@@ -324,7 +367,7 @@ class WorkerPool:
         body = json.dumps(request).encode()
         try:
             await worker.process.stdin.send(_HEADER.pack(len(body)) + body)
-        except (OSError, BrokenPipeError) as exc:
+        except _gone() as exc:
             raise await self._crashed(worker, exc) from None
 
     async def _receive(self, worker: _Worker) -> tuple[dict[str, Any], list[bytes]]:
@@ -339,10 +382,11 @@ class WorkerPool:
                                                 f"(more than {MAX_FRAME} bytes)")
             return await worker.stream.receive_exactly(size) if size else b""
 
+        ended: tuple[type[BaseException], ...] = (EndOfStream, IncompleteRead, *_gone())
         try:
             answer = json.loads(await frame())
             reports = [await frame() for _ in range(int(answer.get("count", 0)))] if answer.get("ok") else []
-        except (EndOfStream, IncompleteRead, OSError, BrokenPipeError) as exc:
+        except ended as exc:
             raise await self._crashed(worker, exc) from None
         return answer, reports
 
@@ -355,49 +399,74 @@ class WorkerPool:
     async def _exit_code(worker: _Worker) -> int | None:
         import anyio
 
+        code: int | None = None
         with anyio.move_on_after(2):
-            return await worker.process.wait()
-        return worker.process.returncode
+            code = await worker.process.wait()
+        return code if code is not None else worker.process.returncode
 
     async def _run_many(self, request: dict[str, Any], count: int,
                         timeout: float) -> list[tuple[dict[str, Any], list[bytes]] | ConversionFailed]:
         """Send one request and read up to ``count`` answers, each within ``timeout`` of the one
         before (the per-file limit). After a timeout, a crash or a memory failure the list ends
-        early: the files after it were not attempted and the worker is replaced."""
-        import anyio
+        early: the files after it were not attempted and the worker is replaced.
 
+        A worker taken from the idle list that turns out to be gone before it answered anything
+        (it, or the venv redirector in front of it, died while idle) did not attempt a file: the
+        request goes once more to a fresh worker instead of failing the file."""
         if self._closed:
             raise RuntimeError("the worker pool is closed")
         async with self._slots:
-            worker = self._idle.pop() if self._idle else await self._spawn()
-            healthy = False
-            results: list[tuple[dict[str, Any], list[bytes]] | ConversionFailed] = []
-            try:
-                await self._started(worker)
-                await self._send(worker, request)
-                for _ in range(count):
-                    with anyio.move_on_after(timeout) as scope:
-                        answer, reports = await self._receive(worker)
-                    if scope.cancelled_caught:
-                        results.append(ConversionFailed("timeout", f"the converter took longer than {timeout:g} s "
-                                                                   "(the intake's timeout_s) and was stopped"))
-                        break
-                    results.append((answer, reports))
-                    if answer.get("kind") == "memory":
-                        break
-                else:
-                    healthy = True
-            except ConversionFailed as exc:
-                results.append(exc)
-            finally:
-                worker.jobs += max(1, len(results))
-                if healthy and not self._closed and worker.jobs < self.recycle_after:
-                    self._idle.append(worker)
-                elif healthy:
-                    await worker.close()
-                else:
-                    await worker.kill()
-            return results
+            while True:
+                worker, reused = await self._take()
+                results = await self._exchange(worker, request, count, timeout)
+                stale = reused and len(results) == 1 and isinstance(results[0], ConversionFailed) \
+                    and results[0].kind == "crash"
+                if not stale:
+                    return results
+                log.info("convert worker: an idle worker was gone (%s); sending the request to a new one",
+                         results[0])
+
+    async def _take(self) -> tuple[_Worker, bool]:
+        """An idle worker (True) that still runs, else a new one (False)."""
+        while self._idle:
+            worker = self._idle.pop()
+            if worker.process.returncode is None:
+                return worker, True
+            await worker.kill()  # exited while idle: reap it
+        return await self._spawn(), False
+
+    async def _exchange(self, worker: _Worker, request: dict[str, Any], count: int,
+                        timeout: float) -> list[tuple[dict[str, Any], list[bytes]] | ConversionFailed]:
+        import anyio
+
+        healthy = False
+        results: list[tuple[dict[str, Any], list[bytes]] | ConversionFailed] = []
+        try:
+            await self._started(worker)
+            await self._send(worker, request)
+            for _ in range(count):
+                with anyio.move_on_after(timeout) as scope:
+                    answer, reports = await self._receive(worker)
+                if scope.cancelled_caught:
+                    results.append(ConversionFailed("timeout", f"the converter took longer than {timeout:g} s "
+                                                               "(the intake's timeout_s) and was stopped"))
+                    break
+                results.append((answer, reports))
+                if answer.get("kind") == "memory":
+                    break
+            else:
+                healthy = True
+        except ConversionFailed as exc:
+            results.append(exc)
+        finally:
+            worker.jobs += max(1, len(results))
+            if healthy and not self._closed and worker.jobs < self.recycle_after:
+                self._idle.append(worker)
+            elif healthy:
+                await worker.close()
+            else:
+                await worker.kill()
+        return results
 
     async def _run(self, request: dict[str, Any], timeout: float) -> tuple[dict[str, Any], list[bytes]]:
         [result] = await self._run_many(request, 1, timeout)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import sys
 import tempfile
@@ -44,6 +43,11 @@ class Figures:
 
 
 def _peak_rss_mb() -> float:
+    """Peak memory of this process; 0 where ``resource`` does not exist (Windows)."""
+    try:
+        import resource  # POSIX only: imported here so the module loads on Windows
+    except ImportError:
+        return 0.0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1024 if sys.platform != "darwin" else peak / 2**20
 

@@ -39,8 +39,13 @@ def _free_port() -> int:
 def start_emulator_process() -> tuple[subprocess.Popen[bytes], str]:
     """``stationflow emulator`` in its own process; returns it and its URL once it answers."""
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "stationflow", "emulator", "--port", str(port),
-                             "--stats-every", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from ..children import child_env
+
+    # -P: the current folder is not searched first (a checkout's stationflow/ must not shadow the
+    # installed package the benchmark runs from).
+    proc = subprocess.Popen([sys.executable, "-P", "-m", "stationflow", "emulator", "--port", str(port),
+                             "--stats-every", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=child_env())
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

@@ -4,7 +4,9 @@ Where the lines go while the service runs:
 
 - standard error (the console, or the journal under systemd), text or JSON as configured;
 - ``<data_dir>/logs/stationflow.log``, rotated by size (``logging.file_max_bytes``, keeping
-  ``logging.file_backups`` old files), same format as standard error;
+  ``logging.file_backups`` old files), same format as standard error. When the file cannot be
+  renamed (on Windows: a viewer, backup or antivirus holds it) rotation is put off and the lines
+  keep going to the same file — none is lost — and :attr:`ServiceLogging.problem` says so;
 - an in-memory ring of the last lines, for ``log tail`` through the control protocol.
 
 Every handler carries a :class:`SecretFilter`: a token that slips into a message, an argument or a
@@ -21,11 +23,13 @@ import logging
 import logging.handlers
 import sys
 import threading
+import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from .. import durable
 from ..layout import DataDir
 from ...schemas.config import MASK, LoggingSection
 
@@ -110,6 +114,44 @@ class LogRing(logging.Handler):
         return lines[-n:]
 
 
+class RotatingLog(logging.handlers.RotatingFileHandler):
+    """A size-rotated log file that survives a rotation the system refuses.
+
+    The standard handler closes the file, fails to rename it, drops the line it was writing,
+    and tries again (and drops again) at every following line. Here the rename is retried as
+    any held file is (:func:`durable.retry_held`); if it still fails, the file is opened again,
+    the line is written to it, and rotation waits ``retry_after_s`` before the next try.
+    """
+
+    retry_after_s = 60.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.problem: str | None = None
+        self._next_try = 0.0
+
+    def shouldRollover(self, record: logging.LogRecord) -> int:
+        if time.monotonic() < self._next_try:
+            return 0
+        return super().shouldRollover(record)
+
+    def rotate(self, source: str, dest: str) -> None:
+        durable.retry_held("log rotation", source,
+                           lambda: logging.handlers.RotatingFileHandler.rotate(self, source, dest))
+
+    def doRollover(self) -> None:
+        try:
+            super().doRollover()
+        except OSError as exc:
+            self._next_try = time.monotonic() + self.retry_after_s
+            self.problem = (f"the log {self.baseFilename} could not be rotated ({exc.strerror or exc}; another "
+                            f"program may hold it): still writing to it, next try in {self.retry_after_s:g} s")
+            if self.stream is None:
+                self.stream = self._open()
+            return
+        self.problem = None
+
+
 class ServiceLogging:
     """Handlers installed on the root logger for the service's lifetime; :meth:`close` puts back
     whatever was there before (the CLI's console handler, a test runner's capture)."""
@@ -124,20 +166,26 @@ class ServiceLogging:
         self.path = DataDir.of(data_dir).log_file
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.console = logging.StreamHandler(stream or sys.stderr)
-        self.file = logging.handlers.RotatingFileHandler(
+        self.file = RotatingLog(
             self.path, maxBytes=int(section.file_max_bytes), backupCount=section.file_backups,
             encoding="utf-8", errors="backslashreplace")  # a file name that is not UTF-8 is logged as \udcXX
         self._root = logging.getLogger()
         self._saved_handlers = list(self._root.handlers)
         self._saved_level = self._root.level
         self._saved_chatty = {name: logging.getLogger(name).level for name in _CHATTY}
-        for handler in (self.console, self.file, self.ring):
+        ours: tuple[logging.Handler, ...] = (self.console, self.file, self.ring)
+        for handler in ours:
             handler.addFilter(self.secrets)
         for saved in self._saved_handlers:
             self._root.removeHandler(saved)
-        for handler in (self.console, self.file, self.ring):
+        for handler in ours:
             self._root.addHandler(handler)
         self.apply(section)
+
+    @property
+    def problem(self) -> str | None:
+        """Why the log file is not being rotated, for ``status``; None when all is well."""
+        return self.file.problem
 
     @property
     def level(self) -> str:
@@ -163,7 +211,8 @@ class ServiceLogging:
         return notes
 
     def close(self) -> None:
-        for handler in (self.console, self.file, self.ring):
+        ours: tuple[logging.Handler, ...] = (self.console, self.file, self.ring)
+        for handler in ours:
             self._root.removeHandler(handler)
             handler.removeFilter(self.secrets)
         self.console.flush()

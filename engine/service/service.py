@@ -586,6 +586,19 @@ class Service:
 
     # ------------------------------------------------------------------ status
 
+    def _file_notes(self) -> list[str]:
+        """Files another program held (Windows: antivirus, a log viewer): retried, but worth a look."""
+        from datetime import datetime, timezone
+
+        from .. import durable
+
+        held = durable.last_held()
+        recent = held is not None and (datetime.now(timezone.utc) - held.at).total_seconds() < 3600
+        notes = [str(held)] if recent else []
+        if self._logging is not None and self._logging.problem:
+            notes.append(self._logging.problem)
+        return notes
+
     def status(self) -> dict[str, Any]:
         """Everything ``status --json`` shows; plain JSON types only."""
         uploader = self.uploader
@@ -599,6 +612,7 @@ class Service:
                 "data_dir": str(self.data_dir), "config": str(self.config_path),
                 "stop_reason": self.stop_reason, "last_reload": self.last_reload,
                 "degraded_because": dict(self._degraded),
+                "file_notes": self._file_notes(),
             },
             "tasks": self.supervisor.status() if self.supervisor else {},
             "reports": self.spool.counts() if self.spool else {},

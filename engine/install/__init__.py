@@ -1,0 +1,1 @@
+"""Putting stationflow on a station: the offline bundle, the service unit, Windows file ACLs."""
