@@ -107,3 +107,34 @@ async def test_a_crash_between_claim_and_removal_is_finished_at_restart(tmp_path
         assert _id(raw) in spool.keys()
     assert list(drop.iterdir()) == []
     assert list(jobs.iterdir()) == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("after", ["archive", "reject"])
+async def test_names_near_the_file_system_limit_are_archived_and_rejected(tmp_path: Path, after: str) -> None:
+    """Names of ~190 bytes made the archive name exceed 255 bytes (retried forever, the source
+    never removed); names of ~245 bytes could not be rejected (.error.txt too long). Derived names
+    are shortened with a hash: the file is archived or rejected, the source goes."""
+    data, drop = tmp_path / "data", tmp_path / "drop"
+    drop.mkdir()
+    name = ("é" * 120) + ".json"  # 245 bytes in UTF-8
+    (drop / name).write_bytes(_version(3) if after == "archive" else b"{not json")
+    section = IntakeSection(name="n", watch=str(drop), converter="wsjf", settle_ms=0, after="archive")
+    with Spool(data) as spool:
+        intake = Intake([section], spool, data, STATION, options=IntakeOptions(fsync=False))
+        try:
+            with anyio.fail_after(30):
+                while not await intake.scan_once():
+                    pass
+        finally:
+            await intake.aclose()
+        in_spool = set(spool.keys())
+    assert list(drop.iterdir()) == []
+    if after == "archive":
+        assert _id(_version(3)) in in_spool
+        [archived] = list((data / "archive").rglob("*.json"))
+        assert len(archived.name.encode()) <= 255 and archived.name.endswith(".json")
+    else:
+        rejected = sorted(p.name for p in (data / "rejected" / "n").iterdir())
+        assert len(rejected) == 2 and rejected[1] == rejected[0] + ".error.txt"
+        assert all(len(n.encode()) <= 255 for n in rejected)

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import time
+import uuid
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -22,10 +23,13 @@ import anyio
 from .. import durable
 from ..errors import StorageError
 from ..layout import DataDir
+from ..names import short_name
 from .model import CHUNK, TrackedFile, Watch, unlink_quietly
 
 log = logging.getLogger(__name__)
 
+#: Characters of a source's name kept in its archive name (see archive_path).
+ARCHIVE_NAME_CHARS = 60
 SHA_PREFIX = re.compile(r"^[0-9a-f]{64}-")
 
 
@@ -119,7 +123,8 @@ def drop_records(files: list[TrackedFile]) -> None:
 def archive_path(file: TrackedFile) -> Path:
     day = date.today().isoformat()
     name = SHA_PREFIX.sub("", file.path.name)
-    return file.watch.archive_root / day / file.watch.name / f"{file.sha256}-{name}"
+    # <sha256>- is 65 bytes; a long name is shortened (with a hash) so the whole stays under 255 bytes.
+    return file.watch.archive_root / day / file.watch.name / f"{file.sha256}-{short_name(name, ARCHIVE_NAME_CHARS)}"
 
 
 def private_name(file: TrackedFile) -> Path:
@@ -213,7 +218,7 @@ def move_source(file: TrackedFile, folder: Path, *, fsync: bool) -> list[tuple[P
 
 def copy_whole(source: Path, target: Path, *, fsync: bool) -> None:
     """Across file systems: ``target`` appears whole and fsynced, or not at all (no partial temp left)."""
-    tmp = target.with_name(f".{target.name}.stationflow.tmp")
+    tmp = target.with_name(f".stationflow-{uuid.uuid4().hex[:16]}.tmp")  # short: the name may be long
     try:
         with open(source, "rb") as src, open(tmp, "wb") as dst:
             shutil.copyfileobj(src, dst, CHUNK)

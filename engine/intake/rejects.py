@@ -13,8 +13,14 @@ from pathlib import Path
 
 from .. import durable
 from ..clock import now_iso
+from ..names import short_name
 from .model import ERROR_SUFFIX, TrackedFile
 from .post_actions import after_action, copy_whole, drop_copy, free_name, remove_source, source_unchanged, sync
+
+
+#: Characters of a source's name kept in the error folder: with .error.txt and a ~N, at most
+#: 255 bytes even for names of 3-byte UTF-8 characters (a longer name could not be rejected at all).
+REJECTED_NAME_CHARS = 72
 
 
 def move_to_rejected(file: TrackedFile, kind: str, reason: str, detail: str | None,
@@ -22,7 +28,8 @@ def move_to_rejected(file: TrackedFile, kind: str, reason: str, detail: str | No
     watch = file.watch
     watch.rejected_dir.mkdir(parents=True, exist_ok=True)
     keep_source = after_action(file) == "keep"
-    target = free_name(watch.rejected_dir / file.path.name, also=ERROR_SUFFIX)
+    # A long name is shortened (with a hash) so that the name plus .error.txt still fits 255 bytes.
+    target = free_name(watch.rejected_dir / short_name(file.path.name, REJECTED_NAME_CHARS), also=ERROR_SUFFIX)
     lines = [
         f"file:      {file.path}",
         f"intake:    {watch.name}",
