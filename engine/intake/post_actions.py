@@ -8,6 +8,7 @@ the archive's retention (``prune_archive``) and the name of an archived source.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -152,6 +153,11 @@ def claim_source(file: TrackedFile) -> Path | None:
     st = os.stat(private)
     same = (st.st_size, st.st_mtime_ns) == (file.size, file.mtime_ns) and (
         file.identity == (0, 0) or (st.st_dev, st.st_ino) == file.identity)
+    # Size, mtime and inode can all repeat: a writer's next file may get the inode just freed by
+    # its rename over the old one, the same size, and an mtime within the same clock tick. The
+    # content is what was converted: it decides (the file is small and was just read; cheap).
+    if same and file.sha256 is not None:
+        same = _sha256_of(private) == file.sha256
     if same:
         return private
     _put_back(private, file.path)
@@ -166,6 +172,14 @@ def release_claim(file: TrackedFile) -> None:
     private = private_name(file) if file.job else None
     if private is not None and private.exists():
         _put_back(private, file.path)
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _put_back(private: Path, name: Path) -> None:
