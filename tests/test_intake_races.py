@@ -138,3 +138,39 @@ async def test_names_near_the_file_system_limit_are_archived_and_rejected(tmp_pa
         rejected = sorted(p.name for p in (data / "rejected" / "n").iterdir())
         assert len(rejected) == 2 and rejected[1] == rejected[0] + ".error.txt"
         assert all(len(n.encode()) <= 255 for n in rejected)
+
+
+@pytest.mark.asyncio
+async def test_a_source_held_by_another_program_is_retried_not_failed(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows: equipment (or an antivirus) holding the source makes a rename fail with
+    PermissionError for a moment. The post-action waits and retries (durable.retry_held), and
+    status can say which file was held; nothing is lost, nothing crashes."""
+    from stationflow.engine import durable
+
+    data, drop = tmp_path / "data", tmp_path / "drop"
+    drop.mkdir()
+    (drop / "held.json").write_bytes(_version(9))
+    monkeypatch.setattr(durable, "_WINDOWS", True)
+    monkeypatch.setattr(durable, "HELD_RETRIES", (0.01, 0.01, 0.01))
+    real_rename = os.rename
+    refusals = []
+
+    def held_rename(src: object, dst: object) -> None:
+        if str(src).endswith("held.json") and len(refusals) < 2:
+            refusals.append(src)
+            raise PermissionError(13, "The process cannot access the file because it is being used")
+        real_rename(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "rename", held_rename)
+    section = IntakeSection(name="h", watch=str(drop), converter="wsjf", settle_ms=0, after="delete")
+    with Spool(data) as spool:
+        intake = Intake([section], spool, data, STATION, options=IntakeOptions(fsync=False))
+        try:
+            assert await intake.scan_once() == 1
+        finally:
+            await intake.aclose()
+        assert _id(_version(9)) in spool.keys()
+    assert len(refusals) == 2 and list(drop.iterdir()) == []
+    held = durable.last_held()
+    assert held is not None and held.path.endswith("held.json") and held.attempts == 3

@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 
 from ..clock import now_iso
+from ..durable import retry_held
 from ..convert.worker import DEFAULT_MEMORY_LIMIT
 from ..layout import DataDir
 from ..lifecycle import Lifecycle
@@ -47,7 +48,7 @@ def disk_full(exc: BaseException) -> bool:
 
 def unlink_quietly(path: str | os.PathLike[str]) -> None:
     try:
-        os.unlink(path)
+        retry_held("delete", path, lambda: os.unlink(path))
     except FileNotFoundError:
         pass
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import anyio
 
 from .. import durable
+from ..durable import retry_held as held  # Windows: a file held by another program is retried
 from ..errors import StorageError
 from ..layout import DataDir
 from ..names import short_name
@@ -147,7 +148,7 @@ def claim_source(file: TrackedFile) -> Path | None:
     private = private_name(file)
     if not private.exists():  # not claimed by an earlier try that crashed or failed after the rename
         try:
-            os.rename(file.path, private)
+            held("rename", file.path, lambda: os.rename(file.path, private))
         except FileNotFoundError:
             return None
     st = os.stat(private)
@@ -204,7 +205,7 @@ def remove_source(file: TrackedFile) -> list[tuple[Path, bool]]:
     private = claim_source(file)
     if private is None:
         return []
-    os.unlink(private)
+    held("delete", private, lambda: os.unlink(private))
     return [(file.path.parent, True)]
 
 
@@ -217,7 +218,7 @@ def move_source(file: TrackedFile, folder: Path, *, fsync: bool) -> list[tuple[P
     if private is None:
         return []
     try:
-        os.replace(private, target)  # never over an existing file: free_name picked a new name
+        held("rename", private, lambda: os.replace(private, target))  # never over a file: free_name picked a new name
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             _put_back(private, file.path)  # as it was; the move is tried again later
@@ -225,7 +226,7 @@ def move_source(file: TrackedFile, folder: Path, *, fsync: bool) -> list[tuple[P
         # Another file system: write a whole, fsynced copy first, then remove the source.
         copy_whole(file.copy if file.copy and file.copy.exists() else private, target, fsync=fsync)
         shutil.copymode(private, target)  # the person's file keeps its permissions, not the copy's
-        os.unlink(private)
+        held("delete", private, lambda: os.unlink(private))
         return [(file.path.parent, True)]
     return [(target.parent, False), (file.path.parent, True)]
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .. import durable
 from ..clock import now_iso
+from ..durable import retry_held
 from ..names import short_name
 from .model import ERROR_SUFFIX, TrackedFile
 from .post_actions import after_action, copy_whole, drop_copy, free_name, remove_source, source_unchanged, sync
@@ -71,10 +72,10 @@ def move_to_rejected(file: TrackedFile, kind: str, reason: str, detail: str | No
 def move_into(source: Path, target: Path, *, fsync: bool) -> None:
     """Move a file into the data folder: a rename, or a whole fsynced copy and then removal."""
     try:
-        os.replace(source, target)
+        retry_held("rename", source, lambda: os.replace(source, target))
         return
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
     copy_whole(source, target, fsync=fsync)
-    os.unlink(source)
+    retry_held("delete", source, lambda: os.unlink(source))
