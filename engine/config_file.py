@@ -21,7 +21,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .durable import atomic_write, fsync_dir, replace, write_file
+from .config_text import NotEditable, edit_config_text
+from .durable import fsync_dir, replace
 from .yaml_limits import YamlTooComplex, check_yaml_limits
 from .errors import ConfigError, StorageError
 from .install.winacl import restrict
@@ -427,12 +428,82 @@ def _explicit(model: BaseModel, dumped: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def save_config(cfg: StationConfig, path: str | os.PathLike[str]) -> None:
-    """Write ``cfg`` to ``path`` atomically; the previous file is kept as ``<name>.bak``."""
-    text = dump_for_file(cfg)
-    # Never write a file that would not load back: that is a station that does not start.
-    validate_config_data(parse_config_text(text, source=str(path)))
+class ConfigChangedOnDisk(ConfigError):
+    """The file is not what the editor loaded: someone changed it meanwhile (by hand, the service,
+    another window). Saving now would silently undo that change, so nothing is written."""
+
+    def __init__(self, path: Path, current: str | None) -> None:
+        super().__init__(f"{path} was changed on disk after it was loaded; not saved",
+                         hint="reload it, or merge your changes into the new version, then save again")
+        self.current = current
+
+
+def read_config_text(path: str | os.PathLike[str]) -> str | None:
+    """The file's text as it is now (None when it does not exist): what a later save compares with."""
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def save_config(cfg: StationConfig, path: str | os.PathLike[str], *, expected: str | None | object = _NO_VALUE) -> str:
+    """Write ``cfg`` to ``path`` atomically, keeping the file's comments and number types; the previous
+    file is kept as ``<name>.bak`` with the same permissions. Returns the text written.
+
+    ``expected``: the file's text when it was loaded (None: it did not exist). If the file is not
+    that any more, ``ConfigChangedOnDisk`` is raised and nothing is written.
+    """
+    current = read_config_text(path)
+    if expected is not _NO_VALUE and current != expected:
+        raise ConfigChangedOnDisk(Path(path), current)
+    text = render_config(cfg, current)
     write_config_text(path, text)
+    return text
+
+
+def render_config(cfg: StationConfig, current: str | None) -> str:
+    """The file's text with ``cfg``'s values: ``current`` edited in place when its shape allows, else
+    the commented ``config init`` format with the values, else a plain dump — whichever loads back
+    as exactly ``cfg`` first. Never returns a text that would not load (a station that does not start)."""
+    want = config_dict(cfg, reveal_secrets=True)
+    explicit = _explicit(cfg, want)
+    candidates: list[str] = []
+    for base in (current, starter_config_text(cfg.station.name)):
+        if not base:
+            continue
+        try:
+            old = config_dict(validate_config_data(parse_config_text(base)), reveal_secrets=True)
+            candidates.append(edit_config_text(base, old, _to_write(want, explicit)))
+        except (ConfigError, NotEditable):
+            continue
+    candidates.append(dump_for_file(cfg))
+    for text in candidates:
+        try:
+            if config_dict(validate_config_data(parse_config_text(text)), reveal_secrets=True) == want:
+                return text
+        except ConfigError:
+            continue
+    raise ConfigError("the config could not be written in a form that loads back the same",
+                      hint="report this; nothing was saved")
+
+
+def _to_write(full: dict[str, Any], explicit: dict[str, Any]) -> dict[str, Any]:
+    """``full`` where lists come from ``explicit`` (only the keys set in each item) and unset empty
+    values are left out (a cleared optional field removes its line rather than writing null)."""
+    out: dict[str, Any] = {}
+    for key, value in full.items():
+        if isinstance(value, dict):
+            sub = explicit.get(key) if isinstance(explicit.get(key), dict) else {}
+            out[key] = _to_write(value, sub)
+        elif isinstance(value, list) and key in explicit:
+            out[key] = explicit[key]
+        elif value is None and key not in explicit:
+            continue
+        else:
+            out[key] = value
+    return out
 
 
 def write_config_text(path: str | os.PathLike[str], text: str) -> None:
@@ -440,7 +511,8 @@ def write_config_text(path: str | os.PathLike[str], text: str) -> None:
 
     Order: old bytes → ``<name>.bak`` (temp, fsync, rename, fsync dir); new text → temp in the same
     folder, fsync, rename over ``path``, fsync dir. A crash at any point leaves either the old
-    file, or the new file with the old one in ``.bak``.
+    file, or the new file with the old one in ``.bak``. Both files get the original's permissions
+    (0600 for a new file) from the moment they exist: the file holds the server token.
     """
     target = Path(path)
     if target.is_dir():
@@ -456,12 +528,24 @@ def write_config_text(path: str | os.PathLike[str], text: str) -> None:
         raise StorageError(f"cannot read {target} to keep a backup: {exc.strerror}",
                            hint="nothing was changed; check the file's permissions") from None
     if old is not None:
-        atomic_write(target.with_name(target.name + ".bak"), old)
-        restrict(target.with_name(target.name + ".bak"))  # Windows: the mode means nothing there
+        _private_replace(target.with_name(target.name + ".bak"), old, mode)
+    _private_replace(target, text.encode("utf-8"), mode)
+
+
+def _private_replace(target: Path, data: bytes, mode: int) -> None:
+    """Temp file created with ``mode`` (never wider, not even for an instant), fsynced, renamed, dir fsynced."""
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    write_file(tmp, text.encode("utf-8"))
     try:
-        os.chmod(tmp, mode)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), mode & 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+            if hasattr(os, "fchmod"):
+                os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
         restrict(tmp)  # Windows: SYSTEM, Administrators and this account only (install/winacl.py)
         replace(tmp, target)
     except (OSError, StorageError) as exc:
@@ -595,7 +679,7 @@ def write_starter(path: str | os.PathLike[str], *, station_name: str, force: boo
 
 
 __all__ = [
-    "ENV_VAR", "config_dict", "config_warnings", "describe_errors", "dump_for_file", "dump_masked",
+    "ConfigChangedOnDisk", "ENV_VAR", "config_dict", "read_config_text", "render_config", "config_warnings", "describe_errors", "dump_for_file", "dump_masked",
     "find_config_path", "format_path", "load_config", "parse_config_text", "read_config_data", "resolved",
     "save_config", "starter_config_text", "system_config_path", "system_data_dir", "system_locations",
     "validate_config_data", "write_config_text", "write_starter",

@@ -695,7 +695,9 @@ def test_cli_reads_through_the_running_service_and_falls_back_to_the_disk(
     service.spool.close()  # the service is gone: the commands read the disk and say so
     assert cli_main(["-c", str(config_path), "status", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
-    assert status["service"] == {"state": "stopped", "note": "service not running — read from the spool on disk"}
+    assert status["service"]["state"] == "stopped"
+    assert status["service"]["note"] == "service not running — read from the spool on disk"
+    assert status["health"]["state"] == "error"
     assert status["reports"]["pending"] == 1
     assert cli_main(["-c", str(config_path), "queue", "list"]) == 0
     captured = capsys.readouterr()

@@ -1,9 +1,10 @@
 """Everything the window asks of the station, as blocking calls for worker threads.
 
-With the service running the answers come from it, through the control client; when it is not
-running (``ServiceNotRunning``) they come from the disk through ``engine/offline_view.py``, so
-the window keeps working offline. Nothing here touches a widget: results go back to the Tk thread
-through the worker's queue.
+The questions themselves (status, reports, log, retry — live through the control protocol when
+the service runs, else from the disk) are answered by the engine's station access
+(``engine/station_access.py``), the same code ``stationflow status`` and ``queue`` use. This
+module adds what only the window needs: starting and stopping the service as a child process.
+Nothing here touches a widget: results go back to the Tk thread through the worker's queue.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..engine import offline_view
 from ..engine.children import child_env
 from ..engine.control.client import ControlClient
-from ..engine.errors import ServiceNotRunning, StationflowError
+from ..engine.errors import StationflowError
+from ..engine.station_access import StationAccess, rejected_files
 from ..schemas.config import StationConfig
 
 CLIENT_NAME = "stationflow-configure"
@@ -41,21 +42,34 @@ class Probe:
     def state(self) -> str:
         if self.running:
             return str((self.status.get("service") or {}).get("state") or "running")
-        return "not running" if self.running is False else "not answering"
+        if self.running is None:
+            return "not answering"
+        state = (self.status.get("service") or {}).get("state")
+        return "ended unexpectedly" if state == "ended unexpectedly" else "not running"
 
     @property
     def config_path(self) -> str | None:
-        value = (self.status.get("service") or {}).get("config")
+        value = (self.status.get("service") or {}).get("config") if self.running else None
         return str(value) if value else None
+
+    @property
+    def health(self) -> dict[str, Any]:
+        """``{"state": ok|warning|error, "summary", "reasons"}`` (engine/health.py)."""
+        health = self.status.get("health")
+        if isinstance(health, dict):
+            return health
+        return {"state": "error", "summary": self.reason or "the station's state is not known", "reasons": []}
 
 
 @dataclass
 class Snapshot:
-    """The Queue page's view: counts per state and the reports waiting for a person."""
+    """The Problems page's view: counts per state, the reports and source files waiting for a person."""
 
     counts: dict[str, int]
     problems: list[dict[str, Any]]
     source: str  # "service" or "disk"
+    total: int = 0  # failed + quarantined reports in all (``problems`` holds at most the limit)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
 
 
 class StationLink:
@@ -69,59 +83,60 @@ class StationLink:
         self._children: list[subprocess.Popen[bytes]] = []
         self._lock = threading.Lock()
 
+    def access(self, what: str) -> StationAccess:
+        """The station access of the saved config (the data folder it names)."""
+        return StationAccess(self._need_cfg(what), timeout=5.0, client_name=CLIENT_NAME)
+
     # ------------------------------------------------------------------ reading
 
     def probe(self) -> Probe:
         self._reap()
-        try:
-            status = self.client.call("status")
-        except ServiceNotRunning as exc:
-            locked = bool(self.cfg and offline_view.spool_locked(self.cfg))
-            return Probe(False, reason=exc.message, locked=locked)
-        except StationflowError as exc:
-            return Probe(None, reason=str(exc), locked=True)
-        return Probe(True, status=status if isinstance(status, dict) else {}, locked=True)
-
-    def snapshot(self, running: bool, limit: int = 200) -> Snapshot:
-        if running:
+        if self.cfg is None:  # the saved file is not valid: only the control port can say anything
             try:
                 status = self.client.call("status")
-                problems: list[dict[str, Any]] = []
-                for state in offline_view.PROBLEM_STATES:
-                    problems.extend(_rows(self.client.call("queue.list", state=state, limit=limit)))
-                return Snapshot(dict((status or {}).get("reports") or {}), problems[:limit], "service")
-            except ServiceNotRunning:
-                pass
-        cfg = self._need_cfg("read the spool")
-        return Snapshot(offline_view.spool_counts(cfg), offline_view.problem_reports(cfg, limit=limit), "disk")
+            except StationflowError as exc:
+                return Probe(False, reason=str(exc))
+            return Probe(True, status=status if isinstance(status, dict) else {}, locked=True)
+        answer = self.access("look at the service").status()
+        status = answer.data
+        if answer.live:
+            return Probe(True, status=status, locked=True)
+        service = status.get("service") or {}
+        not_answering = service.get("state") == "not answering" and "service not running" not in answer.note
+        return Probe(None if not_answering else False, status=status, reason=answer.note,
+                     locked=bool(service.get("spool_locked")))
+
+    def snapshot(self, running: bool, limit: int = 200) -> Snapshot:
+        """Failed and quarantined reports (at most ``limit``) and the files that could not be converted."""
+        access = self.access("read the spool")
+        page = access.problems(limit=limit)
+        return Snapshot(dict(page.counts), page.rows, page.source, page.total, rejected_files(access.cfg, limit))
+
+    def show(self, report_id: str) -> dict[str, Any]:
+        return dict(self.access("read the report").show(report_id).data)
 
     def log_tail(self, running: bool, n: int = 200) -> tuple[list[str], str]:
-        if running:
-            try:
-                return _lines(self.client.call("log.tail", n=n)), "service"
-            except ServiceNotRunning:
-                pass
         if self.cfg is None:
             return [], "disk"
-        lines = offline_view.log_tail(self.cfg, n)
+        answer = self.access("read the log").log_tail(n)
+        lines = list(answer.data)
         console = self.data_dir / CONSOLE_LOG
-        if not lines and console.exists():
+        if not answer.live and not lines and console.exists():
             lines = _last_lines(console, n)
-        return lines, "disk"
+        return lines, answer.source
 
     # ------------------------------------------------------------------ acting
 
     def retry(self, ids: list[str] | None, *, all_failed: bool = False) -> dict[str, Any]:
         """Send reports again: through the service when it runs, else on the spool directly."""
-        try:
-            if all_failed:
-                result = self.client.call("queue.retry_failed")
-            else:
-                result = self.client.call("queue.retry", ids=list(ids or []))
-            return {"via": "service", **_retried(result)}
-        except ServiceNotRunning:
-            cfg = self._need_cfg("retry reports")
-            return {"via": "disk", **offline_view.retry_reports(cfg, ids, all_failed=all_failed)}
+        answer = self.access("retry reports").retry(ids, all_failed=all_failed)
+        rows = [r for r in answer.data if isinstance(r, dict)]
+        return {"via": answer.source, "retried": [str(r.get("id")) for r in rows if r.get("ok")],
+                "errors": [f"{r.get('id')}: {r.get('error')}" for r in rows if not r.get("ok")]}
+
+    def reprocess(self, intake: str, path: str) -> str:
+        """Take a rejected file again (its intake converts it now, or at the service's next start)."""
+        return str(self.access("reprocess files").reprocess(intake, Path(path)))
 
     def apply_config(self, data: dict[str, Any]) -> Any:
         """Validate, save and reload through the running service (``config.apply``)."""
@@ -195,39 +210,6 @@ class StationLink:
     def children(self) -> list[subprocess.Popen[bytes]]:
         with self._lock:
             return list(self._children)
-
-
-def _rows(result: Any) -> list[dict[str, Any]]:
-    if isinstance(result, dict):
-        for key in ("reports", "items", "rows"):
-            if isinstance(result.get(key), list):
-                result = result[key]
-                break
-    return [r for r in result if isinstance(r, dict)] if isinstance(result, list) else []
-
-
-def _lines(result: Any) -> list[str]:
-    if isinstance(result, dict):
-        result = result.get("lines", [])
-    return [str(line) for line in result] if isinstance(result, list) else []
-
-
-def _retried(result: Any) -> dict[str, Any]:
-    """The service's answer as {"retried": [ids], "errors": ["id: why"]}."""
-    if isinstance(result, dict) and isinstance(result.get("results"), list):
-        rows = [r for r in result["results"] if isinstance(r, dict)]
-        return {"retried": [str(r.get("id")) for r in rows if r.get("ok")],
-                "errors": [f"{r.get('id')}: {r.get('error')}" for r in rows if not r.get("ok")]}
-    if isinstance(result, dict):
-        retried = result.get("retried", [])
-        errors = result.get("errors", [])
-        if isinstance(retried, int):
-            retried = [""] * retried
-        return {"retried": list(retried) if isinstance(retried, list) else [],
-                "errors": [str(e) for e in errors] if isinstance(errors, list) else []}
-    if isinstance(result, list):
-        return {"retried": result, "errors": []}
-    return {"retried": [], "errors": []}
 
 
 def _last_lines(path: Path, n: int, *, offset: int = 0) -> list[str]:

@@ -1,8 +1,8 @@
 """``submit``, ``queue list|show|retry`` and ``status``: the spool from the command line.
 
-With the service running, ``status`` and ``queue …`` go through its control protocol (the
-service owns the spool). Without it they still work: reading commands open the spool read-only
-and say that they did, ``queue retry`` takes the spool's lock itself.
+``status`` and ``queue …`` ask the station access (engine/station_access.py): the running
+service through its control protocol (it owns the spool), else the disk — reading commands then
+open the spool read-only and say so, ``queue retry`` takes the spool's lock itself.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..control.client import ControlClient, ControlError
-from ..errors import IllegalTransition, InvalidInput, ServiceNotRunning, StationflowError
+from ..errors import InvalidInput
 from ..station import load_station, open_spool, spool_in_use
+from ..station_access import PROBLEM_STATES, StationAccess
 from ...schemas.config import StationConfig
 
 _BUILTIN_SUBMIT_CONVERTERS = ("wsjf", "wsxf", "csv", "atml", "wstf")
@@ -129,61 +129,36 @@ def _dry_run(args: argparse.Namespace, cfg: StationConfig, spec: str, arguments:
     return InvalidInput.exit_code if failures else 0
 
 
-_TRANSPORT_CODES = {"timeout", "connection", "busy", "protocol", "too_large", "protocol_version", "unauthorized"}
-_PAGE = 5000
-
-
-def _ask_service(cfg: StationConfig, command: str, **args: Any) -> tuple[Any, str | None]:
-    """``(result, None)`` from the running service, or ``(None, why)`` when it cannot be asked.
-
-    Only "cannot reach it" falls back to the disk; a refusal from the service (no such report)
-    is raised as it is.
-    """
-    try:
-        return ControlClient(cfg.data_dir).call(command, **args), None
-    except ServiceNotRunning:
-        return None, "service not running"
-    except ControlError as exc:
-        if exc.code in _TRANSPORT_CODES:
-            return None, f"service not answering on its control port ({exc.message})"
-        raise
-
-
-def _fallback_note(why: str) -> str:
-    return f"{why} — read from the spool on disk"
+def _access(cfg: StationConfig) -> StationAccess:
+    return StationAccess(cfg)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     _, cfg = load_station(args.config)
-    live, why = _ask_service(cfg, "status")
-    if live is not None:
-        if args.json:
-            print(json.dumps(live, indent=2, default=str))
-        else:
-            _print_live_status(cfg, live)
-        return 0
-    assert why is not None
-    running = spool_in_use(cfg)
-    spool = open_spool(cfg, readonly=True)
-    counts = spool.counts()
-    problems = [info.as_dict() for state in ("failed", "quarantined") if state in counts
-                for info in list(spool.iter_info(state))[:5]]
-    status: dict[str, Any] = {
-        "service": {"state": "running" if running else "stopped", "note": _fallback_note(why)},
-        "reports": counts,
-        "queued_bytes": spool.total_bytes(),
-        "data_dir": str(cfg.data_dir),
-        "recent_problems": problems,
-    }
+    answer = _access(cfg).status()
+    status = answer.data
     if args.json:
-        print(json.dumps(status, indent=2))
+        print(json.dumps(status, indent=2, default=str))
         return 0
-    print(f"service: {'running' if running else 'stopped'} ({_fallback_note(why)})")
+    if answer.live:
+        _print_live_status(status)
+    else:
+        print(f"service: {status['service']['state']} ({answer.note})")
+        print("reports: " + ", ".join(f"{state} {n}" for state, n in status["reports"].items()))
     print(f"data dir: {cfg.data_dir}")
-    print("reports: " + ", ".join(f"{state} {n}" for state, n in counts.items()))
-    for p in problems:
-        print(f"  {p['state']}: {p['id']} — {p['last_error']}")
+    _print_health(status.get("health") or {})
+    problems = _access(cfg).problems(limit=5) if any(
+        (status.get("reports") or {}).get(s) for s in PROBLEM_STATES) else None
+    for r in problems.rows if problems else []:
+        print(f"  {r['state']}: {r['id']} — {r['last_error']}")
     return 0
+
+
+def _print_health(health: dict[str, Any]) -> None:
+    print(f"health: {health.get('state', '?')}")
+    for reason in health.get("reasons") or []:
+        where = f" [{reason['field']}]" if reason.get("field") else ""
+        print(f"  {reason['level']}: {reason['text']}{where}")
 
 
 def _scalars(section: Any, skip: tuple[str, ...] = ()) -> str:
@@ -194,12 +169,11 @@ def _scalars(section: Any, skip: tuple[str, ...] = ()) -> str:
                      if k not in skip and v is not None and not isinstance(v, (dict, list)))
 
 
-def _print_live_status(cfg: StationConfig, status: dict[str, Any]) -> None:
+def _print_live_status(status: dict[str, Any]) -> None:
     service = status.get("service") or {}
     state = service.get("state", "?") if isinstance(service, dict) else service
     extra = _scalars(service, skip=("state", "data_dir"))
     print(f"service: {state}" + (f"  ({extra})" if extra else ""))
-    print(f"data dir: {cfg.data_dir}")
     for note in (service.get("file_notes") or []) if isinstance(service, dict) else []:
         print(f"note: {note}")
     reports = status.get("reports") or {}
@@ -216,40 +190,14 @@ def _print_live_status(cfg: StationConfig, status: dict[str, Any]) -> None:
             print(f"  task {name}: {task.get('state', '?')}" + (f" — {error}" if error else ""))
         else:
             print(f"  task {name}: {task}")
-    for state in ("failed", "quarantined"):
-        if isinstance(reports, dict) and reports.get(state):
-            page, _ = _ask_service(cfg, "queue.list", state=state, limit=5)
-            for r in (page or {}).get("reports", []):
-                print(f"  {r['state']}: {r['id']} — {r['last_error']}")
-
-
-def _live_rows(cfg: StationConfig, state: str | None) -> tuple[list[dict[str, Any]] | None, str | None]:
-    """Every report through the service, a page at a time; ``(None, why)`` when it cannot be asked."""
-    rows: dict[str, dict[str, Any]] = {}
-    offset = 0
-    while True:
-        page, why = _ask_service(cfg, "queue.list", state=state, offset=offset, limit=_PAGE)
-        if page is None:
-            if offset == 0:
-                return None, why
-            raise ServiceNotRunning(f"the service stopped answering while listing reports: {why}",
-                                    hint="run the command again")
-        for row in page["reports"]:
-            rows.setdefault(row["id"], row)
-        offset += len(page["reports"])
-        if not page["reports"] or offset >= page["total"]:
-            return list(rows.values()), None
 
 
 def cmd_queue_list(args: argparse.Namespace) -> int:
     _, cfg = load_station(args.config)
-    rows, why = _live_rows(cfg, args.state)
-    if rows is None:
-        print(f"stationflow: {_fallback_note(why or 'service not running')}", file=sys.stderr)
-        spool = open_spool(cfg, readonly=True)
-        if args.state and args.state not in spool.lifecycle.states:
-            raise InvalidInput(f"unknown state {args.state!r}", hint=f"one of {', '.join(spool.lifecycle.states)}")
-        rows = [info.as_dict() for info in spool.iter_info(args.state)]
+    page = _access(cfg).reports(args.state)
+    if not page.source == "service":
+        print(f"stationflow: {page.note}", file=sys.stderr)
+    rows = page.rows
     if args.json:
         print(json.dumps([{k: r.get(k) for k in ("id", "state", "attempts", "last_error", "source", "next_attempt")}
                           for r in rows], indent=1))
@@ -263,11 +211,10 @@ def cmd_queue_list(args: argparse.Namespace) -> int:
 
 def cmd_queue_show(args: argparse.Namespace) -> int:
     _, cfg = load_station(args.config)
-    data, why = _ask_service(cfg, "queue.show", id=args.id)
-    if data is None:
-        print(f"stationflow: {_fallback_note(why or 'service not running')}", file=sys.stderr)
-        info = open_spool(cfg, readonly=True).info(args.id)
-        data = {**info.as_dict(), "history": info.history}
+    answer = _access(cfg).show(args.id)
+    if not answer.live:
+        print(f"stationflow: {answer.note}", file=sys.stderr)
+    data = answer.data
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
@@ -284,35 +231,12 @@ def cmd_queue_retry(args: argparse.Namespace) -> int:
     if not args.ids and not args.all_failed:
         raise InvalidInput("name the reports to retry, or give --all-failed")
     _, cfg = load_station(args.config)
-    client = ControlClient(cfg.data_dir)
-    try:
-        results: list[dict[str, Any]] = []
-        if args.ids:
-            results += client.call("queue.retry", ids=list(args.ids))["results"]
-        if args.all_failed:
-            results += client.call("queue.retry_failed")["results"]
-    except ServiceNotRunning:
-        return _retry_on_disk(cfg, args)
+    answer = _access(cfg).retry(list(args.ids), all_failed=args.all_failed)
     failures = 0
-    for r in results:
+    for r in answer.data:
         if r["ok"]:
             print(f"{r['id']}: {r['state']}")
         else:
             print(f"stationflow: error: {r['id']}: {r['error']}", file=sys.stderr)
             failures += 1
-    return 4 if failures else 0
-
-
-def _retry_on_disk(cfg: StationConfig, args: argparse.Namespace) -> int:
-    """No service: take the spool's lock and move the reports ourselves."""
-    failures = 0
-    with open_spool(cfg) as spool:
-        ids = list(args.ids) + (spool.keys("failed") if args.all_failed else [])
-        for key in ids:
-            try:
-                state = spool.fire(key, "retry", note="retried by an operator")
-                print(f"{key}: {state}")
-            except (IllegalTransition, StationflowError) as exc:
-                print(f"stationflow: error: {key}: {exc}", file=sys.stderr)
-                failures += 1
     return 4 if failures else 0

@@ -7,11 +7,13 @@ import os
 import sys
 from pathlib import Path
 
-import anyio
 from typing import Any
+
+import anyio
 
 from ..config_file import find_config_path, load_config, resolved
 from ..errors import StationflowError
+from ..health import ERROR, WARNING, health_of
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,9 +23,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                                    "once; SIGHUP reloads the config. Exits 8 if another service already "
                                    "runs on the same data dir.")
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser("healthcheck", help="exit 0 if the service is up and running, 1 otherwise",
+    p = sub.add_parser("healthcheck", help="exit 0 if the service runs and nothing is in error, 1 otherwise",
                        description="For container and service-manager health checks: exit 0 when the service "
-                                   "answers and its state is running, 1 otherwise with a one-line reason.")
+                                   "answers, runs, and its health is not `error` (token refused, server "
+                                   "unreachable, watch folder missing, ...); 1 otherwise with a one-line reason. "
+                                   "--strict fails on warnings too (files that failed to convert, failed "
+                                   "reports, intake paused).")
+    p.add_argument("--strict", action="store_true", help="unhealthy on warnings too, not only on errors")
     p.set_defaults(func=cmd_healthcheck)
 
 
@@ -45,16 +51,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_healthcheck(args: argparse.Namespace) -> int:
     """Always 0 or 1 (Docker reserves 2): a broken config is unhealthy too, with its reason."""
     try:
-        healthy, line = check_health(args.config)
+        healthy, line = check_health(args.config, strict=getattr(args, "strict", False))
     except StationflowError as exc:
         healthy, line = False, str(exc)
     print(f"{'healthy' if healthy else 'unhealthy'}: {line}", file=sys.stdout if healthy else sys.stderr)
     return 0 if healthy else 1
 
 
-def check_health(config_arg: str | None) -> tuple[bool, str]:
-    """(healthy, one-line reason), from the running service's own status through the control
-    protocol; a service that holds the lock but does not answer is unhealthy."""
+def check_health(config_arg: str | None, *, strict: bool = False) -> tuple[bool, str]:
+    """(healthy, one-line reason), from the running service's own status and health (engine/health.py)
+    through the control protocol; a service that holds the lock but does not answer is unhealthy."""
     from ..control.client import ControlClient
     from ..service.service import lock_is_held, read_pid
 
@@ -68,9 +74,15 @@ def check_health(config_arg: str | None) -> tuple[bool, str]:
             return False, (f"a service (pid {read_pid(data_dir) or 'unknown'}) holds the lock of "
                            f"{cfg.data_dir} but does not answer on the control protocol: {exc}")
         raise
-    service = (answer or {}).get("service", {})
+    status = answer if isinstance(answer, dict) else {}
+    health = status.get("health") if isinstance(status.get("health"), dict) else health_of(status)
+    service = status.get("service", {})
     state = service.get("state")
+    failing = (ERROR, WARNING) if strict else (ERROR,)
+    if health["state"] in failing:
+        return False, f"health {health['state']}: {health['summary']}"
     if state == "running":
-        return True, f"running (pid {service.get('pid')}, up {service.get('uptime_s')} s)"
+        note = f"; {health['state']}: {health['summary']}" if health["state"] != "ok" else ""
+        return True, f"running (pid {service.get('pid')}, up {service.get('uptime_s')} s){note}"
     reason = service.get("reason")
     return False, f"the service is {state}" + (f": {reason}" if reason else "")

@@ -31,6 +31,8 @@ from ..config_file import (
     save_config,
     validate_config_data,
 )
+from ..health import health_of
+from ..station_access import rejected_counts
 from .server import AfterReply, BadArguments, Handler, error_code, problems_of
 from ..errors import ConfigError, InvalidInput, ReportNotFound, StationflowError
 from ...schemas.config import MASK, StationConfig
@@ -134,7 +136,13 @@ class _Commands:
     # ------------------------------------------------------------------ reading
 
     async def status(self, _: NoArgs) -> Any:
-        return self.service.status()
+        """The service's status, the files waiting in the error folders, and the health judged from both."""
+        status = dict(self.service.status())
+        config = getattr(self.service, "config", None)
+        if config is not None:
+            status["rejected_files"] = await self._thread(rejected_counts, config)
+        status["health"] = health_of(status)
+        return status
 
     async def metrics(self, _: NoArgs) -> Any:
         return self.service.status().get("metrics", {})

@@ -30,6 +30,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import anyio
@@ -265,6 +266,7 @@ class Uploader:
         self.latencies = Latencies()
         self.mode = ONLINE
         self.reason: str | None = None
+        self.since: str | None = None  # wall-clock time of the last mode change, for a person to read
         self.consecutive_failures = 0
         self.counters = collections.Counter[str]()
         self.in_flight = 0
@@ -362,7 +364,7 @@ class Uploader:
 
     def status(self) -> dict[str, Any]:
         return {
-            "mode": self.mode, "reason": self.reason, "server": self.server.url,
+            "mode": self.mode, "reason": self.reason, "since": self.since, "server": self.server.url,
             "consecutive_failures": self.consecutive_failures, "in_flight": self.in_flight,
             "counters": dict(self.counters), "latency": self.latencies.percentiles(), "last_error": self.last_error,
         }
@@ -611,6 +613,7 @@ class Uploader:
             return
         previous = self.mode
         self.mode, self.reason = mode, reason
+        self.since = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         level = logging.INFO if mode == ONLINE else logging.WARNING
         log.log(level, "uploader %s -> %s%s", previous, mode, f": {reason}" if reason else "")
         self.counters[f"went_{mode}"] += 1

@@ -1,0 +1,213 @@
+"""One answer to "is this station all right?", in words, from the status dict.
+
+``status --json``, ``healthcheck`` and the configurator's banner all ask the same question, and
+used to answer it three ways (the banner was green while the server refused every upload). Here
+it is answered once: :func:`health_of` reads a status dict — the running service's, or the one
+the station access builds from the disk when the service is down — and returns
+
+    {"state": "ok" | "warning" | "error", "summary": "...", "reasons": [
+        {"level": "error", "field": "server.token", "page": "Connection",
+         "text": "the server refuses the token (401) since 10:45 — 30 reports safe in the spool, waiting"},
+    ]}
+
+Each reason names the config field it concerns (``field``; None when no setting is at fault,
+e.g. reports refused by the server) so the window can open it, and says what to do. ``error``
+means nothing reaches the server, or something will not be picked up; ``warning`` means it
+works, but something waits for a person. The function is pure: no I/O, so it answers the same
+from a live status and from the disk.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+OK, WARNING, ERROR = "ok", "warning", "error"
+_RANK = {OK: 0, WARNING: 1, ERROR: 2}
+#: Report states that are neither delivered nor waiting for a person: they will be sent by themselves.
+_SETTLED = ("sent", "failed", "quarantined")
+
+
+def health_of(status: dict[str, Any]) -> dict[str, Any]:
+    """The health of a station from its status dict (see the module docstring for the shape)."""
+    reasons: list[dict[str, Any]] = []
+    reasons += _service(status)
+    reasons += _uploader(status)
+    reasons += _intake(status)
+    reasons += _reports(status)
+    reasons.sort(key=lambda r: -_RANK[r["level"]])
+    state = max((r["level"] for r in reasons), key=_RANK.__getitem__, default=OK)
+    if reasons:
+        summary = reasons[0]["text"]
+        if len(reasons) > 1:
+            summary += f" (and {len(reasons) - 1} more)"
+    else:
+        summary = _all_well(status)
+    return {"state": state, "summary": summary, "reasons": reasons}
+
+
+def worst(*states: str) -> str:
+    """The worse of health states (``ok`` < ``warning`` < ``error``)."""
+    return max(states, key=_RANK.__getitem__, default=OK)
+
+
+def _reason(level: str, text: str, field: str | None = None, page: str | None = None) -> dict[str, Any]:
+    return {"level": level, "field": field, "page": page or _page_of(field), "text": text}
+
+
+def _page_of(field: str | None) -> str:
+    if field is None:
+        return "Problems"
+    if field.startswith("server"):
+        return "Connection"
+    if field.startswith("intake"):
+        return "Intake"
+    if field.startswith("station"):
+        return "Station"
+    return "Settings"
+
+
+# ---------------------------------------------------------------------- the parts
+
+def _service(status: dict[str, Any]) -> list[dict[str, Any]]:
+    service = status.get("service") or {}
+    state = service.get("state") if isinstance(service, dict) else None
+    if state == "running":
+        return []
+    if state == "ended unexpectedly":
+        pid = service.get("pid")
+        return [_reason(ERROR, f"the service ended unexpectedly{f' (pid {pid})' if pid else ''} — nothing is "
+                               "picked up or sent; start it again and see its log", page="Service")]
+    if state == "not answering":
+        return [_reason(ERROR, "a service holds this station's data folder but does not answer — see its log, "
+                               "or stop that process", page="Service")]
+    if state in (None, "stopped"):
+        return [_reason(ERROR, "the service is not running — nothing is picked up or sent; start it on the "
+                               "Service page or with the station's service manager", page="Service")]
+    if state == "degraded":
+        out = []
+        because = service.get("degraded_because") or {}
+        for task, why in (because.items() if isinstance(because, dict) else []):
+            out.append(_reason(ERROR, f"the service is degraded: {task} stopped after repeated failures ({why}) "
+                                      "— see the log, fix the cause, then Reload", page="Service"))
+        for name, task in _tasks(status):
+            if task.get("state") == "given_up" and name not in because:
+                out.append(_reason(ERROR, f"the service is degraded: {name} gave up "
+                                          f"({task.get('given_up_reason') or task.get('last_error')}) — see the "
+                                          "log, fix the cause, then Reload", page="Service"))
+        return out or [_reason(ERROR, "the service is degraded — see its log", page="Service")]
+    if state in ("starting", "draining", "stopping"):
+        return [_reason(WARNING, f"the service is {state}", page="Service")]
+    reason = service.get("reason")
+    return [_reason(ERROR, f"the service is {state}" + (f": {reason}" if reason else ""), page="Service")]
+
+
+def _tasks(status: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    tasks = status.get("tasks") or {}
+    if isinstance(tasks, dict):
+        return [(str(k), v) for k, v in tasks.items() if isinstance(v, dict)]
+    return []
+
+
+def _uploader(status: dict[str, Any]) -> list[dict[str, Any]]:
+    uploader = status.get("uploader")
+    if not isinstance(uploader, dict):
+        return []
+    mode = uploader.get("mode")
+    reason = str(uploader.get("reason") or uploader.get("last_error") or "")
+    since = _clock(uploader.get("since"))
+    when = f" since {since}" if since else ""
+    waiting = _waiting(status)
+    safe = f" — {waiting} report{'s' if waiting != 1 else ''} safe in the spool, waiting"
+    if mode == "paused":
+        code = next((c for c in ("401", "403", "404") if c in reason), None)
+        if code in ("401", "403"):
+            return [_reason(ERROR, f"the server refuses the token ({code}){when}{safe}; set a valid token",
+                            "server.token")]
+        if code == "404":
+            return [_reason(ERROR, f"the server does not know this address (404){when}{safe}; check the URL",
+                            "server.url")]
+        return [_reason(ERROR, f"uploads are paused{when}: {reason or 'no reason given'}{safe}", "server.url")]
+    if mode == "offline":
+        detail = f" ({reason})" if reason else ""
+        return [_reason(ERROR, f"the server cannot be reached{when}{detail}{safe}; it is tried again by itself",
+                        "server.url")]
+    return []
+
+
+def _intake(status: dict[str, Any]) -> list[dict[str, Any]]:
+    intake = status.get("intake")
+    out: list[dict[str, Any]] = []
+    if not isinstance(intake, dict):
+        return out
+    if intake.get("error"):
+        out.append(_reason(ERROR, f"intake cannot report its state: {intake['error']}", "intake", "Service"))
+    if intake.get("paused"):
+        why = intake.get("paused_reason")
+        out.append(_reason(WARNING, "intake is paused" + (f" ({why})" if why else "")
+                           + " — new files wait in the watch folders; Resume on the Service page",
+                           "intake", "Service"))
+    rejected = status.get("rejected_files") if isinstance(status.get("rejected_files"), dict) else None
+    intakes = intake.get("intakes") or {}
+    for index, (name, info) in enumerate(intakes.items() if isinstance(intakes, dict) else []):
+        if not isinstance(info, dict):
+            continue
+        problem = info.get("problem")
+        if problem:
+            folder = "watch folder" in str(problem) or "does not exist" in str(problem)
+            field = f"intake[{index}].watch" if folder else f"intake[{index}].converter"
+            out.append(_reason(ERROR, f"intake {name}: {problem}", field))
+        if rejected is not None:
+            count = int(rejected.get(name) or 0)
+        else:
+            counts = info.get("counts") or {}
+            count = int(counts.get("rejected") or 0) if isinstance(counts, dict) else 0
+        if count:
+            out.append(_reason(WARNING, f"intake {name}: {count} file{'s' if count != 1 else ''} could not be "
+                                        "converted — see Problems; fix the cause, then Reprocess",
+                               f"intake[{index}]", "Problems"))
+    return out
+
+
+def _reports(status: dict[str, Any]) -> list[dict[str, Any]]:
+    reports = status.get("reports") or {}
+    if not isinstance(reports, dict):
+        return []
+    out = []
+    failed, quarantined = int(reports.get("failed") or 0), int(reports.get("quarantined") or 0)
+    if failed:
+        out.append(_reason(WARNING, f"{failed} report{'s were' if failed != 1 else ' was'} refused by the server "
+                                    "— see Problems; fix the cause, then Retry"))
+    if quarantined:
+        out.append(_reason(WARNING, f"{quarantined} report{'s are' if quarantined != 1 else ' is'} quarantined "
+                                    "(unreadable or unexplained) — see Problems"))
+    return out
+
+
+def _waiting(status: dict[str, Any]) -> int:
+    reports = status.get("reports") or {}
+    if not isinstance(reports, dict):
+        return 0
+    return sum(int(n) for state, n in reports.items() if state not in _SETTLED and isinstance(n, int))
+
+
+def _all_well(status: dict[str, Any]) -> str:
+    intakes = ((status.get("intake") or {}).get("intakes") or {}) if isinstance(status.get("intake"), dict) else {}
+    n = len(intakes) if isinstance(intakes, dict) else 0
+    return f"running; uploads flowing; {n} watch folder{'s' if n != 1 else ''} healthy"
+
+
+def _clock(value: Any) -> str | None:
+    """An ISO time as a person reads it: local ``10:45`` today, else ``2026-11-29 10:45``."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone()
+    except ValueError:
+        return value
+    if moment.date() == datetime.now().astimezone().date():
+        return moment.strftime("%H:%M")
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
+__all__ = ["ERROR", "OK", "WARNING", "health_of", "worst"]
