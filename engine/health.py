@@ -87,15 +87,23 @@ def _service(status: dict[str, Any]) -> list[dict[str, Any]]:
     if state == "degraded":
         out = []
         because = service.get("degraded_because") or {}
-        for task, why in (because.items() if isinstance(because, dict) else []):
+        explained = isinstance(status.get("uploader"), dict) and status["uploader"].get("mode") in ("paused", "offline")
+        named = set()
+        for key, why in (because.items() if isinstance(because, dict) else []):
+            if key == "uploader":  # paused uploads: the uploader's own reason says more (below)
+                if not explained:
+                    out.append(_reason(ERROR, f"the service is degraded: {why}", "server.url"))
+                continue
+            task = str(key).removeprefix("task:")
+            named.add(task)
             out.append(_reason(ERROR, f"the service is degraded: {task} stopped after repeated failures ({why}) "
                                       "— see the log, fix the cause, then Reload", page="Service"))
         for name, task in _tasks(status):
-            if task.get("state") == "given_up" and name not in because:
+            if task.get("state") == "given_up" and name not in named:
                 out.append(_reason(ERROR, f"the service is degraded: {name} gave up "
                                           f"({task.get('given_up_reason') or task.get('last_error')}) — see the "
                                           "log, fix the cause, then Reload", page="Service"))
-        return out or [_reason(ERROR, "the service is degraded — see its log", page="Service")]
+        return out if out or explained else [_reason(ERROR, "the service is degraded — see its log", page="Service")]
     if state in ("starting", "draining", "stopping"):
         return [_reason(WARNING, f"the service is {state}", page="Service")]
     reason = service.get("reason")
