@@ -15,6 +15,7 @@ them in worker threads.
 
 from __future__ import annotations
 
+import json
 import os
 from collections import deque
 from dataclasses import dataclass, field
@@ -121,7 +122,9 @@ class StationAccess:
         """Failed and quarantined reports (at most ``limit``), with how many there are in all."""
         live, why = self.ask("status")
         if not isinstance(live, dict):
-            return _disk_reports(self.cfg, PROBLEM_STATES, 0, limit, _from_disk(why))
+            page = _disk_reports(self.cfg, PROBLEM_STATES, 0, limit, _from_disk(why))
+            page.rows = [with_identity(r) for r in page.rows]
+            return page
         counts = {k: int(v) for k, v in (live.get("reports") or {}).items()}
         rows: list[dict[str, Any]] = []
         total = 0
@@ -130,10 +133,10 @@ class StationAccess:
                 continue
             page, why = self.ask("queue.list", state=state, limit=max(1, min(_PAGE, limit - len(rows))))
             if page is None:
-                return _disk_reports(self.cfg, PROBLEM_STATES, 0, limit, _from_disk(why))
+                return self.problems(limit)  # it stopped meanwhile: the disk answers
             total += int(page["total"])
             rows += page["reports"][:max(0, limit - len(rows))]
-        return ReportPage(rows, total, "service", counts=counts)
+        return ReportPage([with_identity(r) for r in rows], total, "service", counts=counts)
 
     def show(self, report_id: str) -> Answer:
         """One report with its history."""
@@ -251,6 +254,22 @@ def rejected_files(cfg: StationConfig, limit: int = 500) -> list[dict[str, Any]]
     return rows[:limit]
 
 
+def with_identity(row: dict[str, Any]) -> dict[str, Any]:
+    """A report row with the serial number, part number and start time a person knows it by, read
+    from its file in the spool (blank when the file is unreadable — quarantined reports may be)."""
+    out = {**row, "sn": "", "pn": "", "start": ""}
+    try:
+        with open(row.get("path") or "", "rb") as fh:
+            data = json.loads(fh.read(4 * 1024 * 1024))
+    except (OSError, ValueError):
+        return out
+    if isinstance(data, dict):
+        for key in ("sn", "pn", "start"):
+            if isinstance(data.get(key), (str, int)):
+                out[key] = str(data[key])
+    return out
+
+
 def read_log_tail(path: Path, n: int) -> list[str]:
     """The last ``n`` lines of a log file (empty when it does not exist); never reads a whole big log."""
     try:
@@ -345,4 +364,4 @@ def _from_disk(why: str | None) -> str:
 
 
 __all__ = ["Answer", "PROBLEM_STATES", "ReportPage", "StationAccess", "disk_status", "read_log_tail",
-           "rejected_counts", "rejected_files", "report_states", "spool_counts"]
+           "rejected_counts", "rejected_files", "report_states", "spool_counts", "with_identity"]
