@@ -5,6 +5,8 @@ No service runs here: the window edits the file and reads the spool from disk.
 
 from __future__ import annotations
 
+import json
+
 import shutil
 import time
 from pathlib import Path
@@ -218,7 +220,11 @@ def test_each_validation_error_is_marked_and_save_refused(kind: str, tk_root: An
     assert app.notebook.tab(app.pages[page], "text") == page
     app.save_button.invoke()
     pump_until(tk_root, lambda: not app.dirty, what="the save")
-    assert path.read_bytes() != before
+    if kind == "required_move_to":  # after: move with its folder is a real change
+        assert "move_to: ./done" in path.read_text() and "after: move" in path.read_text()
+    else:  # back as it was: nothing to write, and nothing written
+        assert path.read_bytes() == before
+        assert app.messages[-1] == ("nothing to save: every field is as in the file", False)
     app.close()
 
 
@@ -285,43 +291,51 @@ def _seed_spool(data_dir: Path) -> tuple[list[str], str]:
     return keys, failed
 
 
-def test_offline_banner_counts_from_disk_and_retry(tk_root: Any, dialogs: RecordingDialogs, tmp_path: Path) -> None:
+def test_offline_banner_problems_from_disk_and_retry(tk_root: Any, dialogs: RecordingDialogs, tmp_path: Path) -> None:
     path = write_station(tmp_path, "http://127.0.0.1:9", intake=[])
     keys, failed = _seed_spool(tmp_path / "stationflow-data")
     app = _app(tk_root, path, dialogs, probe_ms=200)
     pump_until(tk_root, lambda: app.probe is not None, what="the first look at the service")
-    assert app.probe.running is False and app.banner_kind == "stopped"
-    assert "Service not running" in app.banner.cget("text")
-    queue = app.select("Queue")
-    pump_until(tk_root, lambda: queue.snapshot is not None, what="the queue")
-    snap = queue.snapshot
+    assert app.probe.running is False and app.banner_kind == "error"  # never green while nothing is sent
+    assert app.banner.cget("text").startswith("✖ The service is not running")
+    problems = app.select("Problems")
+    pump_until(tk_root, lambda: problems.snapshot is not None, what="the problems")
+    snap = problems.snapshot
     assert snap.source == "disk" and snap.counts["pending"] == 2 and snap.counts["failed"] == 1
-    assert queue.count_labels["failed"].cget("text") == "1"
-    assert "spool on disk" in queue.source_label.cget("text")
-    row = queue.table.item(failed, "values")
-    assert row[1] == "failed" and "serial number missing" in row[3]
-    # Configuration is never disabled because the service is down.
-    assert not app.save_button.instate(["disabled"])
+    assert problems.count_labels["failed"].cget("text") == "1"
+    assert "read from the disk" in problems.source_label.cget("text")
+    sn = json.loads(make_report_bytes(0, seed=0))["sn"]
+    row = problems.table.item(f"report:{failed}", "values")
+    assert row[0] == "refused by server" and row[1] == sn and "serial number missing" in row[4]
+    assert problems.paging_label.cget("text") == "showing 1 report(s), 0 file(s)"
+    # Save and Revert are where there is something to save, not here; the config is never disabled.
+    assert not app.save_button.winfo_ismapped()
+    app.select("Station")
+    tk_root.update()
+    assert app.save_button.winfo_ismapped() and not app.save_button.instate(["disabled"])
     assert not app.form("station").field("name").widget.instate(["disabled"])
 
-    queue.table.selection_set(failed)
-    queue.retry_button.invoke()
-    pump_until(tk_root, lambda: queue.snapshot is not snap and queue.snapshot.counts.get("failed") == 0,
+    app.select("Problems")
+    problems.table.selection_set(f"report:{failed}")
+    tk_root.update()
+    assert f"report {failed}" in problems.details_text() and "serial number missing" in problems.details_text()
+    problems.copy_button.invoke()
+    assert tk_root.clipboard_get() == problems.details_text()
+    problems.retry_button.invoke()
+    pump_until(tk_root, lambda: problems.snapshot is not snap and problems.snapshot.counts.get("failed") == 0,
                what="the retried report to leave failed")
     assert Spool(tmp_path / "stationflow-data", readonly=True).state_of(failed) == "pending"
-    assert "sent back to pending" in " ".join(m for m, _ in app.messages)
-    queue.folder_button.invoke()
-    assert dialogs.opened == [tmp_path / "stationflow-data" / "spool"]
+    assert "queued to be sent again (spool on disk)" in " ".join(m for m, _ in app.messages)
     app.close()
 
 
-def test_retry_with_nothing_selected_says_so(tk_root: Any, dialogs: RecordingDialogs, tmp_path: Path) -> None:
+def test_retry_with_nothing_selected_is_not_offered(tk_root: Any, dialogs: RecordingDialogs, tmp_path: Path) -> None:
     path = write_station(tmp_path, "http://127.0.0.1:9", intake=[])
     app = _app(tk_root, path, dialogs)
-    queue = app.select("Queue")
-    queue.retry_button.invoke()
-    assert dialogs.errors == [("Retry", "Select the reports to retry first.")]
-    assert app.messages[-1] == ("Retry: Select the reports to retry first.", True)
+    problems = app.select("Problems")
+    assert problems.retry_button.instate(["disabled"]) and problems.reprocess_button.instate(["disabled"])
+    problems.retry_selected()
+    assert dialogs.errors == [("Retry", "Select the reports to send again first (refused or quarantined).")]
     app.close()
 
 
@@ -331,8 +345,8 @@ def test_closing_leaves_no_timer_and_no_thread(tk_root: Any, dialogs: RecordingD
     for title in app.pages:
         app.select(title)
         pump(tk_root, 0.05)
-    queue = app.pages["Queue"]
-    app.select("Queue")
+    queue = app.pages["Problems"]
+    app.select("Problems")
     assert queue.scope.pending_afters >= 1  # its refresh is scheduled while it is shown
     app.select("Station")
     assert queue.scope.pending_afters == 0  # hidden: its refresh stopped
@@ -352,29 +366,78 @@ def test_closing_leaves_no_timer_and_no_thread(tk_root: Any, dialogs: RecordingD
     tk_root.destroy()
 
 
-def test_revert_reads_the_file_again(tk_root: Any, dialogs: RecordingDialogs, tmp_path: Path) -> None:
+def test_revert_asks_with_cancel_as_default_and_reads_the_file_again(tk_root: Any, dialogs: RecordingDialogs,
+                                                                     tmp_path: Path) -> None:
     path = write_station(tmp_path, "http://127.0.0.1:9", intake=[])
     app = _app(tk_root, path, dialogs)
     app.form("station").field("name").set("SOMETHING-ELSE")
     assert app.dirty
+    app.revert_button.invoke()  # Enter on the question: its default, Cancel
+    assert dialogs.choices[-1][0] == "Revert" and dialogs.choices[-1][3] == "Cancel"
+    pump(tk_root, 0.1)
+    assert app.dirty and app.form("station").field("name").var.get() == "SOMETHING-ELSE"
+    dialogs.choices_to_give = ["Discard changes"]
     app.revert_button.invoke()
-    assert dialogs.questions and dialogs.questions[-1][0] == "Revert"
     pump_until(tk_root, lambda: not app.dirty, what="the file to be read again")
     assert app.form("station").field("name").var.get() == "STATION-01"
     app.close()
 
 
-def test_unsaved_changes_are_asked_about_on_close(tk_root: Any, tmp_path: Path) -> None:
+def test_closing_with_unsaved_changes_offers_save_dont_save_cancel(tk_root: Any, tmp_path: Path) -> None:
     path = write_station(tmp_path, "http://127.0.0.1:9", intake=[])
-    keep = RecordingDialogs(answer=False)
-    app = _app(tk_root, path, keep)
+    asked = RecordingDialogs()
+    app = _app(tk_root, path, asked)
     app.form("station").field("name").set("CHANGED")
-    app.request_close()
-    assert keep.questions and not app.closed
-    keep.answer = True
+    app.request_close()  # Enter: the default, Cancel
+    assert asked.choices[-1][2:] == (["Save", "Don't save", "Cancel"], "Cancel") and not app.closed
+    asked.choices_to_give = ["Don't save"]
     app.request_close()
     assert app.closed
     assert yaml.safe_load(path.read_text())["station"]["name"] == "STATION-01"
+
+
+def test_closing_with_save_writes_the_file_then_closes(tk_root: Any, tmp_path: Path) -> None:
+    path = write_station(tmp_path, "http://127.0.0.1:9", intake=[])
+    asked = RecordingDialogs()
+    asked.choices_to_give = ["Save", "Save"]  # close: Save; the list of changes: Save
+    app = _app(tk_root, path, asked)
+    app.form("station").field("name").set("CHANGED")
+    app.request_close()
+    assert asked.choices[-1][0] == "Save" and "station.name: STATION-01 → CHANGED" in asked.choices[-1][1]
+    assert not tk_root.winfo_viewable() or app.closed or True
+    pump_until(tk_root, lambda: app.closed, what="the window to close after saving")
+    assert yaml.safe_load(path.read_text())["station"]["name"] == "CHANGED"
+
+
+def test_an_edit_made_on_disk_is_never_silently_overwritten(tk_root: Any, dialogs: RecordingDialogs,
+                                                            tmp_path: Path) -> None:
+    path = write_station(tmp_path, "http://127.0.0.1:9", intake=[])
+    app = _app(tk_root, path, dialogs)
+    text = path.read_text()
+    assert "  purpose: Production\n" in text
+    by_hand = text.replace("  purpose: Production\n", "  purpose: Engineering  # changed by hand\n", 1)
+    path.write_text(by_hand)  # the file changes while the window is open
+    app.form("station").field("location").set("Line 9")
+    app.save_button.invoke()  # Save (list of changes) → refused: changed on disk → Cancel (the default)
+    pump_until(tk_root, lambda: any(c[0] == "File changed on disk" for c in dialogs.choices), what="the conflict")
+    title, message, choices, default = dialogs.choices[-1]
+    assert choices == ["Merge", "Reload", "Cancel"] and default == "Cancel"
+    assert "Changed on disk: station.purpose" in message and "Your changes: station.location" in message
+    assert path.read_text() == by_hand and app.dirty
+
+    dialogs.choices_to_give = ["Save", "Merge"]
+    app.save_button.invoke()
+    pump_until(tk_root, lambda: len([c for c in dialogs.choices if c[0] == "File changed on disk"]) == 2,
+               what="the second conflict")
+    pump(tk_root, 0.05)
+    assert app.form("station").field("purpose").var.get() == "Engineering"  # theirs, kept
+    assert app.form("station").field("location").var.get() == "Line 9"  # mine, kept
+    dialogs.choices_to_give = ["Save"]
+    app.save_button.invoke()
+    pump_until(tk_root, lambda: not app.dirty, what="the merged save")
+    text = path.read_text()
+    assert "  purpose: Engineering  # changed by hand" in text and "location: Line 9" in text
+    app.close()
 
 
 def test_server_section_model_matches_connection_page(tk_root: Any, dialogs: RecordingDialogs,

@@ -82,6 +82,8 @@ class RecordingDialogs:
         self.opened: list[Path] = []
         self.next_directory: str | None = None
         self.next_file: str | None = None
+        self.choices: list[tuple[str, str, list[str], str]] = []
+        self.choices_to_give: list[str] = []
 
     def error(self, title: str, message: str) -> None:
         self.errors.append((title, message))
@@ -92,6 +94,15 @@ class RecordingDialogs:
     def ask_yes_no(self, title: str, message: str) -> bool:
         self.questions.append((title, message))
         return self.answer
+
+    def ask_choice(self, title: str, message: str, choices: list[str], default: str) -> str:
+        """The next of ``choices_to_give`` (by name) if any, else the default button (what Enter does)."""
+        self.choices.append((title, message, list(choices), default))
+        if self.choices_to_give:
+            picked = self.choices_to_give.pop(0)
+            assert picked in choices, f"{picked!r} is not one of {choices}"
+            return picked
+        return default
 
     def ask_directory(self, title: str, initial: str | None) -> str | None:
         return self.next_directory

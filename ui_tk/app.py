@@ -5,9 +5,15 @@ schema first and refuses, field by field, while anything is wrong; then, in a wo
 hands the data to the running service (``config.apply``: validated, saved atomically with a
 backup, reloaded) or, with no service, writes the file itself the same way.
 
-Every few seconds a worker asks the service for its status; the answer decides the banner and
-where the Queue and Service pages read from (the service, or the disk). Nothing the window does
-waits in the Tk thread: see ``worker.py``; ``busy.py`` times every handler.
+Save never loses an edit made elsewhere: the file's text is remembered when it is read, and a
+save (local or through the service) is refused when the file is no longer that text; the person
+then chooses to merge (their changes on top of the file's new version, field by field) or reload.
+
+Every few seconds a worker asks the station access for the status and its health
+(engine/health.py); the banner shows it — green only when the service runs, uploads flow and
+every intake is healthy, amber or red otherwise with the reason and a Fix button that opens the
+field concerned. Nothing the window does waits in the Tk thread: see ``worker.py``; ``busy.py``
+times every handler.
 """
 
 from __future__ import annotations
@@ -25,14 +31,25 @@ from ..engine.errors import ConfigError, ServiceNotRunning, StationflowError
 from ..schemas.config import StationConfig
 from . import busy
 from .dialogs import Dialogs, TkDialogs
-from .draft import Draft, check, data_dir_of, load_draft, resolved_config, save_locally
+from ..engine.config_file import ConfigChangedOnDisk, parse_config_text, read_config_text
+from .draft import (
+    Draft,
+    check,
+    data_dir_of,
+    describe_changes,
+    load_draft,
+    merge,
+    resolved_config,
+    save_locally,
+    unchanged_on_disk,
+)
 from .forms import FormContext, ModelForm, split_problem
 from .model_list import ModelListEditor
 from .page_base import Page
 from .page_connection import ConnectionPage
 from .page_forms import IntakePage, SettingsPage, StationPage
 from .page_lifecycles import LifecyclesPage
-from .page_queue import QueuePage
+from .page_problems import ProblemsPage
 from .page_service import ServicePage
 from .station_link import Probe, StationLink
 from .widgets import ERROR_FG
@@ -40,18 +57,11 @@ from .worker import Runner
 
 log = logging.getLogger(__name__)
 
-PAGES: tuple[type[Page], ...] = (ConnectionPage, StationPage, IntakePage, SettingsPage, QueuePage, ServicePage,
+PAGES: tuple[type[Page], ...] = (ConnectionPage, StationPage, IntakePage, SettingsPage, ProblemsPage, ServicePage,
                                  LifecyclesPage)
-_BANNERS = {
-    "checking": ("#e0e0e0", "Checking whether the service is running…"),
-    "running": ("#d7f0d9", "Service running ({state}, pid {pid}). Save hands the settings to the service, "
-                           "which checks them, saves the file and reloads."),
-    "other": ("#ffe0b2", "A service is running with another config file ({other}). Save writes this file "
-                         "only; that service does not see it."),
-    "stopped": ("#fff3c4", "Service not running. Settings are saved to the file; report counts are read from "
-                           "disk. Start the service on the Service page."),
-    "silent": ("#ffd6cc", "The service does not answer: {reason}"),
-}
+#: The pages that edit the config: Save and Revert are shown only on these.
+CONFIG_PAGES = ("Connection", "Station", "Intake", "Settings")
+_COLOURS = {"checking": "#e0e0e0", "ok": "#d7f0d9", "warning": "#ffe0b2", "error": "#ffd6cc", "other": "#ffe0b2"}
 
 
 class ConfiguratorApp:
@@ -72,11 +82,10 @@ class ConfiguratorApp:
         self.probe: Probe | None = None
         self._validate_after: str | None = None
         self._saving = False
+        self._after_save: Any = None
 
         root.report_callback_exception = self._callback_failed  # type: ignore[method-assign]
         root.protocol("WM_DELETE_WINDOW", self.request_close)
-        root.geometry("1200x820")
-        root.minsize(900, 600)
         _style(root)
         self.runner = Runner(root, on_error=self.job_failed)
         self.scope = self.runner.scope("app")
@@ -87,10 +96,29 @@ class ConfiguratorApp:
         self.link = StationLink(data_dir_of(self.draft.data, self.draft.base_dir), self.draft.path, cfg)
         self.form_context = FormContext(self.dialogs, self.draft.base_dir, self.changed)
 
-        self.banner = tk.Label(root, text="", anchor="w", justify="left", padx=12, pady=6, wraplength=1150)
-        self.banner.pack(fill="x")
+        # Packed in this order so that, however small the window, the banner, the Save bar and the
+        # status bar keep their room and only the pages shrink (they scroll).
+        top = tk.Frame(root)
+        top.pack(fill="x", side="top")
+        self.banner_frame = top
+        self.fix_button = ttk.Button(top, text="Fix…", command=self.fix)
+        self.banner = tk.Label(top, text="", anchor="w", justify="left", padx=12, pady=6)
+        self.banner.pack(side="left", fill="x", expand=True)
+        self.banner_kind = "checking"
+        self.banner_reason: dict[str, Any] | None = None
+        top.bind("<Configure>", self._banner_resized)
+        self.status_label = ttk.Label(root, text="", anchor="w", relief="sunken", padding=(8, 2))
+        self.status_label.pack(fill="x", side="bottom")
+        bottom = ttk.Frame(root, padding=(8, 6))
+        bottom.pack(fill="x", side="bottom")
+        self.save_button = ttk.Button(bottom, text="Save", command=self.save)
+        self.revert_button = ttk.Button(bottom, text="Revert", command=self.revert)
+        self.problem_label = ttk.Label(bottom, text="", foreground=ERROR_FG, justify="left")
+        self.problem_label.pack(side="left", fill="x", expand=True)
+        bottom.bind("<Configure>", lambda e: self.problem_label.configure(wraplength=max(200, e.width - 220)))
         self.notebook = ttk.Notebook(root)
         self.notebook.pack(fill="both", expand=True, padx=6, pady=(6, 0))
+        self.notebook.enable_traversal()  # Ctrl+Tab / Ctrl+Shift+Tab between pages
         self.pages: dict[str, Page] = {}
         for page_class in PAGES:
             page = page_class(self, self.notebook)
@@ -98,23 +126,13 @@ class ConfiguratorApp:
             self.pages[page.title] = page
         self._current: Page | None = None
         self.notebook.bind("<<NotebookTabChanged>>", self._tab_changed)
-
-        bottom = ttk.Frame(root, padding=(8, 6))
-        bottom.pack(fill="x")
-        self.save_button = ttk.Button(bottom, text="Save", command=self.save)
-        self.save_button.pack(side="right")
-        self.revert_button = ttk.Button(bottom, text="Revert", command=self.revert)
-        self.revert_button.pack(side="right", padx=6)
-        self.problem_label = ttk.Label(bottom, text="", foreground=ERROR_FG, wraplength=900, justify="left")
-        self.problem_label.pack(side="left", fill="x", expand=True)
-        self.status_label = ttk.Label(root, text="", anchor="w", relief="sunken", padding=(8, 2))
-        self.status_label.pack(fill="x", side="bottom")
         root.bind("<Control-s>", lambda _e: self.save())
 
         self._load_forms(self.draft.data)
-        self._set_banner("checking")
+        self._set_banner("checking", "Checking whether the service is running…")
         self.status(self.draft.notice or f"editing {self.draft.path}", error=bool(self.draft.notice))
         self._title()
+        _size_window(root)
         self.prober = self.scope.every(probe_ms, self.probe_now)
         self._tab_changed()
 
@@ -210,8 +228,9 @@ class ConfiguratorApp:
 
     # ------------------------------------------------------------------ save and revert
 
-    def save(self) -> None:
-        """Save the staged config: refused while a field is wrong; through the service when it runs."""
+    def save(self, *, then: Any = None) -> None:
+        """Save the staged config: refused while a field is wrong; the changes listed first; through
+        the service when it runs; never over a file that changed on disk since it was read."""
         if self._saving:
             return
         data = self.collect()
@@ -219,19 +238,33 @@ class ConfiguratorApp:
         if problems:
             self.fail("Save", f"Not saved: {len(problems)} problem(s) to fix first:\n" + "\n".join(problems[:12]))
             return
+        changes = describe_changes(self.saved_data, data)
+        if self.draft.text is not None and not changes:
+            self.dirty = False
+            self._title()
+            self.status("nothing to save: every field is as in the file")
+            return
+        listed = "\n".join(f"• {c}" for c in changes[:15]) + (f"\n… and {len(changes) - 15} more"
+                                                             if len(changes) > 15 else "")
+        if changes and self.dialogs.ask_choice("Save", f"Save {len(changes)} change(s) to {self.draft.path}?\n\n"
+                                                       f"{listed}", ["Save", "Cancel"], "Save") != "Save":
+            return
         probe = self.probe
         via_service = bool(probe and probe.running and probe.config_path in (None, str(self.draft.path)))
         self._saving = True
+        self._after_save = then
         self.save_button.state(["disabled"])
         self.status("saving through the service …" if via_service else f"saving {self.draft.path} …")
-        self.scope.submit(_save, self.link, data, self.draft.path, via_service, key="save",
+        self.scope.submit(_save, self.link, data, self.draft.path, self.draft.text, via_service, key="save",
                           on_done=lambda result: self._saved(data, result), on_error=self._save_failed)
 
-    def _saved(self, data: dict[str, Any], result: tuple[str, StationConfig, Any]) -> None:
+    def _saved(self, data: dict[str, Any], result: tuple[str, StationConfig, Any, str | None]) -> None:
         self._saving = False
         self.save_button.state(["!disabled"])
-        via, cfg, answer = result
+        via, cfg, answer, text = result
         self.saved_data = copy.deepcopy(data)
+        self.draft.text = text
+        self.draft.is_new = False
         self.dirty = False
         self._title()
         self._relink(data)
@@ -240,19 +273,59 @@ class ConfiguratorApp:
         else:
             self.status(f"saved {self.draft.path} (previous version kept as {self.draft.path.name}.bak)")
         self.probe_now()
+        then, self._after_save = self._after_save, None
+        if then is not None:
+            then()
 
     def _save_failed(self, exc: BaseException) -> None:
         self._saving = False
+        self._after_save = None
         self.save_button.state(["!disabled"])
+        if isinstance(exc, ConfigChangedOnDisk):
+            self._changed_on_disk(exc.current)
+            return
         problems = list(getattr(exc, "problems", []) or [])
         if isinstance(exc, ConfigError) and problems:
             self.mark(problems)
         self.fail("Save", f"Not saved: {exc}" + ("\n" + "\n".join(problems[:12]) if problems else ""))
 
+    def _changed_on_disk(self, current: str | None) -> None:
+        """The file changed since it was read: merge the edits into it, reload it, or leave it be."""
+        try:
+            theirs = parse_config_text(current, source=str(self.draft.path)) if current else {}
+        except ConfigError as exc:
+            self.fail("Save", f"Not saved: {self.draft.path} was changed on disk and can no longer be read "
+                              f"({exc}). Fix the file, then Revert to read it again.")
+            return
+        merged = merge(self.saved_data, self.collect(), theirs)
+        mine = describe_changes(self.saved_data, self.collect())
+        parts = [f"{self.draft.path.name} was changed on disk after this window read it (by hand, by the "
+                 "service or by another window). Nothing was saved."]
+        if merged.theirs:
+            parts.append("Changed on disk: " + ", ".join(merged.theirs[:10]))
+        if mine:
+            parts.append("Your changes: " + ", ".join(c.split(":", 1)[0] for c in mine[:10]))
+        if merged.conflicts:
+            parts.append("Changed in both places (yours would win): " + ", ".join(merged.conflicts))
+        parts.append("Merge keeps your changes on top of the file's new version; you then review and Save. "
+                     "Reload discards your changes.")
+        choice = self.dialogs.ask_choice("File changed on disk", "\n\n".join(parts),
+                                         ["Merge", "Reload", "Cancel"], "Cancel")
+        if choice == "Reload":
+            self.scope.submit(load_draft, self.draft.path, key="revert", on_done=self._reverted)
+        elif choice == "Merge":
+            self.draft.text = current
+            self.saved_data = copy.deepcopy(theirs)
+            self._load_forms(merged.data)
+            self.dirty = bool(describe_changes(theirs, self.collect()))
+            self._title()
+            self.status(f"merged your changes into the file's new version ({len(merged.theirs)} field(s) changed on "
+                        "disk kept) — review and Save", error=bool(merged.conflicts))
+
     def revert(self) -> None:
         """Throw away unsaved changes: read the file again."""
-        if self.dirty and not self.dialogs.ask_yes_no("Revert", "Discard the unsaved changes and read the file "
-                                                                "again?"):
+        if self.dirty and self.dialogs.ask_choice("Revert", "Discard the unsaved changes and read the file again?",
+                                                  ["Discard changes", "Cancel"], "Cancel") != "Discard changes":
             return
         self.scope.submit(load_draft, self.draft.path, key="revert", on_done=self._reverted)
 
@@ -272,7 +345,7 @@ class ConfiguratorApp:
         else:
             self.link.cfg = cfg
 
-    # ------------------------------------------------------------------ the service
+    # ------------------------------------------------------------------ the service and the banner
 
     def probe_now(self) -> None:
         self.scope.submit(self.link.probe, key="probe", on_done=self._probed,
@@ -280,24 +353,79 @@ class ConfiguratorApp:
 
     def _probed(self, probe: Probe) -> None:
         self.probe = probe
-        if probe.running:
-            other = probe.config_path
-            if other and Path(other) != self.draft.path:
-                self._set_banner("other", other=other)
-            else:
-                service = probe.status.get("service") or {}
-                self._set_banner("running", state=probe.state, pid=service.get("pid", "?"))
-        elif probe.running is False:
-            self._set_banner("stopped")
+        other = probe.config_path
+        if probe.running and other and Path(other) != self.draft.path:
+            self._set_banner("other", f"A service is running with another config file ({other}). Save writes this "
+                                      "file only; that service does not see it.")
         else:
-            self._set_banner("silent", reason=probe.reason)
+            health = probe.health
+            reasons = list(health.get("reasons") or [])
+            state = str(health.get("state") or "error")
+            if state == "ok" and probe.running:
+                service = probe.status.get("service") or {}
+                text = (f"✔ Service running (pid {service.get('pid', '?')}): {health.get('summary')}. Save hands the "
+                        "settings to the service, which checks them, saves the file and reloads.")
+                self._set_banner("ok", text)
+            else:
+                kind = "warning" if state == "warning" else "error"
+                mark = "⚠" if kind == "warning" else "✖"
+                more = f"  (+{len(reasons) - 1} more: see the Service page)" if len(reasons) > 1 else ""
+                first = reasons[0]["text"] if reasons else str(health.get("summary") or probe.reason)
+                self._set_banner(kind, f"{mark} {first[:1].upper()}{first[1:]}{more}", reasons[0] if reasons else None)
         for page in self.pages.values():
             page.on_probe(probe)
 
-    def _set_banner(self, kind: str, **values: Any) -> None:
-        colour, text = _BANNERS[kind]
+    def _set_banner(self, kind: str, text: str, reason: dict[str, Any] | None = None) -> None:
         self.banner_kind = kind
-        self.banner.configure(text=text.format(**values), background=colour)
+        self.banner_reason = reason
+        self.banner.configure(text=text, background=_COLOURS[kind])
+        self.banner_frame.configure(background=_COLOURS[kind])
+        if reason is not None:
+            self.fix_button.configure(text="Fix…" if reason.get("field") else f"Open {reason.get('page')}")
+            self.fix_button.pack(side="right", padx=8, before=self.banner)
+        else:
+            self.fix_button.pack_forget()
+
+    def _banner_resized(self, event: tk.Event) -> None:
+        room = event.width - (self.fix_button.winfo_reqwidth() + 40 if self.fix_button.winfo_ismapped() else 24)
+        self.banner.configure(wraplength=max(200, room))
+
+    def fix(self) -> None:
+        """The banner's Fix button: open the field (or page) the first reason names."""
+        if self.banner_reason is not None:
+            self.open_reason(self.banner_reason)
+
+    def open_reason(self, reason: dict[str, Any]) -> None:
+        field = reason.get("field")
+        page = str(reason.get("page") or "Problems")
+        if field:
+            self.open_field(str(field))
+        else:
+            self.select(page if page in self.pages else "Problems")
+
+    def open_field(self, dotted: str) -> None:
+        """Show the page of a config field (``server.token``, ``intake[1].watch``) and put the cursor in it."""
+        row: Any = None
+        if dotted.startswith("intake"):
+            self.select("Intake")
+            editor = self.pages["Intake"].editor  # type: ignore[attr-defined]
+            index, _, rest = dotted.partition("]")
+            try:
+                editor.select(int(index.removeprefix("intake[")))
+                row = editor.field(rest.lstrip(".")) if rest.lstrip(".") else None
+            except (ValueError, KeyError, IndexError, AssertionError):
+                row = None
+        else:
+            section, _, key = dotted.partition(".")
+            title = {"server": "Connection", "station": "Station"}.get(section, "Settings")
+            self.select(title)
+            try:
+                row = self.form(section if title != "Settings" else "").field(key if title != "Settings" else dotted)
+            except (KeyError, AssertionError):
+                row = None
+        if row is not None:
+            row.widget.focus_set()
+            self.status(f"{row.label.cget('text')}: {str(self.banner_reason.get('text')) if self.banner_reason else ''}")
 
     # ------------------------------------------------------------------ telling the person
 
@@ -352,20 +480,40 @@ class ConfiguratorApp:
             return
         if self._current is not None:
             self._current.on_hide()
-        self._current = page  # type: ignore[assignment]
-        page.on_show()  # type: ignore[attr-defined]
+        self._current = page
+        editing = page.title in CONFIG_PAGES
+        for button in (self.save_button, self.revert_button):
+            if editing and not button.winfo_ismapped():
+                button.pack(side="right", padx=(6, 0))
+            elif not editing:
+                button.pack_forget()
+        page.on_show()
 
     def request_close(self) -> None:
-        """The window's close button: ask about unsaved changes, then close."""
-        if self.dirty and not self.dialogs.ask_yes_no("Unsaved changes", "Close without saving the changes?"):
-            return
+        """The window's close button: Save / Don't save / Cancel when there are unsaved changes."""
+        if self.dirty:
+            choice = self.dialogs.ask_choice("Unsaved changes", f"Save the changes to {self.draft.path.name} "
+                                                                "before closing?", ["Save", "Don't save", "Cancel"],
+                                             "Cancel")
+            if choice == "Cancel":
+                return
+            if choice == "Save":
+                self.save(then=self.close)
+                return
         self.close()
 
     def close(self, *, destroy: bool = True) -> list[str]:
-        """Stop every timer and worker thread, then destroy the window. Returns threads left running."""
+        """Hide the window at once, then stop every timer and worker thread and destroy it.
+        Returns the threads left running (network calls stuck past their timeout)."""
         if self.closed:
             return []
         self.closed = True
+        if destroy:
+            try:
+                self.root.withdraw()  # gone for the person now; background work finishes unseen
+                self.root.update_idletasks()
+            except tk.TclError:
+                pass
         for page in self.pages.values():
             page.close()
         left = self.runner.close()
@@ -378,17 +526,22 @@ class ConfiguratorApp:
         return left
 
 
-def _save(link: StationLink, data: dict[str, Any], path: Path, via_service: bool) -> tuple[str, StationConfig, Any]:
-    """Worker: hand the data to the service, or write the file when there is none (blocking)."""
+def _save(link: StationLink, data: dict[str, Any], path: Path, expected: str | None,
+          via_service: bool) -> tuple[str, StationConfig, Any, str | None]:
+    """Worker: hand the data to the service, or write the file when there is none (blocking).
+    Either way, refused (``ConfigChangedOnDisk``) when the file is not what the window read."""
     cfg, problems = check(data)
     if cfg is None:
         raise ConfigError("the config is not valid", problems=problems)
     if via_service:
+        unchanged_on_disk(path, expected)
         try:
-            return "service", cfg, link.apply_config(data)
+            answer = link.apply_config(data)
+            return "service", cfg, answer, read_config_text(path)
         except ServiceNotRunning:
             pass  # it stopped meanwhile: save the file ourselves
-    return "file", save_locally(data, path), None
+    save_locally(data, path, expected)
+    return "file", cfg, None, read_config_text(path)
 
 
 def _changes(answer: Any) -> str:
@@ -396,6 +549,18 @@ def _changes(answer: Any) -> str:
     if isinstance(changes, list) and changes:
         return ": " + "; ".join(str(c) for c in changes[:4])
     return ""
+
+
+def _size_window(root: tk.Tk) -> None:
+    """A size from the content and the screen's DPI, never larger than the screen: at 192 DPI the
+    same layout is twice as many pixels, and a fixed 1200×820 put Save off-screen."""
+    root.update_idletasks()
+    scale = float(root.tk.call("tk", "scaling")) / (96 / 72)  # 1.0 at 96 DPI
+    screen_w, screen_h = root.winfo_screenwidth(), root.winfo_screenheight()
+    width = min(max(int(1100 * scale), root.winfo_reqwidth()), screen_w - 40)
+    height = min(max(int(760 * scale), root.winfo_reqheight()), screen_h - 80)
+    root.geometry(f"{width}x{height}")
+    root.minsize(min(int(760 * scale), screen_w - 40), min(int(480 * scale), screen_h - 80))
 
 
 def _style(root: tk.Tk) -> None:

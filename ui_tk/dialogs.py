@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tkinter as tk
 from pathlib import Path
-from tkinter import filedialog, messagebox
+from tkinter import filedialog, messagebox, ttk
 from typing import Protocol
 
 
@@ -21,6 +21,7 @@ class Dialogs(Protocol):
     def error(self, title: str, message: str) -> None: ...
     def info(self, title: str, message: str) -> None: ...
     def ask_yes_no(self, title: str, message: str) -> bool: ...
+    def ask_choice(self, title: str, message: str, choices: list[str], default: str) -> str: ...
     def ask_directory(self, title: str, initial: str | None) -> str | None: ...
     def ask_file(self, title: str, initial: str | None) -> str | None: ...
     def open_folder(self, path: Path) -> None: ...
@@ -39,7 +40,46 @@ class TkDialogs:
         messagebox.showinfo(title, message, parent=self.parent)
 
     def ask_yes_no(self, title: str, message: str) -> bool:
-        return bool(messagebox.askyesno(title, message, parent=self.parent))
+        """Yes/No with **No** as the default button: Enter never confirms by accident."""
+        return bool(messagebox.askyesno(title, message, parent=self.parent, default=messagebox.NO))
+
+    def ask_choice(self, title: str, message: str, choices: list[str], default: str) -> str:
+        """Buttons named for what they do ("Save", "Don't save", "Cancel"); Enter takes ``default``,
+        Escape and the close button take the last choice (Cancel by convention)."""
+        top = tk.Toplevel(self.parent)
+        top.title(title)
+        top.transient(self.parent.winfo_toplevel())
+        top.resizable(False, False)
+        answer = {"value": choices[-1]}
+        ttk.Label(top, text=message, wraplength=520, justify="left", padding=(16, 14)).pack(fill="x")
+        row = ttk.Frame(top, padding=(12, 0, 12, 12))
+        row.pack(fill="x")
+
+        def pick(value: str) -> None:
+            answer["value"] = value
+            top.destroy()
+
+        buttons: dict[str, ttk.Button] = {}
+        for choice in reversed(choices):
+            button = ttk.Button(row, text=choice, command=lambda c=choice: pick(c),
+                                default="active" if choice == default else "normal")
+            button.pack(side="right", padx=(6, 0))
+            buttons[choice] = button
+        def enter(_event: tk.Event) -> None:
+            focused = top.focus_get()
+            for choice, button in buttons.items():
+                if focused is button:
+                    pick(choice)
+                    return
+            pick(default)
+
+        top.bind("<Return>", enter)
+        top.bind("<Escape>", lambda _e: pick(choices[-1]))
+        top.protocol("WM_DELETE_WINDOW", lambda: pick(choices[-1]))
+        buttons[default].focus_set()
+        top.grab_set()
+        top.wait_window()
+        return answer["value"]
 
     def ask_directory(self, title: str, initial: str | None) -> str | None:
         chosen = filedialog.askdirectory(title=title, initialdir=initial or os.getcwd(), parent=self.parent,

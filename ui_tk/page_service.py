@@ -46,18 +46,32 @@ class ServicePage(Page):
             self.tasks.heading(column, text=column.replace("_", " "))
             self.tasks.column(column, width=width, stretch=column == "last_error")
         self.tasks.pack(fill="x")
-        self.uploader_label = ttk.Label(self, text="", foreground=HELP_FG, wraplength=1000, justify="left")
-        self.uploader_label.pack(anchor="w", pady=(4, 8))
+        self.uploader_label = ttk.Label(self, text="", foreground=HELP_FG, justify="left")
+        self.uploader_label.pack(anchor="w", fill="x", pady=(4, 2))
+        self.uploader_label.bind("<Configure>", lambda e: self.uploader_label.configure(wraplength=max(300, e.width)))
+        health = ttk.LabelFrame(self, text="Health", padding=(8, 4))
+        health.pack(fill="x", pady=(4, 8))
+        self.health_list = ttk.Frame(health)
+        self.health_list.pack(fill="x")
+        self._health_rows: list[tuple[str, str]] = []
 
         log_frame = ttk.LabelFrame(self, text="Log (most recent last)", padding=4)
         log_frame.pack(fill="both", expand=True)
         self.log_source = ttk.Label(log_frame, text="", foreground=HELP_FG)
         self.log_source.pack(anchor="w")
-        self.log = tk.Text(log_frame, height=14, wrap="none", font=("TkFixedFont", 9), state="disabled")
-        bar = ttk.Scrollbar(log_frame, orient="vertical", command=self.log.yview)
-        self.log.configure(yscrollcommand=bar.set)
-        self.log.pack(side="left", fill="both", expand=True)
-        bar.pack(side="right", fill="y")
+        text_frame = ttk.Frame(log_frame)
+        text_frame.pack(fill="both", expand=True)
+        self.log = tk.Text(text_frame, height=14, wrap="none", font=("TkFixedFont", 9), state="disabled")
+        self.log.tag_configure("warning", foreground="#8a5300")
+        self.log.tag_configure("error", foreground=ERROR_FG)
+        bar = ttk.Scrollbar(text_frame, orient="vertical", command=self.log.yview)
+        xbar = ttk.Scrollbar(text_frame, orient="horizontal", command=self.log.xview)
+        self.log.configure(yscrollcommand=bar.set, xscrollcommand=xbar.set)
+        self.log.grid(row=0, column=0, sticky="nsew")
+        bar.grid(row=0, column=1, sticky="ns")
+        xbar.grid(row=1, column=0, sticky="ew")
+        text_frame.rowconfigure(0, weight=1)
+        text_frame.columnconfigure(0, weight=1)
         self._log_lines: list[str] = []
         self._task_rows: list[tuple[str, ...]] = []
         self._busy = False
@@ -78,6 +92,10 @@ class ServicePage(Page):
             if service.get("reason"):
                 bits.append(str(service["reason"]))
             self.detail_label.configure(text=", ".join(bits))
+        elif probe.running is False and probe.state == "ended unexpectedly":
+            self.state_label.configure(text="Service: ended unexpectedly", foreground=ERROR_FG)
+            self.detail_label.configure(text=f"pid {service.get('pid')} is gone without a clean stop (killed or "
+                                             "crashed). Its log below says what it did last; Start runs it again.")
         elif probe.running is False:
             self.state_label.configure(text="Service: not running", foreground=ERROR_FG)
             self.detail_label.configure(text="Start it here, or with `stationflow run` / the station's service "
@@ -90,7 +108,7 @@ class ServicePage(Page):
         uploader = status.get("uploader") if probe.running else None
         if isinstance(uploader, dict):
             parts = [f"uploader: {uploader.get('mode', '?')}"]
-            for key in ("reason", "in_flight", "consecutive_failures", "last_error"):
+            for key in ("in_flight", "consecutive_failures"):
                 if uploader.get(key) not in (None, "", 0):
                     parts.append(f"{key.replace('_', ' ')}: {uploader[key]}")
             intake = status.get("intake")
@@ -99,8 +117,34 @@ class ServicePage(Page):
             self.uploader_label.configure(text=" · ".join(parts))
         else:
             self.uploader_label.configure(text="")
+        self._show_health(probe.health)
         if not self._busy:
             self._apply_buttons(probe)
+
+    def _show_health(self, health: dict[str, Any]) -> None:
+        """Every reason of the health model, each with a button to the field or page it concerns."""
+        reasons = [r for r in health.get("reasons") or [] if isinstance(r, dict)]
+        rows = [(str(r.get("level")), str(r.get("text"))) for r in reasons]
+        if not reasons:
+            rows = [("ok", str(health.get("summary") or "all is well"))]
+        if rows == self._health_rows:
+            return
+        self._health_rows = rows
+        for child in self.health_list.winfo_children():
+            child.destroy()
+        for index, (level, text) in enumerate(rows):
+            colour = {"ok": OK_FG, "warning": "#8a5300"}.get(level, ERROR_FG)
+            mark = {"ok": "✔", "warning": "⚠"}.get(level, "✖")
+            label = ttk.Label(self.health_list, text=f"{mark} {text}", foreground=colour, justify="left")
+            label.grid(row=index, column=0, sticky="w")
+            label.bind("<Configure>", lambda e, w=label: w.configure(wraplength=max(300, e.width)))
+            if index < len(reasons):
+                reason = reasons[index]
+                name = "Fix…" if reason.get("field") else f"Open {reason.get('page')}"
+                if reason.get("page") != "Service" or reason.get("field"):
+                    ttk.Button(self.health_list, text=name,
+                               command=lambda r=reason: self.app.open_reason(r)).grid(row=index, column=1, padx=6)
+        self.health_list.columnconfigure(0, weight=1)
 
     def _show_tasks(self, tasks: Any) -> None:
         rows: list[tuple[str, ...]] = []
@@ -125,8 +169,13 @@ class ServicePage(Page):
         running = bool(probe and probe.running)
         stopped = bool(probe and probe.running is False and not probe.locked)
         self.start_button.state(["!disabled" if stopped else "disabled"])
-        for button in (self.stop_button, self.reload_button, self.pause_button, self.resume_button):
+        for button in (self.stop_button, self.reload_button):
             button.state(["!disabled" if running else "disabled"])
+        intake = probe.status.get("intake") if probe and running else None
+        paused = isinstance(intake, dict) and bool(intake.get("paused"))
+        has_intake = isinstance(intake, dict)
+        self.pause_button.state(["!disabled" if has_intake and not paused else "disabled"])
+        self.resume_button.state(["!disabled" if has_intake and paused else "disabled"])
 
     # ------------------------------------------------------------------ log
 
@@ -141,12 +190,15 @@ class ServicePage(Page):
                                   "from the log file on disk (the service is not running)")
         if lines == self._log_lines:
             return
-        at_end = self.log.yview()[1] >= 0.999
+        at_end = not self._log_lines or self.log.yview()[1] >= 0.999
         self.log.configure(state="normal")
         self.log.delete("1.0", "end")
-        self.log.insert("end", "\n".join(lines))
+        for line in lines:
+            level = "error" if " ERROR " in line or "ERROR:" in line else \
+                "warning" if " WARNING " in line or "WARNING:" in line else ""
+            self.log.insert("end", line + "\n", (level,) if level else ())
         self.log.configure(state="disabled")
-        if at_end:
+        if at_end:  # opens at the newest lines, and follows them unless the person scrolled up
             self.log.see("end")
             self.log.xview_moveto(0)
         self._log_lines = lines

@@ -163,10 +163,10 @@ def main(argv: list[str] | None = None) -> int:
             # Park the pointer outside the window (Xvfb draws it into the screen).
             root.event_generate("<Motion>", warp=True, x=frame[2] + 40, y=frame[3] + 40)
             names = {"Connection": "connection", "Station": "station", "Intake": "intake", "Settings": "settings",
-                     "Queue": "queue", "Service": "service", "Lifecycles": "lifecycles"}
+                     "Problems": "problems", "Service": "service", "Lifecycles": "lifecycles"}
             for title, name in names.items():
                 page = app.select(title)
-                pump(root, 2.5 if title in ("Queue", "Service", "Lifecycles") else 0.6)
+                pump(root, 2.5 if title in ("Problems", "Service", "Lifecycles") else 0.6)
                 if title == "Lifecycles":
                     page.show("report")  # type: ignore[attr-defined]
                     pump(root, 0.3)
