@@ -7,6 +7,7 @@ speed, no handler holds the Tk thread for more than 50 ms.
 
 from __future__ import annotations
 
+import stat
 import subprocess
 import sys
 import time
@@ -85,7 +86,8 @@ def test_service_page_starts_saves_through_and_stops_the_service(emulator: Emula
         assert not page.start_button.instate(["disabled"]) and page.stop_button.instate(["disabled"])
         page.start_button.invoke()
         pump_until(tk_root, lambda: app.probe and app.probe.running, timeout=30, what="the service to run")
-        assert app.banner_kind == "running" and "Service running" in app.banner.cget("text")
+        pump_until(tk_root, lambda: app.banner_kind == "ok", what="the banner to turn green")
+        assert app.banner.cget("text").startswith("✔ Service running") and not app.fix_button.winfo_ismapped()
         pump_until(tk_root, lambda: page.tasks.get_children(), what="the task table")
         tasks = {page.tasks.item(i, "values")[0]: page.tasks.item(i, "values")[1] for i in page.tasks.get_children()}
         assert tasks.get("uploader") == "running", tasks
@@ -100,11 +102,12 @@ def test_service_page_starts_saves_through_and_stops_the_service(emulator: Emula
         assert "through the service" in app.messages[-1][0] or any("through the service" in m for m, _ in
                                                                    app.messages[-3:])
         assert load_config(path).upload.concurrency == 6
-        assert (tmp_path / "station.yaml.bak").exists()
+        backup = tmp_path / "station.yaml.bak"
+        assert backup.exists() and stat.S_IMODE(backup.stat().st_mode) == stat.S_IMODE(path.stat().st_mode)
 
         page.stop_button.invoke()
         pump_until(tk_root, lambda: app.probe and app.probe.running is False, timeout=30, what="the service to stop")
-        assert app.banner_kind == "stopped"
+        assert app.banner_kind == "error" and "not running" in app.banner.cget("text")
         pump_until(tk_root, lambda: not app.link.children, what="the stopped service to be reaped")
     finally:
         for child in app.link.children:
@@ -142,15 +145,21 @@ def test_retry_a_failed_report_against_the_running_service(emulator: Emulator, t
     service = _run_service(path)
     app = _app(tk_root, path, dialogs)
     try:
-        queue = app.select("Queue")
+        queue = app.select("Problems")
         pump_until(tk_root, lambda: queue.snapshot and queue.snapshot.source == "service"
                    and queue.snapshot.counts.get("failed") == 1, timeout=20, what="the report to fail")
-        values = queue.table.item(key, "values")
-        assert values[1] == "failed" and "injected rejection" in values[3]
+        pump_until(tk_root, lambda: queue.table.exists(f"report:{key}"), what="the report's line")
+        values = queue.table.item(f"report:{key}", "values")
+        assert values[0] == "refused by server" and "injected rejection" in values[4]
         assert key not in emulator.received_ids()
+        # The banner is not green while a report waits for a person; Fix opens this page.
+        pump_until(tk_root, lambda: app.banner_kind == "warning", what="the amber banner")
+        assert "refused by the server" in app.banner.cget("text") and app.fix_button.cget("text") == "Open Problems"
 
         emulator.clear_faults()
-        queue.table.selection_set(key)
+        queue.table.selection_set(f"report:{key}")
+        tk_root.update()  # the selection event enables Retry, as it does before a person's click
+        assert not queue.retry_button.instate(["disabled"])
         queue.retry_button.invoke()
         pump_until(tk_root, lambda: key in emulator.received_ids(), timeout=20, what="the report to reach the server")
         pump_until(tk_root, lambda: queue.snapshot.counts.get("sent") == 1 and queue.snapshot.counts.get("failed") == 0,
