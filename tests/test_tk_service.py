@@ -235,3 +235,48 @@ def test_the_window_is_never_busy_over_50ms_while_the_service_uploads(tk_root: A
                 stop_process(child)
             app.close()
         stop_process(emu)
+
+
+def test_a_refused_token_turns_the_banner_red_and_fix_opens_the_token(emulator: Emulator, tk_root: Any,
+                                                                       dialogs: RecordingDialogs,
+                                                                       tmp_path: Path) -> None:
+    path = write_station(tmp_path, emulator.url, intake=[], upload=UPLOAD, shutdown={"grace_s": 5},
+                         server={"url": emulator.url, "token": "d3Jvbmc6dG9rZW4x", "timeout_s": 5})
+    _seed(tmp_path / "stationflow-data", 4)
+    service = _run_service(path)
+    app = _app(tk_root, path, dialogs)
+    try:
+        pump_until(tk_root, lambda: app.banner_kind == "error", timeout=20, what="the red banner")
+        text = app.banner.cget("text")
+        assert text.startswith("✖ The server refuses the token (401) since ") and "4 reports safe" in text
+        assert app.fix_button.winfo_ismapped() and app.fix_button.cget("text") == "Fix…"
+        app.fix_button.invoke()
+        tk_root.update()
+        assert app.notebook.select() == str(app.pages["Connection"])
+        assert tk_root.focus_get() is app.form("server").field("token").widget
+        service_page = app.select("Service")
+        pump_until(tk_root, lambda: any("refuses the token" in t for _, t in service_page._health_rows),
+                   what="the reason on the Service page")
+    finally:
+        app.close()
+        stop_process(service)
+
+
+def test_a_missing_watch_folder_is_not_green_and_fix_opens_the_folder_field(tk_root: Any, dialogs: RecordingDialogs,
+                                                                            tmp_path: Path) -> None:
+    intake = [{"name": "ict", "watch": "./nowhere", "converter": "wsjf"}]
+    path = write_station(tmp_path, "http://127.0.0.1:9", intake=intake)
+    app = _app(tk_root, path, dialogs)
+    try:
+        pump_until(tk_root, lambda: app.probe is not None, what="the first look")
+        assert app.banner_kind == "error" and "(+1 more" in app.banner.cget("text")
+        reasons = app.probe.health["reasons"]
+        watch = next(r for r in reasons if r["field"] == "intake[0].watch")
+        assert "nowhere does not exist" in watch["text"]
+        app.open_reason(watch)
+        tk_root.update()
+        editor = app.pages["Intake"].editor
+        assert app.notebook.select() == str(app.pages["Intake"]) and editor.selected == 0
+        assert tk_root.focus_get() is editor.field("watch").widget
+    finally:
+        app.close()

@@ -33,6 +33,7 @@ from pydantic.fields import FieldInfo
 
 from ..schemas.config import ByteSize
 from .dialogs import Dialogs
+from .wording import label
 from .widgets import ERROR_FG, HELP_FG, Tooltip
 
 _REQUIRED = object()
@@ -63,6 +64,7 @@ class FieldSpec:
     suggestions: tuple[str, ...] = ()
     model: type[BaseModel] | None = None
     path_kind: str | None = None  # folder|file
+    title: str | None = None  # the schema's own title, when it has one
 
 
 # ------------------------------------------------------------------------------------------ schema → specs
@@ -163,7 +165,7 @@ def field_specs(model: type[BaseModel]) -> list[FieldSpec]:
             name=name, key=field.alias or name, kind=kind, optional=optional, required=required,
             default=default, description=(field.description or "").strip(), bounds=_bounds(field),
             choices=choices, suggestions=examples if kind == "str" and len(examples) >= 3 else (),
-            model=sub, path_kind=_path_kind(field) if kind == "str" else None,
+            model=sub, path_kind=_path_kind(field) if kind == "str" else None, title=field.title,
         ))
     return specs
 
@@ -237,7 +239,7 @@ class FieldRow:
         self._loading = False
         self.error: str | None = None
         parent = form.grid_parent
-        self.label = ttk.Label(parent, text=spec.key.replace("_", " "))
+        self.label = ttk.Label(parent, text=label(form.full_path(spec.key), spec.key, spec.title))
         self.label.grid(row=row, column=0, sticky="nw", padx=(0, 10), pady=(6, 0))
         self.cell = ttk.Frame(parent)
         self.cell.grid(row=row, column=1, sticky="ew", pady=(4, 0))
@@ -253,8 +255,32 @@ class FieldRow:
         self.error_label = ttk.Label(parent, text="", foreground=ERROR_FG, wraplength=560, justify="left")
         self.error_label.grid(row=row + 2, column=1, sticky="w")
         self.error_label.grid_remove()
+        self.error_label.grid_configure(pady=(0, 2))
+        # Help and error lines wrap at the width the column has, not at a fixed 560 px (clipped or ragged).
+        self.cell.bind("<Configure>", self._resized, add="+")
+        self.shown = True
         Tooltip(self.label, f"{form.full_path(spec.key)}\n{help_text}")
         self.var.trace_add("write", self._changed)
+
+    def _resized(self, event: tk.Event) -> None:
+        width = max(240, int(event.width))
+        self.help.configure(wraplength=width)
+        self.error_label.configure(wraplength=width)
+
+    def show(self, visible: bool) -> None:
+        """Show or hide the whole row (a field that does not apply: move_to unless after is move)."""
+        if visible == self.shown:
+            return
+        self.shown = visible
+        for widget in (self.label, self.cell, self.help):
+            if visible:
+                widget.grid()
+            else:
+                widget.grid_remove()
+        if not visible:
+            self.error_label.grid_remove()
+        elif self.error:
+            self.error_label.grid()
 
     # -------------------------------------------------------------- building
 
@@ -312,7 +338,7 @@ class FieldRow:
         base = self.form.ctx.base_dir
         current = self.var.get().strip()
         initial = str((base / current).resolve()) if current else str(base)
-        title = f"Choose {self.spec.key.replace('_', ' ')}"
+        title = f"Choose: {self.label.cget('text')}"
         if self.spec.path_kind == "folder":
             chosen = self.form.ctx.dialogs.ask_directory(title, initial)
         else:
@@ -476,6 +502,17 @@ class ModelForm:
             else:
                 self.rows[spec.key] = FieldRow(self, spec, row)
                 row += 3
+        self._conditions()
+
+    def _conditions(self) -> None:
+        """Fields that apply only with a certain value of another: shown only then."""
+        after, move_to = self.rows.get("after"), self.rows.get("move_to")
+        if isinstance(after, FieldRow) and isinstance(move_to, FieldRow):
+            def update(*_args: Any) -> None:
+                move_to.show(after.var.get() == "move" or bool(move_to.var.get().strip()))
+
+            after.var.trace_add("write", update)
+            update()
 
     def full_path(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key

@@ -31,6 +31,30 @@ class ScrollFrame(ttk.Frame):
         for widget in (self.canvas, self.body):
             widget.bind("<Enter>", self._wheel_on, add="+")
             widget.bind("<Leave>", self._wheel_off, add="+")
+        # Tab moves the focus to fields below the fold: scroll them into view, so a person never
+        # types into a field they cannot see. Bound on the toplevel: every widget's FocusIn passes it.
+        self.winfo_toplevel().bind("<FocusIn>", self._focused, add="+")
+
+    def _focused(self, event: tk.Event) -> None:
+        widget = event.widget
+        if not isinstance(widget, tk.Misc) or not str(widget).startswith(str(self.body) + "."):
+            return
+        self.see(widget)
+
+    def see(self, widget: tk.Misc) -> None:
+        """Scroll so that ``widget`` (inside ``body``) is fully visible."""
+        self.update_idletasks()
+        total = self.body.winfo_height()
+        view = self.canvas.winfo_height()
+        if total <= view or total <= 1:
+            return
+        top = widget.winfo_rooty() - self.body.winfo_rooty()
+        bottom = top + widget.winfo_height()
+        first = self.canvas.canvasy(0)
+        if top < first:
+            self.canvas.yview_moveto(max(0.0, (top - 8) / total))
+        elif bottom > first + view:
+            self.canvas.yview_moveto(min(1.0, (bottom + 8 - view) / total))
 
     def _body_resized(self, _event: tk.Event) -> None:
         self.canvas.configure(scrollregion=self.canvas.bbox("all"))
