@@ -154,7 +154,7 @@ class _DuplicateKey(Exception):
     """A mapping names the same key twice: which value did the person mean?"""
 
 
-class _StrictLoader(yaml.SafeLoader):
+class _StrictLoader(yaml.SafeLoader):  # type: ignore[misc]  # pyyaml ships no types
     """SafeLoader that refuses a key written twice (PyYAML keeps the last one without a word)."""
 
 
@@ -495,8 +495,8 @@ def _to_write(full: dict[str, Any], explicit: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in full.items():
         if isinstance(value, dict):
-            sub = explicit.get(key) if isinstance(explicit.get(key), dict) else {}
-            out[key] = _to_write(value, sub)
+            sub = explicit.get(key)
+            out[key] = _to_write(value, sub if isinstance(sub, dict) else {})
         elif isinstance(value, list) and key in explicit:
             out[key] = explicit[key]
         elif value is None and key not in explicit:

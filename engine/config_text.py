@@ -244,7 +244,7 @@ def _with_comment(line: str, comment: str, column: int) -> str:
     return line + " " * max(2 if len(line) >= column else column - len(line), 1) + comment.lstrip()
 
 
-class _IndentedDumper(yaml.SafeDumper):
+class _IndentedDumper(yaml.SafeDumper):  # type: ignore[misc]  # pyyaml ships no types
     """Block lists indented under their key (``  - name: x``), as people write them."""
 
     def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
@@ -262,8 +262,7 @@ def _block(key: str, value: Any, indent: int, comment: str) -> list[str]:
 def scalar(value: Any, before: Any = None) -> str:
     """One value as YAML on one line; a whole float is written as an int unless the file had a float."""
     value = _plain(value, before)
-    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=10**6)
-    text = text.strip()
+    text = str(yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=10**6)).strip()
     if text.endswith("\n..."):
         text = text[:-4].strip()
     if text.endswith("..."):

@@ -98,10 +98,10 @@ def _service(status: dict[str, Any]) -> list[dict[str, Any]]:
             named.add(task)
             out.append(_reason(ERROR, f"the service is degraded: {task} stopped after repeated failures ({why}) "
                                       "— see the log, fix the cause, then Reload", page="Service"))
-        for name, task in _tasks(status):
-            if task.get("state") == "given_up" and name not in named:
+        for name, info in _tasks(status):
+            if info.get("state") == "given_up" and name not in named:
                 out.append(_reason(ERROR, f"the service is degraded: {name} gave up "
-                                          f"({task.get('given_up_reason') or task.get('last_error')}) — see the "
+                                          f"({info.get('given_up_reason') or info.get('last_error')}) — see the "
                                           "log, fix the cause, then Reload", page="Service"))
         return out if out or explained else [_reason(ERROR, "the service is degraded — see its log", page="Service")]
     if state in ("starting", "draining", "stopping"):

@@ -84,7 +84,7 @@ class ConfiguratorApp:
         self._saving = False
         self._after_save: Any = None
 
-        root.report_callback_exception = self._callback_failed  # type: ignore[method-assign]
+        root.report_callback_exception = self._callback_failed
         root.protocol("WM_DELETE_WINDOW", self.request_close)
         _style(root)
         self.runner = Runner(root, on_error=self.job_failed)
@@ -224,7 +224,7 @@ class ConfiguratorApp:
                "Settings": bool(self.pages["Settings"].form.invalid_fields),  # type: ignore[attr-defined]
                "Intake": bool(self.pages["Intake"].editor.problems)}  # type: ignore[attr-defined]
         for title, wrong in bad.items():
-            self.notebook.tab(self.pages[title], text=f"{title} ⚠" if wrong else title)
+            self.notebook.tab(self.pages[title], text=f"{title} ⚠" if wrong else title)  # type: ignore[no-untyped-call]
 
     # ------------------------------------------------------------------ save and revert
 
@@ -465,7 +465,7 @@ class ConfiguratorApp:
 
     def select(self, title: str) -> Page:
         page = self.pages[title]
-        self.notebook.select(page)
+        self.notebook.select(page)  # type: ignore[no-untyped-call]
         self._tab_changed()
         return page
 
@@ -473,8 +473,10 @@ class ConfiguratorApp:
         if self.closed:
             return
         try:
-            page = self.notebook.nametowidget(self.notebook.select())
+            page = self.notebook.nametowidget(self.notebook.select())  # type: ignore[no-untyped-call]
         except (KeyError, tk.TclError):
+            return
+        if not isinstance(page, Page):
             return
         if page is self._current:
             return

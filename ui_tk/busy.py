@@ -67,11 +67,11 @@ def _name(func: Any) -> str:
     return f"{type(owner).__name__}.{name.rsplit('.', 1)[-1]}" if owner is not None else name
 
 
-class _TimedCallWrapper(_original):  # type: ignore[misc,valid-type]
+class _TimedCallWrapper(_original):
     def __call__(self, *args: Any) -> Any:
         start = time.perf_counter()
         try:
-            return super().__call__(*args)
+            return super().__call__(*args)  # type: ignore[no-untyped-call]
         finally:
             elapsed = (time.perf_counter() - start) * 1000
             for meter in _meters:

@@ -14,7 +14,7 @@ from ..engine.config_file import find_config_path
 from ..engine.errors import StationflowError
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("configure", help="the Tk configurator: edit the config, watch the queue and the service",
                        description="Open the configurator window on the station config (-c PATH, else "
                                    "$STATIONFLOW_CONFIG, else ./station.yaml; a missing file starts from the "

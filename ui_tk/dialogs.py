@@ -9,6 +9,7 @@ pass one that records what would have been shown.
 from __future__ import annotations
 
 import os
+from functools import partial
 import subprocess
 import sys
 import tkinter as tk
@@ -61,7 +62,7 @@ class TkDialogs:
 
         buttons: dict[str, ttk.Button] = {}
         for choice in reversed(choices):
-            button = ttk.Button(row, text=choice, command=lambda c=choice: pick(c),
+            button = ttk.Button(row, text=choice, command=partial(pick, choice),
                                 default="active" if choice == default else "normal")
             button.pack(side="right", padx=(6, 0))
             buttons[choice] = button

@@ -79,8 +79,8 @@ def check(data: dict[str, Any]) -> tuple[StationConfig | None, list[str]]:
 
 def data_dir_of(data: dict[str, Any], base_dir: Path) -> Path:
     """The data folder the data names (where the service's control files are), valid or not."""
-    value = data.get("data_dir") if isinstance(data.get("data_dir"), str) and data.get("data_dir") \
-        else "./stationflow-data"
+    named = data.get("data_dir")
+    value = named if isinstance(named, str) and named else "./stationflow-data"
     return Path(os.path.normpath(base_dir / os.path.expanduser(value)))
 
 

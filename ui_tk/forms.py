@@ -189,7 +189,7 @@ def to_text(kind: str, value: Any) -> str:
     if kind in ("mapping", "yaml"):
         if isinstance(value, str) and kind == "yaml":
             return value
-        return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+        return str(yaml.safe_dump(value, default_flow_style=True, width=10_000)).strip().removesuffix("...").strip()
     return str(value)
 
 
@@ -245,7 +245,7 @@ class FieldRow:
         self.cell.grid(row=row, column=1, sticky="ew", pady=(4, 0))
         self.cell.columnconfigure(0, weight=1)
         self.var: tk.Variable
-        self.widget: tk.Widget
+        self.widget: ttk.Entry | ttk.Checkbutton  # a Combobox is an Entry
         self.reveal_var: tk.BooleanVar | None = None
         self._build()
         help_text = self.help_text()
@@ -304,7 +304,7 @@ class FieldRow:
             self.widget = ttk.Entry(self.cell, textvariable=self.var, width=width)
         sticky = "w" if spec.kind in ("int", "float", "size") else "ew"
         self.widget.grid(row=0, column=0, sticky=sticky)
-        if spec.kind == "secret":
+        if spec.kind == "secret" and isinstance(self.widget, ttk.Entry):
             self.widget.configure(show="•")
             self.reveal_var = tk.BooleanVar(self.cell, value=False)
             ttk.Checkbutton(self.cell, text="show", variable=self.reveal_var,
@@ -330,13 +330,17 @@ class FieldRow:
         text = spec.description
         return f"{text} ({'; '.join(notes)})" if notes else text
 
+    def raw(self) -> Any:
+        """What the input holds right now (text, or True/False for a checkbox)."""
+        return self.var.get()  # type: ignore[no-untyped-call]  # tkinter's Variable.get is untyped
+
     def _reveal(self) -> None:
-        assert self.reveal_var is not None
+        assert self.reveal_var is not None and isinstance(self.widget, ttk.Entry)
         self.widget.configure(show="" if self.reveal_var.get() else "•")
 
     def _browse(self) -> None:
         base = self.form.ctx.base_dir
-        current = self.var.get().strip()
+        current = str(self.raw()).strip()
         initial = str((base / current).resolve()) if current else str(base)
         title = f"Choose: {self.label.cget('text')}"
         if self.spec.path_kind == "folder":
@@ -370,8 +374,8 @@ class FieldRow:
         if not self.touched and self.present:
             return self.original
         if self.spec.kind == "bool":
-            return bool(self.var.get())
-        return from_text(self.spec.kind, str(self.var.get()), self.spec.optional)
+            return bool(self.raw())
+        return from_text(self.spec.kind, str(self.raw()), self.spec.optional)
 
     def include(self) -> bool:
         """Whether the key belongs in the data: written in the file, typed by the person, or required."""
@@ -481,7 +485,9 @@ class ModelForm:
         self.model = model
         self.path = path
         self.ctx = ctx
+        self.grid_parent: tk.Widget
         if embed:
+            assert isinstance(parent, tk.Widget)
             self.grid_parent = parent
         else:
             self.grid_parent = ttk.Frame(parent)
@@ -509,7 +515,7 @@ class ModelForm:
         after, move_to = self.rows.get("after"), self.rows.get("move_to")
         if isinstance(after, FieldRow) and isinstance(move_to, FieldRow):
             def update(*_args: Any) -> None:
-                move_to.show(after.var.get() == "move" or bool(move_to.var.get().strip()))
+                move_to.show(after.raw() == "move" or bool(str(move_to.raw()).strip()))
 
             after.var.trace_add("write", update)
             update()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import tkinter as tk
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any, Literal
 
 from ..schemas.machine import ANY_STATE, MachineDef
 
@@ -192,10 +193,10 @@ def draw(canvas: tk.Canvas, defn: MachineDef) -> Layout:
     return plan
 
 
-def _rounded(canvas: tk.Canvas, x0: float, y0: float, x1: float, y1: float, r: float, **kw: object) -> int:
+def _rounded(canvas: tk.Canvas, x0: float, y0: float, x1: float, y1: float, r: float, **kw: Any) -> int:
     points = [x0 + r, y0, x1 - r, y0, x1, y0, x1, y0 + r, x1, y1 - r, x1, y1, x1 - r, y1, x0 + r, y1,
               x0, y1, x0, y1 - r, x0, y0 + r, x0, y0]
-    return canvas.create_polygon(points, smooth=True, **kw)
+    return int(canvas.create_polygon(points, smooth=True, **kw))
 
 
 def _draw_state(canvas: tk.Canvas, defn: MachineDef, name: str, x: float, y: float) -> None:
@@ -244,7 +245,7 @@ def _draw_edge(canvas: tk.Canvas, edge: Edge, has_reverse: bool) -> None:
     if edge.source == edge.dest:
         (x, y) = edge.points[0]
         right = x + BOX_W / 2
-        canvas.create_line(right, y - 10, right + 34, y - 22, right + 34, y + 22, right, y + 10, smooth=True,
+        canvas.create_line([right, y - 10, right + 34, y - 22, right + 34, y + 22, right, y + 10], smooth=True,
                            arrow="last", fill=colour, width=1.3, tags=tags)
         _label(canvas, right + 38, y, label, edge.triggers, anchor="w")
         return
@@ -267,7 +268,10 @@ def _draw_edge(canvas: tk.Canvas, edge: Edge, has_reverse: bool) -> None:
     _label(canvas, lx + 4, ly, label, edge.triggers, anchor="w")
 
 
-def _label(canvas: tk.Canvas, x: float, y: float, text: str, triggers: list[str], anchor: str = "center") -> None:
+Anchor = Literal["nw", "n", "ne", "w", "center", "e", "sw", "s", "se"]
+
+
+def _label(canvas: tk.Canvas, x: float, y: float, text: str, triggers: list[str], anchor: Anchor = "center") -> None:
     tags = ("label", *(f"trigger:{t}" for t in triggers))
     item = canvas.create_text(x, y, text=text, fill=LABEL_COLOUR, font=("TkDefaultFont", 8), anchor=anchor,
                               tags=tags)

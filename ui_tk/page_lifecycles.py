@@ -35,7 +35,8 @@ class MachineView:
 def load_machines(extra: Sequence[Path] = ()) -> list[MachineView]:
     """Every shipped lifecycle and each file in ``extra``, checked (blocking: YAML; run in a worker)."""
     views: list[MachineView] = []
-    for name in [*shipped_names(), *extra]:
+    names: list[str | Path] = [*shipped_names(), *extra]
+    for name in names:
         label, text, _ = resolve(name)
         try:
             lifecycle = load_lifecycle(name)
@@ -111,7 +112,7 @@ class LifecyclesPage(Page):
         self.app.status(f"lifecycles: {exc}", error=True)
 
     def _picked(self, _event: tk.Event) -> None:
-        chosen = self.listbox.curselection()
+        chosen = self.listbox.curselection()  # type: ignore[no-untyped-call]
         if chosen:
             self.show(chosen[0])
 

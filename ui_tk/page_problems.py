@@ -11,6 +11,7 @@ many of how many it shows.
 from __future__ import annotations
 
 import tkinter as tk
+from functools import partial
 from datetime import datetime
 from pathlib import Path
 from tkinter import ttk
@@ -55,7 +56,7 @@ class ProblemsPage(Page):
         self.table = ttk.Treeview(table_frame, columns=[c[0] for c in _COLUMNS], show="headings",
                                   selectmode="extended", height=10)
         for column, heading, width, stretch in _COLUMNS:
-            self.table.heading(column, text=heading, command=lambda c=column: self.sort_by(c))
+            self.table.heading(column, text=heading, command=partial(self.sort_by, column))
             self.table.column(column, width=width, minwidth=60, stretch=stretch)
         ybar = ttk.Scrollbar(table_frame, orient="vertical", command=self.table.yview)
         xbar = ttk.Scrollbar(table_frame, orient="horizontal", command=self.table.xview)

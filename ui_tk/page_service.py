@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tkinter as tk
+from functools import partial
 from tkinter import ttk
 from typing import TYPE_CHECKING, Any
 
@@ -137,13 +138,13 @@ class ServicePage(Page):
             mark = {"ok": "✔", "warning": "⚠"}.get(level, "✖")
             label = ttk.Label(self.health_list, text=f"{mark} {text}", foreground=colour, justify="left")
             label.grid(row=index, column=0, sticky="w")
-            label.bind("<Configure>", lambda e, w=label: w.configure(wraplength=max(300, e.width)))
+            label.bind("<Configure>", partial(_wrap_to_width, label))
             if index < len(reasons):
                 reason = reasons[index]
                 name = "Fix…" if reason.get("field") else f"Open {reason.get('page')}"
                 if reason.get("page") != "Service" or reason.get("field"):
                     ttk.Button(self.health_list, text=name,
-                               command=lambda r=reason: self.app.open_reason(r)).grid(row=index, column=1, padx=6)
+                               command=partial(self.app.open_reason, reason)).grid(row=index, column=1, padx=6)
         self.health_list.columnconfigure(0, weight=1)
 
     def _show_tasks(self, tasks: Any) -> None:
@@ -250,6 +251,10 @@ class ServicePage(Page):
         text = str(exc) + ("\n" + "\n".join(problems) if problems else "") + (f"\n\n{detail}" if detail else "")
         self.app.fail(action, text)
         self.app.probe_now()
+
+
+def _wrap_to_width(label: ttk.Label, event: tk.Event) -> None:
+    label.configure(wraplength=max(300, event.width))
 
 
 def _duration(seconds: float) -> str:

@@ -248,7 +248,7 @@ class Scope:
             return False
         if key is not None and key in self._running:
             return False
-        job = _Job(self, name or key or getattr(fn, "__name__", "job"), key, on_done, on_error)
+        job = _Job(self, str(name or key or getattr(fn, "__name__", "job")), key, on_done, on_error)
         if key is not None:
             self._running[key] = job
         self._jobs += 1

@@ -74,8 +74,9 @@ def check_health(config_arg: str | None, *, strict: bool = False) -> tuple[bool,
             return False, (f"a service (pid {read_pid(data_dir) or 'unknown'}) holds the lock of "
                            f"{cfg.data_dir} but does not answer on the control protocol: {exc}")
         raise
-    status = answer if isinstance(answer, dict) else {}
-    health = status.get("health") if isinstance(status.get("health"), dict) else health_of(status)
+    status: dict[str, Any] = answer if isinstance(answer, dict) else {}
+    given = status.get("health")
+    health: dict[str, Any] = given if isinstance(given, dict) else health_of(status)
     service = status.get("service", {})
     state = service.get("state")
     failing = (ERROR, WARNING) if strict else (ERROR,)
