@@ -45,7 +45,7 @@ from .draft import (
 )
 from .forms import FormContext, ModelForm, split_problem
 from .model_list import ModelListEditor
-from .page_base import Page
+from .page_base import PAGES_FOR_PEOPLE, Page, fix_label
 from .page_connection import ConnectionPage
 from .page_forms import IntakePage, SettingsPage, StationPage
 from .page_lifecycles import LifecyclesPage
@@ -381,7 +381,7 @@ class ConfiguratorApp:
         self.banner.configure(text=text, background=_COLOURS[kind])
         self.banner_frame.configure(background=_COLOURS[kind])
         if reason is not None:
-            self.fix_button.configure(text="Fix…" if reason.get("field") else f"Open {reason.get('page')}")
+            self.fix_button.configure(text=fix_label(reason))
             self.fix_button.pack(side="right", padx=8, before=self.banner)
         else:
             self.fix_button.pack_forget()
@@ -398,7 +398,7 @@ class ConfiguratorApp:
     def open_reason(self, reason: dict[str, Any]) -> None:
         field = reason.get("field")
         page = str(reason.get("page") or "Problems")
-        if field:
+        if field and page not in PAGES_FOR_PEOPLE:
             self.open_field(str(field))
         else:
             self.select(page if page in self.pages else "Problems")

@@ -12,6 +12,16 @@ if TYPE_CHECKING:
     from .station_link import Probe
 
 
+#: A health reason about work waiting on these pages opens the page, not a config field.
+PAGES_FOR_PEOPLE = ("Problems", "Service")
+
+
+def fix_label(reason: dict[str, Any]) -> str:
+    """The button for a health reason: "Fix…" opens its config field, "Open Problems" a page."""
+    page = str(reason.get("page") or "Problems")
+    return "Fix…" if reason.get("field") and page not in PAGES_FOR_PEOPLE else f"Open {page}"
+
+
 class Page(ttk.Frame):
     """A notebook page. Its timers and jobs live in ``self.scope``; hiding it stops its refresh."""
 

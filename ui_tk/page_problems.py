@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 #: (column, heading, width, stretches)
 _COLUMNS = (("kind", "What", 150, False), ("sn", "Serial number", 140, False), ("pn", "Part number", 130, False),
-            ("time", "Time", 140, False), ("reason", "Reason", 420, True))
+            ("time", "Time", 160, False), ("reason", "Reason", 420, True))
 _KINDS = {"failed": "refused by server", "quarantined": "quarantined", "rejected": "file not converted"}
 LIMIT = 200
 

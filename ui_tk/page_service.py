@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import tkinter as tk
+from datetime import datetime
 from functools import partial
 from tkinter import ttk
 from typing import TYPE_CHECKING, Any
 
-from .page_base import Page
+from .page_base import Page, fix_label
 from .widgets import ERROR_FG, HELP_FG, OK_FG
 
 if TYPE_CHECKING:
@@ -141,8 +142,8 @@ class ServicePage(Page):
             label.bind("<Configure>", partial(_wrap_to_width, label))
             if index < len(reasons):
                 reason = reasons[index]
-                name = "Fix…" if reason.get("field") else f"Open {reason.get('page')}"
-                if reason.get("page") != "Service" or reason.get("field"):
+                name = fix_label(reason)
+                if name != "Open Service":
                     ttk.Button(self.health_list, text=name,
                                command=partial(self.app.open_reason, reason)).grid(row=index, column=1, padx=6)
         self.health_list.columnconfigure(0, weight=1)
@@ -159,7 +160,7 @@ class ServicePage(Page):
             info = info if isinstance(info, dict) else {"state": info}
             problem = info.get("last_error") or info.get("given_up_reason") or ""
             rows.append((str(name), str(info.get("state", "")), str(info.get("restarts", "")),
-                         str(info.get("since") or ""), str(problem)))
+                         _local(info.get("since")), str(problem)))
         if rows != self._task_rows:
             self.tasks.delete(*self.tasks.get_children())
             for row in rows:
@@ -251,6 +252,16 @@ class ServicePage(Page):
         text = str(exc) + ("\n" + "\n".join(problems) if problems else "") + (f"\n\n{detail}" if detail else "")
         self.app.fail(action, text)
         self.app.probe_now()
+
+
+def _local(value: Any) -> str:
+    """An ISO time in local time, to the second: what a person compares with the clock."""
+    if not value:
+        return ""
+    try:
+        return datetime.fromisoformat(str(value)).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return str(value)
 
 
 def _wrap_to_width(label: ttk.Label, event: tk.Event) -> None:

@@ -93,6 +93,7 @@ def make_station(folder: Path, url: str, reports: int) -> Path:
 
     drop = folder / "drop" / "json"
     drop.mkdir(parents=True)
+    (folder / "drop" / "csv").mkdir()
     config = folder / "station.yaml"
     config.write_text(f"""\
 station: {{name: LINE1-ICT-03, location: Line 1, purpose: Production}}
@@ -155,6 +156,12 @@ def main(argv: list[str] | None = None) -> int:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and emulator.stats().posts < args.reports:
                 pump(root, 0.2)
+            # A file the converter cannot read: it shows on the Problems page beside the refused reports.
+            (config.parent / "drop" / "json" / "ict-broken-0815.json").write_text('{"type": "T", "sn": ')
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not any(
+                    (config.parent / "stationflow-data" / "rejected" / "ict-json").glob("*.json")):
+                pump(root, 0.2)
             pump(root, 2.5)
             connection = app.select("Connection")
             connection.test_button.invoke()  # type: ignore[attr-defined]
@@ -170,6 +177,12 @@ def main(argv: list[str] | None = None) -> int:
                 if title == "Lifecycles":
                     page.show("report")  # type: ignore[attr-defined]
                     pump(root, 0.3)
+                if title == "Problems":
+                    table = page.table  # type: ignore[attr-defined]
+                    rows = table.get_children()
+                    if rows:
+                        table.selection_set(rows[0])
+                        pump(root, 0.4)
                 capture(fbdir / "Xvfb_screen0", frame, out / f"configure-{name}.png")
                 print(f"wrote {out / f'configure-{name}.png'}")
             app.select("Connection")
