@@ -154,7 +154,7 @@ class _DuplicateKey(Exception):
     """A mapping names the same key twice: which value did the person mean?"""
 
 
-class _StrictLoader(yaml.SafeLoader):  # type: ignore[misc]  # pyyaml ships no types
+class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses a key written twice (PyYAML keeps the last one without a word)."""
 
 

@@ -244,7 +244,7 @@ def _with_comment(line: str, comment: str, column: int) -> str:
     return line + " " * max(2 if len(line) >= column else column - len(line), 1) + comment.lstrip()
 
 
-class _IndentedDumper(yaml.SafeDumper):  # type: ignore[misc]  # pyyaml ships no types
+class _IndentedDumper(yaml.SafeDumper):
     """Block lists indented under their key (``  - name: x``), as people write them."""
 
     def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:

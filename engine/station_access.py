@@ -26,7 +26,7 @@ from typing import Any
 from .control.client import ControlClient, ControlError
 from .errors import ServiceNotRunning, StationflowError
 from .health import health_of
-from .intake.intake import ERROR_SUFFIX
+from .intake.model import ERROR_SUFFIX
 from .layout import DataDir
 from .lifecycle import load_lifecycle
 from .station import lock_file_held, open_spool
@@ -170,7 +170,7 @@ class StationAccess:
 
     def reprocess(self, intake: str, path: Path) -> Path:
         """Take a rejected source file again: staged where its intake picks it up (now, or at the next start)."""
-        from .cli.reprocess import Staged, stage
+        from .intake.reprocess import Staged, stage
 
         path = Path(path)
         folder = self.data.rejected(intake)
