@@ -470,9 +470,9 @@ def render_config(cfg: StationConfig, current: str | None) -> str:
     want = config_dict(cfg, reveal_secrets=True)
     explicit = _explicit(cfg, want)
     candidates: list[str] = []
-    for base in (current, starter_config_text(cfg.station.name)):
-        if not base:
-            continue
+    # A file that exists is edited in place; one whose shape the editor refuses is rewritten in the
+    # commented starter format. A new file is written plain, with the defaults left implicit.
+    for base in ((current, starter_config_text(cfg.station.name)) if current else ()):
         try:
             old = config_dict(validate_config_data(parse_config_text(base)), reveal_secrets=True)
             candidates.append(edit_config_text(base, old, _to_write(want, explicit)))
