@@ -161,3 +161,21 @@ def test_close_hides_the_window_before_waiting_for_background_work(tk_root: Any,
     app.runner.close = recording_close
     app.request_close()
     assert seen == ["withdrawn"] and app.closed
+
+
+def test_patterns_left_out_say_what_the_converter_uses(tk_root: Any, dialogs: RecordingDialogs,
+                                                       tmp_path: Path) -> None:
+    intake = [{"name": "ict", "watch": "./drop", "converter": "wsjf"},
+              {"name": "fct", "watch": "./csv", "converter": "csv", "patterns": ["*.txt"]}]
+    app = _app(tk_root, write_station(tmp_path, "http://127.0.0.1:9", intake=intake), dialogs)
+    editor = app.pages["Intake"].editor
+    editor.select(0)
+    patterns = editor.field("patterns")
+    assert patterns.var.get() == "" and "default *.json, from the wsjf converter" in patterns.help.cget("text")
+    editor.field("converter").set("csv")
+    assert "default *.csv, from the csv converter" in patterns.help.cget("text")
+    editor.field("converter").set("wsjf")
+    editor.select(1)
+    assert editor.field("patterns").var.get() == "*.txt"
+    assert app.collect()["intake"][0].get("patterns") is None  # still left out: the converter decides
+    app.close()

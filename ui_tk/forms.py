@@ -31,6 +31,7 @@ import yaml
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
+from ..engine.convert.api import BUILTIN, converter_patterns, load_converter
 from ..schemas.config import ByteSize
 from .dialogs import Dialogs
 from .wording import label
@@ -247,6 +248,7 @@ class FieldRow:
         self.var: tk.Variable
         self.widget: ttk.Entry | ttk.Checkbutton  # a Combobox is an Entry
         self.reveal_var: tk.BooleanVar | None = None
+        self.default_note: str | None = None  # the effective default, when another field decides it
         self._build()
         help_text = self.help_text()
         self.help = ttk.Label(parent, text=help_text, foreground=HELP_FG, wraplength=560, justify="left",
@@ -321,6 +323,8 @@ class FieldRow:
             notes.append("YAML, e.g. {key: value}")
         if spec.required:
             notes.append("required")
+        elif self.default_note:
+            notes.append(f"default {self.default_note}")
         elif spec.default is not None and spec.kind not in ("section", "modellist"):
             default = to_text(spec.kind, spec.default)
             if default and spec.kind != "secret":
@@ -329,6 +333,12 @@ class FieldRow:
             notes.append("may be left empty")
         text = spec.description
         return f"{text} ({'; '.join(notes)})" if notes else text
+
+    def set_default_note(self, note: str | None) -> None:
+        """Say what applies when the field is left as it is ("*.json, from the wsjf converter")."""
+        if note != self.default_note:
+            self.default_note = note
+            self.help.configure(text=self.help_text())
 
     def raw(self) -> Any:
         """What the input holds right now (text, or True/False for a checkbox)."""
@@ -358,7 +368,9 @@ class FieldRow:
             self.present = present
             self.original = value
             self.touched = False
-            shown = value if present else self.spec.default
+            # Left out, with an effective default decided elsewhere (patterns: the converter's), the
+            # entry stays empty and the help says what applies — never a "*" the service will not use.
+            shown = value if present else (None if self.default_note else self.spec.default)
             if self.spec.kind == "bool":
                 self.var.set(bool(shown) if isinstance(shown, bool) else False)
             else:
@@ -512,6 +524,13 @@ class ModelForm:
 
     def _conditions(self) -> None:
         """Fields that apply only with a certain value of another: shown only then."""
+        converter, patterns = self.rows.get("converter"), self.rows.get("patterns")
+        if isinstance(converter, FieldRow) and isinstance(patterns, FieldRow):
+            def effective(*_args: Any) -> None:
+                patterns.set_default_note(converter_default_patterns(str(converter.raw()).strip()))
+
+            converter.var.trace_add("write", effective)
+            effective()
         after, move_to = self.rows.get("after"), self.rows.get("move_to")
         if isinstance(after, FieldRow) and isinstance(move_to, FieldRow):
             def update(*_args: Any) -> None:
@@ -597,6 +616,17 @@ class ModelForm:
     @property
     def invalid_fields(self) -> list[str]:
         return [path for path, row in self.field_rows() if row.invalid]
+
+
+def converter_default_patterns(spec: str) -> str:
+    """The patterns the service uses when ``patterns`` is left out: the converter's own. Only a built-in
+    is looked at here (importing a custom converter would run its code in the window)."""
+    if spec in BUILTIN:
+        try:
+            return f"{', '.join(converter_patterns(load_converter(spec)))}, from the {spec} converter"
+        except Exception:  # noqa: BLE001 - the help text must not break the form
+            return "the converter's own patterns"
+    return "the converter's own patterns (or * when it names none)"
 
 
 def relative_to(chosen: str, base: Path) -> str:
