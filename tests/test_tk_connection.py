@@ -55,6 +55,9 @@ def test_success_shows_version_and_round_trip(emulator: Emulator, tk_root: Any, 
     text = page.result.cget("text")
     assert VERSION in text and "ms" in text and text.startswith("✔")
     assert dialogs.errors == []
+    app.form("server").field("token").set("c29tZXRoaW5nOmVsc2U=")  # the tested token is no longer on screen
+    assert not page.result.cget("text").startswith("✔") and "test again" in page.result.cget("text")
+    assert page.last_result is None
     app.close()
 
 

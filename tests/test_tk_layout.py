@@ -179,3 +179,17 @@ def test_patterns_left_out_say_what_the_converter_uses(tk_root: Any, dialogs: Re
     assert editor.field("patterns").var.get() == "*.txt"
     assert app.collect()["intake"][0].get("patterns") is None  # still left out: the converter decides
     app.close()
+
+
+def test_a_yes_no_field_says_yes_or_no_and_its_label_toggles_it(tk_root: Any, dialogs: RecordingDialogs,
+                                                                tmp_path: Path) -> None:
+    app = _app(tk_root, write_station(tmp_path, "http://127.0.0.1:9"), dialogs)
+    app.select("Connection")
+    pump(tk_root, 0.2)
+    row = app.form("server").field("verify_tls")
+    assert row.raw() is True and row.widget.cget("text") == "yes"
+    row.label.event_generate("<Button-1>", x=2, y=2)
+    tk_root.update()
+    assert row.raw() is False and row.widget.cget("text") == "no" and app.dirty
+    assert app.collect()["server"]["verify_tls"] is False
+    app.close()

@@ -278,5 +278,13 @@ def test_a_missing_watch_folder_is_not_green_and_fix_opens_the_folder_field(tk_r
         editor = app.pages["Intake"].editor
         assert app.notebook.select() == str(app.pages["Intake"]) and editor.selected == 0
         assert tk_root.focus_get() is editor.field("watch").widget
+        title, message, choices, default = dialogs.choices[-1]  # Fix offers to create it; Enter: Cancel
+        assert title == "Watch folder missing" and default == "Cancel" and not (tmp_path / "nowhere").exists()
+        dialogs.choices_to_give = ["Create folder"]
+        app.open_reason(watch)
+        pump_until(tk_root, lambda: (tmp_path / "nowhere").is_dir(), what="the folder to be created")
+        pump_until(tk_root, lambda: app.probe and not any(r["field"] == "intake[0].watch"
+                                                          for r in app.probe.health["reasons"]),
+                   what="the reason to go away")
     finally:
         app.close()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import sys
 import tkinter as tk
 import traceback
@@ -400,8 +401,28 @@ class ConfiguratorApp:
         page = str(reason.get("page") or "Problems")
         if field and page not in PAGES_FOR_PEOPLE:
             self.open_field(str(field))
+            if str(field).endswith(".watch") and "does not exist" in str(reason.get("text")):
+                self._offer_to_create(str(field))
         else:
             self.select(page if page in self.pages else "Problems")
+
+    def _offer_to_create(self, dotted: str) -> None:
+        """A missing watch folder: offer to create it (the equipment may simply not have run yet)."""
+        try:
+            index = int(dotted.removeprefix("intake[").partition("]")[0])
+            watch = self.collect()["intake"][index]["watch"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            return
+        folder = Path(os.path.normpath(self.draft.base_dir / os.path.expanduser(str(watch))))
+        if folder.is_dir():
+            return
+        if self.dialogs.ask_choice("Watch folder missing", f"The watch folder {folder} does not exist. Create it "
+                                                           "now? (Or choose another folder with Browse…)",
+                                   ["Create folder", "Cancel"], "Cancel") != "Create folder":
+            return
+        self.scope.submit(folder.mkdir, parents=True, exist_ok=True, key="mkdir",
+                          on_done=lambda _r: (self.status(f"created {folder}"), self.probe_now()),
+                          on_error=lambda exc: self.fail("Create folder", f"cannot create {folder}: {exc}"))
 
     def open_field(self, dotted: str) -> None:
         """Show the page of a config field (``server.token``, ``intake[1].watch``) and put the cursor in it."""

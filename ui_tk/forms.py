@@ -290,8 +290,12 @@ class FieldRow:
         spec = self.spec
         if spec.kind == "bool":
             self.var = tk.BooleanVar(self.cell, value=False)
-            self.widget = ttk.Checkbutton(self.cell, variable=self.var)
-            self.widget.grid(row=0, column=0, sticky="w")
+            checkbox = ttk.Checkbutton(self.cell, variable=self.var, text="yes")
+            checkbox.grid(row=0, column=0, sticky="w")
+            self.widget = checkbox
+            # Clicking the field's label toggles it too, as in every settings dialog.
+            self.label.bind("<Button-1>", lambda _e: checkbox.invoke())
+            self.var.trace_add("write", lambda *_a: checkbox.configure(text="yes" if self.raw() else "no"))
             return
         self.var = tk.StringVar(self.cell, value="")
         if spec.kind == "choice":

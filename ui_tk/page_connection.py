@@ -38,8 +38,20 @@ class ConnectionPage(Page):
         self.test_button.pack(side="left")
         self.result = ttk.Label(bar, text="Checks the address, the certificate and the token with the values above "
                                           "(saved or not).", foreground=HELP_FG, wraplength=760, justify="left")
-        self.result.pack(side="left", padx=(12, 0))
+        self.result.pack(side="left", padx=(12, 0), fill="x", expand=True)
+        self.result.bind("<Configure>", lambda e: self.result.configure(wraplength=max(300, e.width)))
         self.last_result: ConnectionResult | None = None
+        self._tested_values: dict[str, Any] | None = None
+        for _, row in self.form.field_rows():
+            row.var.trace_add("write", self._values_changed)
+
+    def _values_changed(self, *_args: Any) -> None:
+        """A "✔ connected" for values no longer on screen would be a lie: say the test is out of date."""
+        if self._tested_values is not None and self.app.collect().get("server") != self._tested_values:
+            self._tested_values = None
+            self.last_result = None
+            self.result.configure(text="The connection settings changed since the last test — test again.",
+                                  foreground=HELP_FG)
 
     def test(self) -> None:
         data = self.app.collect().get("server")
@@ -52,6 +64,7 @@ class ConnectionPage(Page):
             self.app.fail("Test connection", message)
             return
         self.test_button.state(["disabled"])
+        self._tested_values = data if isinstance(data, dict) else None
         self.result.configure(text=f"Testing {server.url} …", foreground=HELP_FG)
         self.app.status(f"testing the connection to {server.url}")
         self.scope.submit(check_connection, server, base_dir=self.app.draft.base_dir, key="test",
