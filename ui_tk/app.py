@@ -420,8 +420,11 @@ class ConfiguratorApp:
                                                            "now? (Or choose another folder with Browse…)",
                                    ["Create folder", "Cancel"], "Cancel") != "Create folder":
             return
-        self.scope.submit(folder.mkdir, parents=True, exist_ok=True, key="mkdir",
-                          on_done=lambda _r: (self.status(f"created {folder}"), self.probe_now()),
+        def created(_result: object) -> None:
+            self.status(f"created {folder}")
+            self.probe_now()
+
+        self.scope.submit(folder.mkdir, parents=True, exist_ok=True, key="mkdir", on_done=created,
                           on_error=lambda exc: self.fail("Create folder", f"cannot create {folder}: {exc}"))
 
     def open_field(self, dotted: str) -> None:
