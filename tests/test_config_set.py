@@ -146,3 +146,12 @@ def test_any_values_written_into_the_starter_load_back_exactly(location: str | N
         config_dict(cfg, reveal_secrets=True)
     assert _comments(out)[:4] == _comments(starter)[:4]  # edited in place, not the fallback dump
     assert f"  timeout_s: {timeout} " in out or timeout == 30
+
+
+def test_an_emptied_value_is_said_in_words(tmp_path: Path) -> None:
+    config = tmp_path / "station.yaml"
+    assert _cli(config, "config", "init").returncode == 0
+    done = _cli(config, "config", "set", "station.name=", "server.url=")
+    assert done.returncode == 3
+    assert "station.name: left empty — enter a value" in done.stderr
+    assert "server.url: left empty — must be an http:// or https:// address" in done.stderr and "''" not in done.stderr
