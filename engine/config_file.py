@@ -265,7 +265,7 @@ def _describe(err: Any) -> str:
     if value is _NO_VALUE:
         return f"{path}: {what}"
     if value == "" and not isinstance(value, bool):  # "'' is not allowed" reads like a program talking
-        return f"{path}: left empty — {'enter a value' if what == 'must not be empty' else what}"
+        return f"{path}: an empty value is not allowed — {'enter one' if what == 'must not be empty' else what}"
     return f"{path}: {_show(value, loc)} is not allowed — {what}"
 
 

@@ -153,5 +153,6 @@ def test_an_emptied_value_is_said_in_words(tmp_path: Path) -> None:
     assert _cli(config, "config", "init").returncode == 0
     done = _cli(config, "config", "set", "station.name=", "server.url=")
     assert done.returncode == 3
-    assert "station.name: left empty — enter a value" in done.stderr
-    assert "server.url: left empty — must be an http:// or https:// address" in done.stderr and "''" not in done.stderr
+    assert "station.name: an empty value is not allowed — enter one" in done.stderr
+    assert "server.url: an empty value is not allowed — must be an http:// or https:// address" in done.stderr
+    assert "''" not in done.stderr
