@@ -193,3 +193,30 @@ def test_a_yes_no_field_says_yes_or_no_and_its_label_toggles_it(tk_root: Any, di
     assert row.raw() is False and row.widget.cget("text") == "no" and app.dirty
     assert app.collect()["server"]["verify_tls"] is False
     app.close()
+
+
+def test_error_lines_do_not_come_and_go_while_typing(tk_root: Any, dialogs: RecordingDialogs, tmp_path: Path) -> None:
+    from stationflow.ui_tk.app import ConfiguratorApp
+
+    app = ConfiguratorApp(tk_root, write_station(tmp_path, "http://127.0.0.1:9"), dialogs=dialogs, validate_ms=10)
+    tk_root.geometry("1000x700+0+0")
+    app.select("Connection")
+    pump(tk_root, 0.2)
+    tk_root.event_generate("<Motion>", warp=True, x=500, y=300)  # no window manager: focus follows the pointer
+    timeout, url = app.form("server").field("timeout_s"), app.form("server").field("url")
+    timeout.widget.focus_set()
+    pump_until(tk_root, lambda: tk_root.focus_get() is timeout.widget, what="the focus")
+    timeout.set("thirty")  # typing: the field turns red at once, the line below waits
+    pump_until(tk_root, lambda: timeout.invalid, what="the mark")
+    assert timeout.widget.instate(["invalid"]) and not timeout.error_label.winfo_ismapped()
+    url.widget.focus_set()  # leaving the field shows its message
+    pump_until(tk_root, lambda: timeout.error_label.winfo_ismapped(), what="the error line")
+    timeout.widget.focus_set()
+    pump_until(tk_root, lambda: tk_root.focus_get() is timeout.widget, what="the focus back")
+    timeout.set("30")  # fixed while typing: the line keeps its place until the field is left
+    pump_until(tk_root, lambda: not timeout.invalid, what="the mark to clear")
+    pump(tk_root, 0.1)
+    assert timeout.error_label.winfo_ismapped() and timeout.error_label.cget("text") == ""
+    url.widget.focus_set()
+    pump_until(tk_root, lambda: not timeout.error_label.winfo_ismapped(), what="the empty line to go")
+    app.close()

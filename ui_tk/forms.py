@@ -260,6 +260,7 @@ class FieldRow:
         self.error_label.grid_configure(pady=(0, 2))
         # Help and error lines wrap at the width the column has, not at a fixed 560 px (clipped or ragged).
         self.cell.bind("<Configure>", self._resized, add="+")
+        self.widget.bind("<FocusOut>", self._place_error_line, add="+")
         self.shown = True
         Tooltip(self.label, f"{form.full_path(spec.key)}\n{help_text}")
         self.var.trace_add("write", self._changed)
@@ -412,17 +413,27 @@ class FieldRow:
     # -------------------------------------------------------------- errors
 
     def mark(self, message: str | None) -> None:
+        """Show or clear the field's problem. While the person types in it, the error line keeps its
+        place (shown or not) until they leave the field: lines that come and go with each key would
+        move the fields under the mouse. The field and its label turn red or back at once."""
         self.error = message
-        if message:
-            self.error_label.configure(text=message)
+        self.error_label.configure(text=message or "")
+        self.label.configure(foreground=ERROR_FG if message else "")
+        self.widget.state(["invalid" if message else "!invalid"])
+        if not self._has_focus():
+            self._place_error_line()
+
+    def _has_focus(self) -> bool:
+        try:
+            return self.widget.focus_get() is self.widget
+        except (KeyError, tk.TclError):  # focus in a dialog or a destroyed widget
+            return False
+
+    def _place_error_line(self, _event: tk.Event | None = None) -> None:
+        if self.error and self.shown:
             self.error_label.grid()
-            self.label.configure(foreground=ERROR_FG)
-            self.widget.state(["invalid"])
         else:
-            self.error_label.configure(text="")
             self.error_label.grid_remove()
-            self.label.configure(foreground="")
-            self.widget.state(["!invalid"])
 
     @property
     def invalid(self) -> bool:
