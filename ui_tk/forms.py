@@ -331,7 +331,7 @@ class FieldRow:
         elif self.default_note:
             notes.append(f"default {self.default_note}")
         elif spec.default is not None and spec.kind not in ("section", "modellist"):
-            default = to_text(spec.kind, spec.default)
+            default = ("yes" if spec.default else "no") if spec.kind == "bool" else to_text(spec.kind, spec.default)
             if default and spec.kind != "secret":
                 notes.append(f"default {default}")
         elif spec.optional:
