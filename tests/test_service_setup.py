@@ -301,7 +301,8 @@ def test_saving_the_config_restricts_the_new_file_and_the_backup(tmp_path: Path,
     restricted: list[str] = []
     monkeypatch.setattr(config_file, "restrict", lambda path: restricted.append(Path(path).name))
     config_file.write_config_text(config, config.read_text() + "\n")
-    assert restricted == ["station.yaml.bak", f".station.yaml.{os.getpid()}.tmp"]  # the tmp becomes station.yaml
+    # Each is restricted as its temp file, before the rename: neither is ever readable by others.
+    assert restricted == [f".station.yaml.bak.{os.getpid()}.tmp", f".station.yaml.{os.getpid()}.tmp"]
 
 
 def test_config_init_writes_a_new_local_file_even_when_an_installed_one_exists(
