@@ -412,11 +412,13 @@ def test_closing_with_save_writes_the_file_then_closes(tk_root: Any, tmp_path: P
 def test_an_edit_made_on_disk_is_never_silently_overwritten(tk_root: Any, dialogs: RecordingDialogs,
                                                             tmp_path: Path) -> None:
     path = write_station(tmp_path, "http://127.0.0.1:9", intake=[])
-    app = _app(tk_root, path, dialogs)
+    app = _app(tk_root, path, dialogs, probe_ms=100)
     text = path.read_text()
     assert "  purpose: Production\n" in text
     by_hand = text.replace("  purpose: Production\n", "  purpose: Engineering  # changed by hand\n", 1)
     path.write_text(by_hand)  # the file changes while the window is open
+    pump_until(tk_root, lambda: any("was changed on disk" in m and bad for m, bad in app.messages),
+               what="the window to notice the change")
     app.form("station").field("location").set("Line 9")
     app.save_button.invoke()  # Save (list of changes) → refused: changed on disk → Cancel (the default)
     pump_until(tk_root, lambda: any(c[0] == "File changed on disk" for c in dialogs.choices), what="the conflict")

@@ -84,6 +84,7 @@ class ConfiguratorApp:
         self._validate_after: str | None = None
         self._saving = False
         self._after_save: Any = None
+        self._noticed_text: str | None = None
 
         root.report_callback_exception = self._callback_failed
         root.protocol("WM_DELETE_WINDOW", self.request_close)
@@ -351,6 +352,15 @@ class ConfiguratorApp:
     def probe_now(self) -> None:
         self.scope.submit(self.link.probe, key="probe", on_done=self._probed,
                           on_error=lambda exc: self.status(f"cannot check the service: {exc}", error=True))
+        self.scope.submit(read_config_text, self.draft.path, key="file", on_done=self._file_read)
+
+    def _file_read(self, text: str | None) -> None:
+        """Say so as soon as the file changes on disk while the window is open (once per change)."""
+        if self._saving or text == self.draft.text or text == self._noticed_text:
+            return
+        self._noticed_text = text
+        self.status(f"{self.draft.path.name} was changed on disk since this window read it — Revert reads it "
+                    "again; Save offers to merge your changes into it", error=True)
 
     def _probed(self, probe: Probe) -> None:
         self.probe = probe
