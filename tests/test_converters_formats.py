@@ -21,7 +21,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -432,7 +431,7 @@ def test_wsxf_uur_truncated_or_spliced_anywhere_is_converted_or_refused(cut: int
     _must_convert_or_refuse(convert_wsxf_bytes, raw[:cut] + junk + raw[cut:])
 
 
-def test_bad_files_in_an_intake_are_kept_whole_with_the_reason(tmp_path: Path) -> None:
+async def test_bad_files_in_an_intake_are_kept_whole_with_the_reason(tmp_path: Path) -> None:
     data, da, dw = tmp_path / "data", tmp_path / "atml", tmp_path / "wstf"
     da.mkdir(), dw.mkdir()
     good_atml = INPUTS / "atml" / "ATML 5.00 [2 31 11 PM][5 15 2019].xml"
@@ -447,16 +446,13 @@ def test_bad_files_in_an_intake_are_kept_whole_with_the_reason(tmp_path: Path) -
     sections = [IntakeSection(name="atml", watch=str(da), converter="atml", settle_ms=0),
                 IntakeSection(name="wstf", watch=str(dw), converter="wstf", settle_ms=0)]
 
-    async def scan() -> dict[str, Any]:
+    with Spool(data) as spool:
         intake = Intake(sections, spool, data, STATION, options=FAST)
         try:
             await intake.scan_once()
-            return intake.status()
+            status = intake.status()
         finally:
             await intake.aclose()
-
-    with Spool(data) as spool:
-        status = anyio.run(scan)
         assert len(spool.keys("pending")) == 2  # one from each good file
         for key in spool.keys("pending"):
             load_report(spool.read(key))

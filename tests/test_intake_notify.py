@@ -20,7 +20,6 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="cl
 
 
 @linux_only
-@pytest.mark.asyncio
 async def test_a_file_closed_by_its_writer_is_taken_without_waiting_settle_ms(tmp_path: Path) -> None:
     data, drop = tmp_path / "data", tmp_path / "drop"
     drop.mkdir()
@@ -45,7 +44,6 @@ async def test_a_file_closed_by_its_writer_is_taken_without_waiting_settle_ms(tm
     assert max(taken) < 4.0 and sorted(taken)[2] < 1.0, taken
 
 
-@pytest.mark.asyncio
 async def test_a_file_written_slowly_with_pauses_is_never_taken_early(tmp_path: Path) -> None:
     """Written over 5 s, pausing up to 0.8 s between rows (less than settle_ms), kept open until
     done: taken once, whole, only after its writer closed it."""

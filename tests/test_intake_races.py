@@ -27,7 +27,6 @@ def _id(raw: bytes) -> str:
     return str(json.loads(raw)["id"]).lower()
 
 
-@pytest.mark.asyncio
 @pytest.mark.parametrize("after", ["delete", "archive", "move"])
 async def test_a_file_rewritten_under_the_same_name_is_never_removed_unread(tmp_path: Path, after: str) -> None:
     """A writer renames 1,500 new versions over ``result.json`` while intake takes, converts and
@@ -76,7 +75,6 @@ async def test_a_file_rewritten_under_the_same_name_is_never_removed_unread(tmp_
     assert leftovers == [], f"left in the watch folder: {leftovers}"
 
 
-@pytest.mark.asyncio
 async def test_a_crash_between_claim_and_removal_is_finished_at_restart(tmp_path: Path) -> None:
     """A crash after the source was renamed to its private name (and its copy archived) but before
     it was removed: at restart the claimed file is put back and taken again — not left hidden."""
