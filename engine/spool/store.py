@@ -426,12 +426,21 @@ class Spool:
                         results[index] = exc
                     written = []
                 finally:
-                    # The files are in the initial state on disk whatever the fsync said, so they
-                    # are claimable (at worst one is sent while its source stays and is converted
-                    # again to the same id later: a duplicate by id, never a loss).
-                    with self._lock:
-                        self._queue.extend(keys)
-                    self._notify()
+                    try:
+                        # Before the reports can be claimed: an uploader's transition rewrites the
+                        # sidecar from what it reads, and would drop a source written meanwhile.
+                        self._write_sources(written, items)
+                    finally:
+                        # The files are in the initial state on disk whatever the fsync said, so
+                        # they are claimable (at worst one is sent while its source stays and is
+                        # converted again to the same id later: a duplicate by id, never a loss).
+                        with self._lock:
+                            self._queue.extend(keys)
+                        self._notify()
+        return [r if r is not None else StorageError("report not stored (internal error)") for r in results]
+
+    def _write_sources(self, written: list[tuple[int, str]], items: list[tuple[bytes, str | None]]) -> None:
+        """The sidecar of each new report that has a source (informational: a failure is logged)."""
         for index, key in written:
             source = items[index][1]
             if source is None:
@@ -443,7 +452,6 @@ class Spool:
                 self._source_only.add(key)
             except StorageError as exc:  # informational; the report itself is durable
                 log.warning("report %s accepted without its sidecar (source): %s", key, exc)
-        return [r if r is not None else StorageError("report not stored (internal error)") for r in results]
 
     def _stage(self, raw: bytes) -> Accepted | tuple[str, _Entry, Path, int]:
         """Validate, check room, and write the report in tmp/ (not yet fsynced): its key, index
