@@ -107,7 +107,6 @@ async def test_a_crash_between_claim_and_removal_is_finished_at_restart(tmp_path
     assert list(jobs.iterdir()) == []
 
 
-@pytest.mark.asyncio
 @pytest.mark.parametrize("after", ["archive", "reject"])
 async def test_names_near_the_file_system_limit_are_archived_and_rejected(tmp_path: Path, after: str) -> None:
     """Names of ~190 bytes made the archive name exceed 255 bytes (retried forever, the source
@@ -138,7 +137,6 @@ async def test_names_near_the_file_system_limit_are_archived_and_rejected(tmp_pa
         assert all(len(n.encode()) <= 255 for n in rejected)
 
 
-@pytest.mark.asyncio
 async def test_a_source_held_by_another_program_is_retried_not_failed(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Windows: equipment (or an antivirus) holding the source makes a rename fail with

@@ -106,7 +106,7 @@ def test_a_command_runs_with_the_posix_modules_blocked(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------ the redirector
 
-def test_workers_behind_a_venv_redirector_convert_every_file_at_the_first_try(tmp_path: Path) -> None:
+async def test_workers_behind_a_venv_redirector_convert_every_file_at_the_first_try(tmp_path: Path) -> None:
     converter = tmp_path / "pidconv.py"
     converter.write_text(PID_CONVERTER)
     sources = []
@@ -114,48 +114,43 @@ def test_workers_behind_a_venv_redirector_convert_every_file_at_the_first_try(tm
         sources.append(tmp_path / f"f{i}.txt")
         sources[-1].write_text(str(i))
 
-    async def scenario() -> tuple[list[Any], int]:
-        pool = WorkerPool(1, python=str(_redirector(tmp_path)))
-        results: list[Any] = []
-        try:
-            for batch in range(3):
-                if batch:
-                    # A station's quiet time between files. The old liveness check (the worker's
-                    # parent pid against the service's, once a second) killed the worker here.
-                    await anyio.sleep(1.5)
-                chunk = sources[batch * 3:batch * 3 + 3]
-                results += await pool.convert_many(f"{converter}:Pid", [(p, _context(), SHA) for p in chunk],
-                                                   timeout=30)
-        finally:
-            await pool.aclose()
-        return results, pool.started
-
-    results, started = anyio.run(scenario)
+    pool = WorkerPool(1, python=str(_redirector(tmp_path)))
+    results: list[Any] = []
+    try:
+        for batch in range(3):
+            if batch:
+                # A station's quiet time between files. The old liveness check (the worker's
+                # parent pid against the service's, once a second) killed the worker here.
+                await anyio.sleep(1.5)
+            chunk = sources[batch * 3:batch * 3 + 3]
+            results += await pool.convert_many(f"{converter}:Pid", [(p, _context(), SHA) for p in chunk],
+                                               timeout=30)
+    finally:
+        await pool.aclose()
+    started = pool.started
     assert len(results) == 9 and not [r for r in results if isinstance(r, ConversionFailed)]
     assert started == 1  # one worker did all three batches: none died in between
     assert len({_sn(r) for r in results}) == 1
 
 
-def test_a_worker_that_died_while_idle_is_a_retry_not_a_failed_file(
+async def test_a_worker_that_died_while_idle_is_a_retry_not_a_failed_file(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     converter = tmp_path / "pidconv.py"
     converter.write_text(PID_CONVERTER)
     source = tmp_path / "a.txt"
     source.write_text("a")
 
-    async def scenario() -> tuple[str, Any, int]:
+    with caplog.at_level(logging.INFO):
         pool = WorkerPool(1, python=str(_redirector(tmp_path)))
         try:
-            first = await pool.convert(f"{converter}:Pid", source, _context(), sha256=SHA, timeout=30)
-            pid = int(_sn(first).split("-")[1])
+            converted = await pool.convert(f"{converter}:Pid", source, _context(), sha256=SHA, timeout=30)
+            first = _sn(converted)
+            pid = int(first.split("-")[1])
             os.kill(pid, signal.SIGKILL)  # the real interpreter behind the redirector dies while idle
             second = await pool.convert(f"{converter}:Pid", source, _context(), sha256=SHA, timeout=30)
-            return _sn(first), second, pool.started
         finally:
             await pool.aclose()
-
-    with caplog.at_level(logging.INFO):
-        first, second, started = anyio.run(scenario)
+        started = pool.started
     assert isinstance(second, Converted) and _sn(second) != first  # converted, by a new worker
     assert started == 2
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -170,6 +165,7 @@ def test_a_hung_worker_behind_a_redirector_exits_when_the_service_is_killed(tmp_
     fifo = tmp_path / "worker.fifo"
     os.mkfifo(fifo)
     service = tmp_path / "service.py"
+    # A stand-in service in a process of its own (its own event loop), so that it can be killed.
     service.write_text(textwrap.dedent(f"""
         import anyio
         from pathlib import Path
@@ -347,7 +343,7 @@ def test_status_shows_a_held_file_note(tmp_path: Path, monkeypatch: pytest.Monke
     assert "x.csv" in note and "held by another program" in note and "went through" in note
 
 
-def test_a_converter_that_prints_any_character_converts_on_a_cp1252_console(
+async def test_a_converter_that_prints_any_character_converts_on_a_cp1252_console(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     converter = tmp_path / "chatty.py"
     converter.write_text(PID_CONVERTER.replace("        fifo = context", "        print('résultat → ✓ 合格')\n"
@@ -356,11 +352,9 @@ def test_a_converter_that_prints_any_character_converts_on_a_cp1252_console(
     source.write_text("a")
     monkeypatch.setenv("PYTHONIOENCODING", "cp1252")
 
-    async def scenario() -> Any:
-        pool = WorkerPool(1)
-        try:
-            return await pool.convert(f"{converter}:Pid", source, _context(), sha256=SHA, timeout=30)
-        finally:
-            await pool.aclose()
-
-    assert _sn(anyio.run(scenario)).startswith("PID-")
+    pool = WorkerPool(1)
+    try:
+        converted = await pool.convert(f"{converter}:Pid", source, _context(), sha256=SHA, timeout=30)
+    finally:
+        await pool.aclose()
+    assert _sn(converted).startswith("PID-")
