@@ -354,7 +354,9 @@ def resolved(cfg: StationConfig, config_path: str | os.PathLike[str]) -> Station
     control = cfg.control.model_copy(update={"submit_folders": [absolute(f) for f in cfg.control.submit_folders]})
     data_dir = absolute(cfg.data_dir)
     _check_folders_apart(data_dir, intakes)
-    return cfg.model_copy(update={"data_dir": data_dir, "intake": intakes, "server": server, "control": control})
+    lifecycles = absolute(cfg.lifecycles) if cfg.lifecycles else None
+    return cfg.model_copy(update={"data_dir": data_dir, "intake": intakes, "server": server, "control": control,
+                                  "lifecycles": lifecycles})
 
 
 def _inside(path: str, folder: str) -> bool:

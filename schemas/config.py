@@ -397,6 +397,11 @@ class StationConfig(_Section):
     shutdown: ShutdownSection = Field(default_factory=ShutdownSection, description="Stopping gracefully.")
     control: ControlSection = Field(default_factory=ControlSection, description="The local control protocol.")
     logging: LoggingSection = Field(default_factory=LoggingSection, description="The service's log.")
+    lifecycles: Annotated[str, Field(min_length=1)] | None = Field(
+        default=None,
+        description="Folder of site lifecycles (report.yaml, conversion.yaml, ...): a file there replaces "
+                    "the shipped one of the same name, after the same checks (`stationflow machines "
+                    "validate`). Relative to the config file's folder.")
 
     @model_validator(mode="before")
     @classmethod

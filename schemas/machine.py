@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
@@ -58,17 +58,24 @@ class _Strict(BaseModel):
 class StateDef(_Strict):
     """One state. ``durable``: at rest on disk (or otherwise safe across a crash); nothing is in
     flight. ``action``: work the engine runs on entering, bounded by ``timeout``; when the timeout
-    expires the engine fires ``on_timeout``. ``wait``: a registry-named delay after which the
-    engine fires ``then``. ``final``: the lifecycle is over; nothing leaves this state."""
+    expires the engine fires ``on_timeout``; each way the action can end (its *outcomes*, declared
+    by the engine's registry) fires the trigger ``outcomes`` maps it to. ``wait``: a registry-named
+    delay after which the engine fires ``then``. ``on_crash``: the trigger the engine fires for a
+    model found in this (non-durable) state after a crash — the recovery transition.
+    ``quarantine``: where the engine puts what it cannot read (one such state per spool).
+    ``final``: the lifecycle is over; nothing leaves this state and the engine may forget it."""
 
     durable: bool = False
     final: bool = False
     action: str | None = None
+    outcomes: dict[Name, Name] = Field(default_factory=dict, max_length=32)
     timeout: Duration | None = None
     on_timeout: Name | None = None
     wait: str | None = None
     then: Name | None = None
-    description: str = ""
+    on_crash: Name | None = None
+    quarantine: bool = False
+    description: str = Field(default="", max_length=2000)
 
 
 def _as_source_list(value: Any) -> Any:
@@ -81,9 +88,10 @@ class TransitionDef(_Strict):
 
     trigger: Name
     source: Annotated[list[Annotated[str, Field(pattern=r"^(\*|[a-z][a-z0-9_]*)$")]],
-                      BeforeValidator(_as_source_list), Field(min_length=1)]
+                      BeforeValidator(_as_source_list), Field(min_length=1, max_length=256)]
     dest: Name
-    description: str = ""
+    by: Literal["engine", "operator"] = "engine"
+    description: str = Field(default="", max_length=2000)
 
     @field_validator("trigger")
     @classmethod
@@ -98,7 +106,7 @@ class MachineDef(_Strict):
     """A whole lifecycle: states keyed by name, the initial state, and the transitions."""
 
     name: Name
-    description: str = ""
+    description: str = Field(default="", max_length=2000)
     initial: Name
-    states: Annotated[dict[Name, StateDef], Field(min_length=1)]
-    transitions: list[TransitionDef] = Field(default_factory=list)
+    states: Annotated[dict[Name, StateDef], Field(min_length=1, max_length=256)]
+    transitions: list[TransitionDef] = Field(default_factory=list, max_length=1024)

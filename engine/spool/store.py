@@ -22,7 +22,9 @@ Durability argument, per transition:
   directory. The sidecar of ``failed``/``quarantined`` reports (the reason a person reads) is fsynced
   before the rename.
 * into a non-durable state (``sending``): rename only. If the rename is lost the report is still in
-  its durable source state, which is what recovery would restore anyway.
+  its durable source state, which is what recovery would restore anyway. At start-up a report found
+  in a non-durable state is moved back by that state's ``on_crash`` transition (``recover``), which
+  the lifecycle checker proves leads to a durable state.
 * into a *final* state (``sent``): rename, directory fsync batched (at most ``sent_sync_every``
   renames or ``sent_sync_s`` seconds later, and at ``close``). If power fails before the batch
   fsync, the report reappears in ``sending/``, recovery puts it back in ``pending/`` and it is sent
@@ -30,6 +32,9 @@ Durability argument, per transition:
 
 Sidecars are informational and written without fsync (they survive a crash of this process; after
 a power loss a missing or truncated sidecar only costs attempts/history, never the report).
+No state is named here: the roles (where ``accept`` puts a report, the states the uploader claims
+from, the recovery and quarantine transitions, final states) are read from the report lifecycle in
+force by ``roles.py``; the lifecycle checker has proven that the definition loses nothing.
 Costs do not grow with the queue: an in-memory index keeps states and counts incrementally; the
 recovery scan streams with ``os.scandir``.
 """
@@ -59,6 +64,7 @@ from ..layout import DataDir
 from .format import check_format
 from ..errors import (
     AlreadyRunning,
+    MachineDefinitionError,
     DuplicateReport,
     IllegalTransition,
     InvalidReport,
@@ -67,6 +73,7 @@ from ..errors import (
     StorageError,
 )
 from ..lifecycle import Lifecycle, load_lifecycle
+from .roles import ReportRoles
 from ...schemas.wsjf import ReportValidationError, parse_header
 
 log = logging.getLogger(__name__)
@@ -182,14 +189,16 @@ class Spool:
         self._fsync = fsync
         self._sent_sync_every = sent_sync_every
         self._sent_sync_s = sent_sync_s
-        self._initial = self.lifecycle.initial
+        #: Where each role of the report machine is (no state is named in this module).
+        self.roles = ReportRoles.of(self.lifecycle)
+        self._initial = self.roles.accept
+        self._ready = self.roles.ready  # state -> the trigger that takes a report for sending
         self._states = self.lifecycle.states
-        self._final = {s for s in self._states if self.lifecycle.is_final(s)}
-        self._durable = {s for s in self._states if self.lifecycle.is_durable(s)}
-        self._person_states = {s for s in self._durable if s not in self._final and s != self._initial
-                               and not self.lifecycle.state(s).wait}
-        self._wait_states = {s: self.lifecycle.state(s).then for s in self._states if self.lifecycle.state(s).wait}
-        self._working = [s for s in self._states if not self.lifecycle.is_durable(s)]
+        self._final = set(self.roles.final)
+        self._durable = set(self.roles.durable)
+        self._person_states = set(self.roles.person)
+        self._wait_states = self.roles.waits
+        self._working = [s for s in self._states if s not in self._durable]
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
         self._counts: collections.Counter[str] = collections.Counter()
@@ -225,8 +234,10 @@ class Spool:
             if not self.root.is_dir():
                 return
             check_format(DataDir.of(self.root.parent).spool_format, record=False)
+            self._refuse_unknown_states()
             self._scan(recover=False)
             return
+        self._refuse_unknown_states()
         for name in ("tmp", "meta", *self._states):
             (self.root / name).mkdir(parents=True, exist_ok=True)
         self._filelock = FileLock(str(self.root / "spool.lock"), thread_local=False)
@@ -244,6 +255,27 @@ class Spool:
         except BaseException:
             self._filelock.release()
             raise
+
+    def _refuse_unknown_states(self) -> None:
+        """Reports in a directory that is no state of the lifecycle in force (the site changed the
+        machine): refuse to open, naming each state and its count. Never delete, never guess."""
+        if not self.root.is_dir():
+            return
+        problems = []
+        with os.scandir(self.root) as it:
+            folders = [e for e in it if e.is_dir() and e.name not in ("tmp", "meta", *self._states)]
+        for folder in sorted(folders, key=lambda e: e.name):
+            with os.scandir(folder.path) as it:
+                count = sum(1 for e in it if _NAME.match(e.name))
+            if count:
+                problems.append(f"{folder.path}: {count} report(s) in state '{folder.name}', which the "
+                                f"report lifecycle in force ({self.lifecycle.source}) does not have — add the "
+                                f"state back, or start the previous lifecycle and move them on first")
+        if problems:
+            raise MachineDefinitionError(
+                f"the spool holds reports in {len(problems)} state(s) the report lifecycle in force lacks; "
+                "nothing was moved", problems=problems,
+                hint="the spool is untouched; restore a lifecycle that has these states")
 
     def _recover_tmp(self) -> None:
         """Leftovers of interrupted writes: report temps go to quarantine (never deleted)."""
@@ -288,7 +320,7 @@ class Spool:
                     key = match["key"]
                     st = entry.stat()
                     self._add_entry(key, _Entry(state, match["crc"], st.st_size))
-                    if state == self._initial:
+                    if state in self._ready:
                         pending.append((st.st_mtime, key))
                     elif state in self._final:
                         sent.append((st.st_mtime, key))
@@ -299,8 +331,10 @@ class Spool:
         if recover:
             for state in self._working:
                 for key in [k for k, e in self._entries.items() if e.state == state]:
-                    self._fire_locked_io(key, "recover", note="found in a working state at start-up")
-                    pending.append((0.0, key))
+                    # back to rest through the state's recovery transition (on_crash); a ready
+                    # state puts it in the queue itself
+                    self._fire_locked_io(key, self.roles.recover[state],
+                                         note=f"found in {state} (work in flight) at start-up")
         pending.sort()
         self._queue.extend(key for _, key in pending)
         sent.sort()
@@ -323,15 +357,16 @@ class Spool:
         # (same id, same bytes), and that must not be refused as a duplicate of this leftover.
         n = 1
         key = f"{base}~{n}"
-        while key in self._entries or (self._dir("quarantined") / f"{key}.{_crc(data)}.json").exists():
+        quarantine = self.roles.quarantine
+        while key in self._entries or (self._dir(quarantine) / f"{key}.{_crc(data)}.json").exists():
             n += 1
             key = f"{base}~{n}"
-        entry = _Entry("quarantined", _crc(data), len(data))
+        entry = _Entry(quarantine, _crc(data), len(data))
         self._write_meta(key, {"attempts": 0, "last_error": reason, "original_name": str(path),
-                               "history": [{"at": now_iso(), "from": None, "to": "quarantined",
+                               "history": [{"at": now_iso(), "from": None, "to": quarantine,
                                             "trigger": "recovery", "note": reason}]}, sync=True)
-        durable.replace(path, self._dir("quarantined") / entry.filename(key))
-        self._sync_dir("quarantined")
+        durable.replace(path, self._dir(quarantine) / entry.filename(key))
+        self._sync_dir(quarantine)
         self._add_entry(key, entry)
         note = f"quarantined {path.name}: {reason}"
         self.recovery_notes.append(note)
@@ -434,9 +469,10 @@ class Spool:
                         # The files are in the initial state on disk whatever the fsync said, so
                         # they are claimable (at worst one is sent while its source stays and is
                         # converted again to the same id later: a duplicate by id, never a loss).
-                        with self._lock:
-                            self._queue.extend(keys)
-                        self._notify()
+                        if self._initial in self._ready:  # else a person or a wait moves them on
+                            with self._lock:
+                                self._queue.extend(keys)
+                            self._notify()
         return [r if r is not None else StorageError("report not stored (internal error)") for r in results]
 
     def _write_sources(self, written: list[tuple[int, str]], items: list[tuple[bytes, str | None]]) -> None:
@@ -550,6 +586,16 @@ class Spool:
             entry.busy = False
         return dest
 
+    def fire_operator(self, key: str, trigger: str, *, note: str | None = None) -> str:
+        """Fire a trigger on behalf of a person: only a ``by: operator`` transition of the report's
+        current state is allowed (IllegalTransition, exit 4, names the ones that are)."""
+        with self._lock:
+            entry = self._entries.get(key.lower())
+        if entry is None:
+            raise ReportNotFound(f"no report {key} in the spool", hint="see `stationflow queue list`")
+        self.lifecycle.next_state_by_operator(entry.state, trigger)
+        return self.fire(key, trigger, note=note or f"{trigger} by an operator")
+
     def _fire_locked_io(self, key: str, trigger: str, *, error: str | None = None,
                         next_attempt_s: float | None = None, note: str | None = None,
                         count_attempt: bool = False) -> str:
@@ -559,7 +605,7 @@ class Spool:
         dest = self.lifecycle.next_state(source, trigger)
         waits = dest in self._wait_states
         if waits and next_attempt_s is None:
-            raise IllegalTransition(f"state {dest} waits for a time: give next_attempt_s")
+            next_attempt_s = 0.0  # entered by a person or by recovery: due at once
         # The hot path writes no sidecar: pending -> sending never, and -> sent only when the report
         # already has one (a report sent at its first attempt has nothing to say; its ctime is when).
         needs_meta = (count_attempt or error or note or waits or dest in self._person_states
@@ -596,13 +642,13 @@ class Spool:
             entry.busy = False  # in the same critical section as the queue append below
             self._counts[dest] += 1
             self._bytes[dest] += entry.size
-            if dest == self._initial:
+            if dest in self._ready:
                 self._queue.append(key)
             elif waits:
                 self._schedule(key, time.time() + float(next_attempt_s or 0.0))
             elif dest in self._final:
                 self._sent_order.append((time.time(), key))
-        if dest == self._initial:
+        if dest in self._ready:
             self._notify()
         # The rename is done and the index agrees with the disk; now make it durable (a failure
         # raises, but never leaves the index pointing at the wrong directory).
@@ -669,7 +715,8 @@ class Spool:
             return max(0.0, self._waiting[0][0] - time.monotonic())
 
     def claim_next(self) -> Claim | None:
-        """Take the oldest report of the initial state by firing ``send``; None when none waits.
+        """Take the oldest ready report by firing its trigger into the sending state (``send`` in the
+        shipped machine); None when none waits.
 
         The bytes are checked against the crc32 in the file name: a damaged report is quarantined
         with the reason and the next one is tried.
@@ -681,8 +728,8 @@ class Spool:
                 for _ in range(len(self._queue)):  # bounded: busy ones go back to the end once
                     candidate = self._queue.popleft()
                     entry = self._entries.get(candidate)
-                    if entry is None or entry.state != self._initial:
-                        continue  # stale: it left the initial state by another trigger
+                    if entry is None or entry.state not in self._ready:
+                        continue  # stale: it left its ready state by another trigger
                     if entry.busy:
                         self._queue.append(candidate)  # being moved right now; keep its place in line
                         continue
@@ -692,10 +739,10 @@ class Spool:
                 if key is None:
                     return None
             try:
-                dest = self._fire_locked_io(key, "send")
+                dest = self._fire_locked_io(key, self._ready[entry.state])
                 data = _read_file(self._dir(dest) / entry.filename(key), entry.size)
                 if _crc(data) != entry.crc:
-                    self._fire_locked_io(key, "quarantine", error=(
+                    self._fire_locked_io(key, self.roles.quarantine_trigger, error=(
                         f"content does not match its checksum (crc32 {_crc(data)}, expected {entry.crc}): "
                         "the file was damaged after it was accepted"))
                     continue
@@ -720,8 +767,8 @@ class Spool:
             callback()
 
     def has_pending(self) -> bool:
-        """Cheap check for upload workers: is anything waiting in the initial state?"""
-        return self._counts.get(self._initial, 0) > 0
+        """Cheap check for upload workers: is anything waiting in a ready state?"""
+        return any(self._counts.get(state, 0) > 0 for state in self._ready)
 
     def counts(self) -> dict[str, int]:
         with self._lock:

@@ -1,17 +1,20 @@
 """The uploader: takes reports from the spool through the ``send`` trigger and posts them as WSJF.
 
-How each answer is handled (the server's answer decides the report's next state):
+Each answer is one *outcome* of the ``upload`` action; the report lifecycle's sending state maps
+it to a trigger (``outcomes:`` in ``machines/report.yaml``), so a site decides where each answer
+leads. With the shipped machine:
 
-=====================================  ==========================  =====================================
-answer                                 the report                  the uploader
-=====================================  ==========================  =====================================
-2xx                                    ``accepted`` → sent         counts consecutive failures back to 0
-400, 413, 422 (and other 4xx)          ``rejected`` → failed       goes on
-401, 403 (bad token), 404, 3xx (URL)   ``recover`` → pending       pauses all sending, probes until fixed
-408, 429, 5xx, refused, reset, timeout ``transient_error``         backoff (Retry-After honoured); after
-                                       → retry_wait                ``offline_after`` in a row: offline, one
-                                                                   probe at a time until the server answers
-=====================================  ==========================  =====================================
+=====================================  ===========================  ====================================
+answer (outcome)                       the report                   the uploader
+=====================================  ===========================  ====================================
+2xx (acknowledged)                     ``accepted`` → sent          counts consecutive failures back to 0
+400, 413, 422, other 4xx (refused)     ``rejected`` → failed        goes on
+401, 403 (bad token), 404, 3xx (URL)   ``recover`` → pending        pauses all sending, probes until fixed
+  (paused)
+408, 429, 5xx, refused, reset          ``transient_error``          backoff (Retry-After honoured); after
+  (transient)                          → retry_wait                 ``offline_after`` in a row: offline, one
+no answer within the state's timeout   ``on_timeout`` of the state  probe at a time until the server answers
+=====================================  ===========================  ====================================
 
 The bytes posted are the bytes the spool accepted, so a report whose answer never came is sent
 again with the same id, never a new one. One pooled ``httpx.AsyncClient`` serves every worker.
@@ -130,7 +133,7 @@ class TokenBucket:
 class Answer:
     """What one attempt came to, in the uploader's terms."""
 
-    kind: str  # accepted | rejected | pause | transient
+    kind: str  # accepted | rejected | pause | transient | timeout
     message: str
     retry_after: float | None = None
     status: int | None = None
@@ -274,8 +277,10 @@ class Uploader:
         self._on_event = on_event
         self._resume = anyio.Event()
         self._draining = False
-        self._sending_state = spool.lifecycle.next_state(spool.lifecycle.initial, "send")
-        self._send_timeout = spool.lifecycle.state(self._sending_state).timeout or 120.0
+        self._roles = spool.roles
+        self._sending_state = spool.roles.sender
+        self._send_timeout = spool.roles.timeout
+        self._put_back_trigger = spool.roles.recover[self._sending_state]
         self._limiter = anyio.CapacityLimiter(upload.concurrency + 2)
         self._work = anyio.Event()
         self._inline_io = True
@@ -330,7 +335,7 @@ class Uploader:
         """After a cancellation: claims never posted go back to pending; answers already received
         are still recorded."""
         batch: list[tuple[Claim, str, dict[str, Any]]] = []
-        for stream, default in ((outcomes, None), (ready, "recover")):
+        for stream, default in ((outcomes, None), (ready, self._put_back_trigger)):
             while True:
                 try:
                     item = stream.receive_nowait()
@@ -367,6 +372,9 @@ class Uploader:
             "mode": self.mode, "reason": self.reason, "since": self.since, "server": self.server.url,
             "consecutive_failures": self.consecutive_failures, "in_flight": self.in_flight,
             "counters": dict(self.counters), "latency": self.latencies.percentiles(), "last_error": self.last_error,
+            # which report lifecycle drives the uploads: shipped or a site file, and its sha256
+            "lifecycle": {"file": self.spool.lifecycle.source, "sha256": self.spool.lifecycle.sha256,
+                          "shipped": self.spool.lifecycle.shipped},
         }
 
     # ------------------------------------------------------------------ workers
@@ -409,10 +417,10 @@ class Uploader:
                     try:
                         ready.send_nowait(claim)
                     except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                        await self._outcomes.send((claims[i], "recover", {}))  # no room: back in line
+                        await self._outcomes.send((claims[i], self._put_back_trigger, {}))  # no room: back in line
                     except BaseException:
                         for left in claims[i:]:
-                            self._outcomes.send_nowait((left, "recover", {}))
+                            self._outcomes.send_nowait((left, self._put_back_trigger, {}))
                         raise
 
     def _timed_inline(self, fn: Callable[[Any], Any], arg: Any) -> Any:
@@ -459,7 +467,7 @@ class Uploader:
         async with ready:
             async for claim in ready:
                 if self._draining or self.mode != ONLINE:
-                    await self._outcomes.send((claim, "recover", {}))  # claimed, not sent: back in line
+                    await self._outcomes.send((claim, self._put_back_trigger, {}))  # claimed, not sent: back in line
                     continue
                 answer = await self._send(claim)
                 trigger, kwargs = self._outcome(claim, answer)
@@ -476,8 +484,9 @@ class Uploader:
                         batch.append(outcomes.receive_nowait())
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
-                quick = [item for item in batch if item[1] == "accepted"] if self._use_inline() else []
-                rest = [item for item in batch if item[1] != "accepted"] if quick else batch
+                done = self._roles.outcomes["acknowledged"]
+                quick = [item for item in batch if item[1] == done] if self._use_inline() else []
+                rest = [item for item in batch if item[1] != done] if quick else batch
                 with anyio.CancelScope(shield=True):  # an answer received is never forgotten
                     if quick:
                         self._timed_inline(self._settle_many, quick)
@@ -500,7 +509,7 @@ class Uploader:
     def _put_back(self, key: str) -> None:
         try:
             if self.spool.state_of(key) == self._sending_state:
-                self.spool.fire(key, "recover")  # no note: a plain rename that needs no sidecar
+                self.spool.fire(key, self._put_back_trigger)  # no note: a plain rename, no sidecar
         except Exception:  # noqa: BLE001 - the caller raises the real error; recovery finishes this
             log.exception("report %s could not be put back in the queue; start-up recovery will", key)
 
@@ -513,7 +522,8 @@ class Uploader:
             # Cancelled mid-send (phase two of a shutdown): put it back, shielded; if even that
             # cannot happen, start-up recovery will.
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self._fire, claim.key, "recover", None, None, "cancelled")
+                await anyio.to_thread.run_sync(self._fire, claim.key, self._put_back_trigger, None, None,
+                                               "cancelled")
             raise
         finally:
             self.in_flight -= 1
@@ -530,29 +540,33 @@ class Uploader:
                 return classify_exception(exc)
             return classify_response(response)
         assert scope.cancelled_caught
-        return Answer("transient", f"no answer within the {self._send_timeout:g} s limit of the "
-                                   f"'{self._sending_state}' state")
+        return Answer("timeout", f"no answer within the {self._send_timeout:g} s limit of the "
+                                 f"'{self._sending_state}' state")
 
     def _outcome(self, claim: Claim, answer: Answer) -> tuple[str, dict[str, Any]]:
-        """Decide the report's trigger from the answer, and update the uploader's mode and counters."""
+        """Decide the report's trigger from the answer — through the sending state's ``outcomes``
+        (or its ``on_timeout``) — and update the uploader's mode and counters."""
+        outcomes = self._roles.outcomes
         if answer.kind == "accepted":
             self.counters["sent"] += 1
             self.consecutive_failures = 0
-            return "accepted", {}
+            return outcomes["acknowledged"], {}
         self.last_error = answer.message
+        # Whatever state the YAML leads this answer to, a waiting state needs its time.
+        delay = self.backoff.delay(claim.attempts + 1, answer.retry_after)
         if answer.kind == "rejected":
             self.counters["failed"] += 1
             log.warning("report %s rejected: %s", claim.key, answer.message)
-            return "rejected", {"error": answer.message, "count_attempt": True}
+            return outcomes["refused"], {"error": answer.message, "count_attempt": True, "next_attempt_s": delay}
         if answer.kind == "pause":
             self._set_mode(PAUSED, answer.message)
-            return "recover", {"note": f"not sent: {answer.message}"}
-        delay = self.backoff.delay(claim.attempts + 1, answer.retry_after)
+            return outcomes["paused"], {"note": f"not sent: {answer.message}", "next_attempt_s": delay}
         self.counters["retried"] += 1
         self.consecutive_failures += 1
         if self.consecutive_failures >= self.upload.retry.offline_after and self.mode == ONLINE:
             self._set_mode(OFFLINE, f"{self.consecutive_failures} failures in a row; last: {answer.message}")
-        return "transient_error", {"error": answer.message, "next_attempt_s": delay, "count_attempt": True}
+        trigger = self._roles.on_timeout if answer.kind == "timeout" else outcomes["transient"]
+        return trigger, {"error": answer.message, "next_attempt_s": delay, "count_attempt": True}
 
     def _fire(self, key: str, trigger: str, error: str | None, delay: float | None, note: str | None,
               count: bool = False) -> None:
