@@ -17,9 +17,16 @@ def load_station(config_arg: str | None) -> tuple[Path, StationConfig]:
 
 
 def open_spool(cfg: StationConfig, *, readonly: bool = False) -> Spool:
-    """The spool of this station with the config's limits; ``readonly`` takes no lock and moves nothing."""
+    """The spool of this station with the config's limits; ``readonly`` takes no lock and moves nothing.
+
+    Every lifecycle in force (the config's ``lifecycles:`` folder over the shipped ones) is checked
+    first: an unsafe one raises MachineDefinitionError listing every problem before anything on
+    disk is touched."""
+    from .lifecycle import in_force
+
     return Spool(
         cfg.data_dir,
+        lifecycle=in_force(cfg.lifecycles)["report"],
         max_reports=cfg.spool.max_reports,
         max_bytes=int(cfg.spool.max_bytes),
         min_free_bytes=int(cfg.spool.min_free_disk),

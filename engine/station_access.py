@@ -311,9 +311,9 @@ def _retry_on_disk(cfg: StationConfig, ids: list[str], all_failed: bool) -> list
     """No service: take the spool's lock (refused plainly while a service holds it) and move them."""
     results: list[dict[str, Any]] = []
     with open_spool(cfg) as spool:
-        for key in ids + (spool.keys("failed") if all_failed else []):
+        for key in ids + (spool.keys(spool.roles.refused) if all_failed else []):
             try:
-                state = spool.fire(key, "retry", note="retried by an operator")
+                state = spool.fire_operator(key, "retry", note="retried by an operator")
                 results.append({"id": key, "ok": True, "state": state})
             except StationflowError as exc:
                 results.append({"id": key, "ok": False, "error": str(exc)})

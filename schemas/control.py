@@ -122,6 +122,12 @@ class QueueRetryArgs(_Message):
     ids: Annotated[list[ReportId], Field(min_length=1, max_length=10_000)]
 
 
+class QueueFireArgs(_Message):
+    trigger: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)] = Field(
+        description="An operator trigger of the report lifecycle in force (by: operator), e.g. approve.")
+    ids: Annotated[list[ReportId], Field(min_length=1, max_length=10_000)]
+
+
 class IntakePauseArgs(_Message):
     reason: Annotated[str, Field(max_length=500)] | None = None
 
@@ -150,6 +156,7 @@ COMMANDS: dict[str, tuple[type[BaseModel], str]] = {
     "queue.show": (QueueShowArgs, "everything about one report, with its history"),
     "queue.retry": (QueueRetryArgs, "send failed or quarantined reports again"),
     "queue.retry_failed": (NoArgs, "send every failed report again"),
+    "queue.fire": (QueueFireArgs, "fire an operator trigger (by: operator) of the report lifecycle on reports"),
     "intake.pause": (IntakePauseArgs, "stop picking up new files (reports already taken go on)"),
     "intake.resume": (NoArgs, "pick up files again"),
     "config.get": (NoArgs, "the config file's settings, token masked"),

@@ -48,6 +48,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("ids", nargs="*", metavar="ID")
     p.add_argument("--all-failed", action="store_true", help="every report in the failed state")
     p.set_defaults(func=cmd_queue_retry)
+    p = q.add_parser("fire", help="fire an operator trigger of the report lifecycle (e.g. approve) on reports",
+                     description="Fire a trigger marked `by: operator` in the report lifecycle in force on "
+                                 "each report named (through the service when it runs, on the spool "
+                                 "otherwise). Exit 4 when the trigger is not an operator trigger from a "
+                                 "report's state; the other reports are still moved.")
+    p.add_argument("trigger", metavar="TRIGGER")
+    p.add_argument("ids", nargs="+", metavar="ID")
+    p.set_defaults(func=cmd_queue_fire)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -234,6 +242,28 @@ def cmd_queue_retry(args: argparse.Namespace) -> int:
     answer = _access(cfg).retry(list(args.ids), all_failed=args.all_failed)
     failures = 0
     for r in answer.data:
+        if r["ok"]:
+            print(f"{r['id']}: {r['state']}")
+        else:
+            print(f"stationflow: error: {r['id']}: {r['error']}", file=sys.stderr)
+            failures += 1
+    return 4 if failures else 0
+
+
+def cmd_queue_fire(args: argparse.Namespace) -> int:
+    """``queue fire TRIGGER ID...``: through the service when it runs, else on the spool itself."""
+    from ..control.client import ControlClient
+    from ..control.commands import fire_operator_trigger
+    from ..errors import ServiceNotRunning
+
+    _, cfg = load_station(args.config)
+    try:
+        answer = ControlClient(cfg.data_dir).call("queue.fire", trigger=args.trigger, ids=list(args.ids))
+    except ServiceNotRunning:
+        with open_spool(cfg) as spool:
+            answer = fire_operator_trigger(spool, args.trigger, list(args.ids))
+    failures = 0
+    for r in answer["results"]:
         if r["ok"]:
             print(f"{r['id']}: {r['state']}")
         else:

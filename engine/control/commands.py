@@ -42,6 +42,7 @@ from ...schemas.control import (
     IntakePauseArgs,
     LogTailArgs,
     NoArgs,
+    QueueFireArgs,
     QueueListArgs,
     QueueRetryArgs,
     QueueShowArgs,
@@ -88,6 +89,7 @@ def build_handlers(service: ControlledService) -> dict[str, Handler]:
         "queue.show": commands.queue_show,
         "queue.retry": commands.queue_retry,
         "queue.retry_failed": commands.queue_retry_failed,
+        "queue.fire": commands.queue_fire,
         "intake.pause": commands.intake_pause,
         "intake.resume": commands.intake_resume,
         "config.get": commands.config_get,
@@ -201,12 +203,16 @@ class _Commands:
         results = []
         for key in ids:
             try:
-                state = spool.fire(key, "retry", note=_RETRY_NOTE)
+                state = spool.fire_operator(key, "retry", note=_RETRY_NOTE)
                 results.append({"id": key, "ok": True, "state": state})
             except StationflowError as exc:
                 results.append({"id": key, "ok": False, "code": error_code(exc), "error": str(exc)})
         retried = sum(1 for r in results if r["ok"])
         return {"retried": retried, "refused": len(results) - retried, "results": results}
+
+    async def queue_fire(self, a: QueueFireArgs) -> dict[str, Any]:
+        spool = self._spool()
+        return await self._thread(fire_operator_trigger, spool, a.trigger, list(a.ids))
 
     # ------------------------------------------------------------------ intake
 
@@ -345,3 +351,17 @@ def _allowed_submit_path(config: StationConfig, raw: str) -> Path:
                        f"control.submit_folders, not {raw}",
                        hint="copy the file into a watch folder, or add its folder to control.submit_folders in "
                             "the station config (or stop the service: `stationflow submit` then reads it itself)")
+
+
+def fire_operator_trigger(spool: Any, trigger: str, ids: list[str]) -> dict[str, Any]:
+    """``queue fire``: each report on its own (one refused does not stop the others); only a
+    ``by: operator`` transition from the report's state is allowed."""
+    results = []
+    for key in ids:
+        try:
+            state = spool.fire_operator(key, trigger, note=f"{trigger} by an operator")
+            results.append({"id": key, "ok": True, "state": state})
+        except StationflowError as exc:
+            results.append({"id": key, "ok": False, "code": error_code(exc), "error": str(exc)})
+    fired = sum(1 for r in results if r["ok"])
+    return {"fired": fired, "refused": len(results) - fired, "results": results}
