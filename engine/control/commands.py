@@ -212,7 +212,8 @@ class _Commands:
 
     async def queue_fire(self, a: QueueFireArgs) -> dict[str, Any]:
         spool = self._spool()
-        return await self._thread(fire_operator_trigger, spool, a.trigger, list(a.ids))
+        answer: dict[str, Any] = await self._thread(fire_operator_trigger, spool, a.trigger, list(a.ids))
+        return answer
 
     # ------------------------------------------------------------------ intake
 

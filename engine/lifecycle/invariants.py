@@ -48,9 +48,9 @@ def expand(defn: MachineDef) -> list[tuple[int, TransitionDef, str]]:
 
 
 class Edge(NamedTuple):
-    """One way a model can move: transition ``index`` from ``source``, fired ``how``."""
+    """One way a model can move: transition number ``at`` from ``source``, fired ``how``."""
 
-    index: int
+    at: int  # the transition's index in the YAML
     source: str
     trigger: str
     dest: str
@@ -399,5 +399,5 @@ def structural_violations(defn: MachineDef, registry: Registry) -> list[Violatio
     out.extend(_check_crash_recovery(g))
     out.extend(_check_roles(g))
     out.extend(_check_operator(g))
-    out.extend(_check_fired(g, {(e.index, e.source) for e in edges(defn, registry)}))
+    out.extend(_check_fired(g, {(e.at, e.source) for e in edges(defn, registry)}))
     return out

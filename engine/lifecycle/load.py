@@ -67,7 +67,7 @@ class _TooBig(Exception):
     """Raised inside the composer; turned into one clear problem by :func:`_compose`."""
 
 
-class _BoundedLoader(yaml.SafeLoader):
+class _BoundedLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no type hints
     """A SafeLoader that refuses aliases, deep nesting and too many nodes while composing."""
 
     def __init__(self, text: str) -> None:
@@ -75,7 +75,7 @@ class _BoundedLoader(yaml.SafeLoader):
         self._depth = 0
         self._nodes = 0
 
-    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[no-untyped-def]
+    def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise _TooBig(f"{event.start_mark.line + 1}: anchors and aliases (&name / *name) are not "

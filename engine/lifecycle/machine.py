@@ -65,7 +65,7 @@ class Lifecycle:
         self.name = definition.name
         self.initial = definition.initial
         self.source = source
-        self.sha256 = sha256
+        self.sha256: str | None = sha256
         self.shipped = shipped
         self.registry = registry
         self.states: tuple[str, ...] = tuple(definition.states)
@@ -84,7 +84,7 @@ class Lifecycle:
         allowed: dict[str, list[str]] = {name: [] for name in self.states}
         for trigger, event in self.machine.events.items():
             for state_name, found in event.transitions.items():
-                if found:
+                if found and found[0].dest is not None:  # every YAML transition names its dest
                     table[(state_name, trigger)] = found[0].dest
                     allowed[state_name].append(trigger)
         self._table = table

@@ -72,7 +72,7 @@ def model_violations(defn: MachineDef, registry: Registry) -> list[Violation]:
     if rules is None or defn.initial not in defn.states:
         return []
     fired = edges(defn, registry)
-    seen = {(e.index, e.source) for e in fired}
+    seen = {(e.at, e.source) for e in fired}
     unfired = [Edge(i, s, t.trigger, t.dest, "fired by nothing", False) for i, t, s in expand(defn)
                if (i, s) not in seen and s in defn.states and t.dest in defn.states]
     return [*_losses(defn, rules, fired + unfired), *_strandings(defn, fired)]
@@ -93,10 +93,10 @@ def _losses(defn: MachineDef, rules: MachineRules, all_edges: list[Edge]) -> Ite
         state, proven = node
         for e in out_of[state]:
             if _protected(rules, defn, e, proven):
-                if (e.index, e.source) not in reported:
-                    reported.add((e.index, e.source))
+                if (e.at, e.source) not in reported:
+                    reported.add((e.at, e.source))
                     path = render_path(defn.initial, [*_path_to(node, parent), e])
-                    yield Violation(("transitions", e.index), (
+                    yield Violation(("transitions", e.at), (
                         f"{path}: {what} without {rules.what} — a model taking this path is lost "
                         f"(never at its destination, yet {'pruned' if rules.protect == 'final' else 'gone from its folder'}); "
                         "lead this transition elsewhere, or go through the proving outcome first"))
@@ -137,16 +137,15 @@ def _strandings(defn: MachineDef, fired: list[Edge]) -> Iterator[Violation]:
             edge = parent[edge.source]
         return render_path(defn.initial, steps[::-1])
 
-    for name in defn.states:
+    for name, here in defn.states.items():
         if name not in parent:
             continue  # unreachable: reported by the structural check
-        state = defn.states[name]
         if name not in finishing:
             yield Violation(("states", name), (
                 f"{path_to(name)}: rests in '{name}', from which no engine or operator path leads to "
                 "a final state — the model would wait there forever; add a transition the engine "
                 "fires (an outcome, a wait) or one a person fires (by: operator)"))
-        elif not state.durable and not state.final and all(
+        elif not here.durable and not here.final and all(
                 e.how in ("operator", "crash") for e in out_of[name]):
             yield Violation(("states", name), (
                 f"{path_to(name)}: '{name}' is work in flight that only a person or a crash moves on "

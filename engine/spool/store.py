@@ -725,6 +725,7 @@ class Spool:
         while True:
             with self._lock:
                 key = None
+                taken: _Entry | None = None
                 for _ in range(len(self._queue)):  # bounded: busy ones go back to the end once
                     candidate = self._queue.popleft()
                     entry = self._entries.get(candidate)
@@ -734,10 +735,11 @@ class Spool:
                         self._queue.append(candidate)  # being moved right now; keep its place in line
                         continue
                     entry.busy = True
-                    key = candidate
+                    key, taken = candidate, entry
                     break
-                if key is None:
+                if key is None or taken is None:
                     return None
+            entry = taken
             try:
                 dest = self._fire_locked_io(key, self._ready[entry.state])
                 data = _read_file(self._dir(dest) / entry.filename(key), entry.size)

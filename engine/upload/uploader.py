@@ -192,8 +192,9 @@ def _server_message(response: httpx.Response) -> str:
         data = response.json()
         if isinstance(data, dict):
             for key in ("message", "Message", "error", "detail", "title"):
-                if isinstance(data.get(key), str):
-                    return data[key][:500]
+                value = data.get(key)
+                if isinstance(value, str):
+                    return value[:500]
     except ValueError:
         pass
     return body[:500]
@@ -244,7 +245,9 @@ class Latencies:
         data = sorted(self._samples)
         if not data:
             return {"p50_ms": None, "p95_ms": None, "p99_ms": None}
-        pick = lambda q: round(data[min(len(data) - 1, int(q * len(data)))] * 1000, 2)  # noqa: E731
+        def pick(q: float) -> float:
+            return round(data[min(len(data) - 1, int(q * len(data)))] * 1000, 2)
+
         return {"p50_ms": pick(0.50), "p95_ms": pick(0.95), "p99_ms": pick(0.99)}
 
 
