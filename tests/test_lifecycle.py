@@ -137,6 +137,13 @@ SINGLE_VIOLATIONS = {
     "bad_duration.yaml": ["states.busy.timeout", "'soon' is not a duration"],
     "duplicate_key.yaml": ["duplicate key 'idle'", "first at line 5"],
     "bad_syntax.yaml": ["bad_syntax.yaml:7:12: YAML syntax error"],
+    "no_on_crash.yaml": ["'sending'", "no on_crash"],
+    "unknown_outcome.yaml": ["'exploded' is not an outcome of action 'upload'"],
+    "outcome_unmapped.yaml": ["'sending'", "outcome(s) paused"],
+    "unfired.yaml": ["'skip'", "nothing fires", "by: operator"],
+    "two_quarantines.yaml": ["2 states marked quarantine", "failed, quarantined"],
+    "operator_into_work.yaml": ["'push'", "operator into 'sending'"],
+    "aliases.yaml": ["aliases.yaml:5:", "anchors and aliases"],
 }
 
 

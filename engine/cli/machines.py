@@ -81,8 +81,10 @@ def _validate(args: argparse.Namespace) -> int:
             problems.extend(exc.problems or [str(exc)])
             continue
         took = (time.perf_counter() - started) * 1000
+        rules = lifecycle.registry.rules.get(lifecycle.name)
+        proven = f"; proven: {rules.summary}" if rules else ""
         print(f"OK {lifecycle.name} ({lifecycle.source}; {_origin(lifecycle)}): {len(lifecycle.states)} states, "
-              f"{len(lifecycle.definition.transitions)} transitions, no report lost ({took:.1f} ms)")
+              f"{len(lifecycle.definition.transitions)} transitions{proven} ({took:.1f} ms)")
     if failed:
         raise MachineDefinitionError(
             f"{failed} of {len(targets)} lifecycle definition(s) are invalid", problems=problems,

@@ -45,6 +45,7 @@ class MachineRules:
 
     protect: str | frozenset[str]
     what: str
+    summary: str = ""  # what the model check proved, for ``machines validate``
     quarantine: bool = False
     sender: bool = False
 
@@ -102,8 +103,10 @@ DEFAULT_REGISTRY = Registry(
         "connection": {"unreachable", "refused", "answered", "reconfigured", "stop"},
     },
     rules={
-        "report": MachineRules(protect="final", what="an acknowledged upload", quarantine=True, sender=True),
+        "report": MachineRules(protect="final", what="an acknowledged upload", quarantine=True, sender=True,
+                               summary="no report is final without an acknowledged upload, none is stranded"),
         "conversion": MachineRules(protect=frozenset({"finish"}),
-                                   what="every report of the file accepted by the spool"),
+                                   what="every report of the file accepted by the spool",
+                                   summary="no source file is touched before its reports are spooled"),
     },
 )
