@@ -195,7 +195,7 @@ class _Commands:
 
     async def queue_retry_failed(self, _: NoArgs) -> dict[str, Any]:
         spool = self._spool()
-        return await self._thread(lambda: self._retry(spool, spool.keys("failed")))
+        return await self._thread(lambda: self._retry(spool, spool.keys(spool.roles.refused)))
 
     @staticmethod
     def _retry(spool: Any, ids: list[str]) -> dict[str, Any]:

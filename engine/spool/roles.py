@@ -14,7 +14,8 @@ here from the definition (which the checker has already proven safe, so each rol
 * ``final`` — states that may be pruned; ``quarantine`` — where unreadable files go, and the
   trigger that takes a damaged report there from the sender;
 * ``person`` — durable states that only an operator trigger leaves (the reason a person reads is
-  fsynced before a report moves there).
+  fsynced before a report moves there); ``refused`` — where a report the server refused rests
+  (``queue retry --all-failed`` takes the reports there).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class ReportRoles:
     quarantine: str
     quarantine_trigger: str
     person: frozenset[str]
+    refused: str
 
     @classmethod
     def of(cls, lifecycle: Lifecycle) -> ReportRoles:
@@ -77,4 +79,5 @@ class ReportRoles:
             quarantine_trigger=quarantine_trigger,
             person=frozenset(name for name, st in states.items()
                              if st.durable and not st.final and not engine_exits[name]),
+            refused=lifecycle.next_state(sender, s.outcomes["refused"]),
         )
