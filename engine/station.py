@@ -24,9 +24,10 @@ def open_spool(cfg: StationConfig, *, readonly: bool = False) -> Spool:
     disk is touched."""
     from .lifecycle import in_force
 
-    return Spool(
+    machines = in_force(cfg.lifecycles)
+    spool = Spool(
         cfg.data_dir,
-        lifecycle=in_force(cfg.lifecycles)["report"],
+        lifecycle=machines["report"],
         max_reports=cfg.spool.max_reports,
         max_bytes=int(cfg.spool.max_bytes),
         min_free_bytes=int(cfg.spool.min_free_disk),
@@ -34,6 +35,8 @@ def open_spool(cfg: StationConfig, *, readonly: bool = False) -> Spool:
         readonly=readonly,
         max_wait_s=cfg.upload.retry.max_s,
     )
+    spool.machines = machines
+    return spool
 
 
 def spool_in_use(cfg: StationConfig) -> bool:

@@ -24,7 +24,7 @@ from stationflow.schemas.machine import parse_duration
 from tests.conftest import FIXTURES
 
 BAD = FIXTURES / "machines"
-SHIPPED = ("report", "conversion", "task", "service")
+SHIPPED = ("report", "conversion", "task", "service", "connection")
 
 
 def problems_of(path: Path, **kw) -> list[str]:
@@ -427,3 +427,27 @@ def test_cli_graph_and_list(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for name in SHIPPED:
         assert name in out
+
+
+# --------------------------------------------------------------------------- connection machine
+
+def test_the_uploader_mode_is_the_connection_lifecycle_found_by_role(tmp_path: Path) -> None:
+    from stationflow.engine.upload.uploader import Link
+
+    shipped = Link(load_lifecycle("connection"))
+    assert (shipped.online, shipped.offline, shipped.paused, shipped.stopped) == (
+        "online", "offline", "paused", "stopped")
+    text = Path(load_lifecycle("connection").source).read_text()
+    for old, new in (("online", "sending_ok"), ("offline", "no_answer"), ("paused", "refused_us"),
+                     ("stopped", "halted")):
+        text = text.replace(f"{old}:", f"{new}:").replace(f"initial: {old}", f"initial: {new}")
+        text = text.replace(f"source: {old},", f"source: {new},")
+        for sep in (",", "]", "}"):
+            text = text.replace(f" {old}{sep}", f" {new}{sep}").replace(f"[{old}{sep}", f"[{new}{sep}")
+    (tmp_path / "connection.yaml").write_text(text)
+    renamed = Link(load_lifecycle("connection", override_dirs=[tmp_path]))
+    assert (renamed.online, renamed.offline, renamed.paused, renamed.stopped) == (
+        "sending_ok", "no_answer", "refused_us", "halted")
+    assert renamed.after(renamed.online, "unreachable") == renamed.offline
+    assert renamed.after(renamed.paused, "refused") == renamed.paused, "only the reason changes"
+    assert renamed.after(renamed.paused, "reconfigured") == renamed.offline

@@ -179,6 +179,9 @@ class Spool:
     ) -> None:
         self.root = DataDir.of(data_dir).spool
         self.lifecycle = lifecycle or load_lifecycle("report")
+        #: Every lifecycle in force at the station (set by ``station.open_spool``), for the parts
+        #: built around this spool: the uploader's connection machine.
+        self.machines: dict[str, Lifecycle] = {"report": self.lifecycle}
         self.max_reports = max_reports
         self.max_bytes = max_bytes
         self.min_free_bytes = min_free_bytes

@@ -40,6 +40,8 @@ import anyio
 import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ..errors import IllegalTransition
+from ..lifecycle import Lifecycle, load_lifecycle
 from ..spool.store import Claim, Spool
 from ...schemas.config import RetrySection, ServerSection, UploadSection
 
@@ -55,6 +57,8 @@ if importlib.util.find_spec("sniffio") is None:
 REPORT_PATH = "/api/Report/WSJF"
 PROBE_PATH = "/api/App/Version"
 
+#: The states of the shipped connection lifecycle (``machines/connection.yaml``). The uploader itself
+#: finds them by role (see ``Link``), so a site file may rename them.
 ONLINE, OFFLINE, PAUSED, STOPPED = "online", "offline", "paused", "stopped"
 _REJECT_CODES = {400, 413, 422}
 _PAUSE_CODES = {401: "the server refused the token (401) — set server.token, see `stationflow config show`",
@@ -251,6 +255,29 @@ class Latencies:
         return {"p50_ms": pick(0.50), "p95_ms": pick(0.95), "p99_ms": pick(0.99)}
 
 
+class Link:
+    """The connection lifecycle as the uploader's mode: states found by role, moved by trigger.
+
+    ``online`` is the initial state (the only one that sends); ``offline``, ``paused`` and
+    ``stopped`` are where ``unreachable``, ``refused`` and ``stop`` lead from it.
+    """
+
+    def __init__(self, lifecycle: Lifecycle) -> None:
+        self.lifecycle = lifecycle
+        self.online = lifecycle.initial
+        self.offline = lifecycle.next_state(self.online, "unreachable")
+        self.paused = lifecycle.next_state(self.online, "refused")
+        self.stopped = lifecycle.next_state(self.online, "stop")
+
+    def after(self, state: str, trigger: str) -> str:
+        """Where ``trigger`` leads from ``state``; the same state when the machine has no such move
+        (``refused`` again while paused: only the reason changes)."""
+        try:
+            return self.lifecycle.next_state(state, trigger)
+        except IllegalTransition:
+            return state
+
+
 class Uploader:
     """Upload workers, the retry scheduler and the server probe, around one spool.
 
@@ -270,7 +297,9 @@ class Uploader:
         self.backoff = Backoff(upload.retry, rng)
         self.bucket = TokenBucket(upload.rate_per_s)
         self.latencies = Latencies()
-        self.mode = ONLINE
+        machines = getattr(spool, "machines", {})
+        self.link = Link(machines.get("connection") or load_lifecycle("connection"))
+        self.mode = self.link.online
         self.reason: str | None = None
         self.since: str | None = None  # wall-clock time of the last mode change, for a person to read
         self.consecutive_failures = 0
@@ -328,7 +357,7 @@ class Uploader:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self.spool.sync_final, limiter=self._limiter)
             self.spool.remove_listener(wake_from_any_thread)
-            self.mode = STOPPED
+            self.mode = self.link.after(self.mode, "stop")
             if self._own_client:
                 with anyio.CancelScope(shield=True):
                     await self.client.aclose()
@@ -367,8 +396,8 @@ class Uploader:
             old = self.client
             self.client = build_client(server, self.upload)
             self._close_later(old)
-            if self.mode == PAUSED:
-                self._set_mode(OFFLINE, "configuration changed; checking the server")
+            if self.mode == self.link.paused:
+                self._set_mode("reconfigured", "configuration changed; checking the server")
 
     def status(self) -> dict[str, Any]:
         return {
@@ -391,7 +420,7 @@ class Uploader:
         """Claim reports (``send`` trigger) while the server is online; at most ``concurrency`` ahead."""
         async with ready:
             while not self._draining:
-                if self.mode != ONLINE:
+                if self.mode != self.link.online:
                     await self._wait_resume()
                     continue
                 room = ready.statistics().max_buffer_size - ready.statistics().current_buffer_used
@@ -403,7 +432,7 @@ class Uploader:
                 n = 1
                 while n < room and self.bucket.try_acquire():
                     n += 1
-                if self._draining or self.mode != ONLINE:
+                if self._draining or self.mode != self.link.online:
                     continue
                 if self._use_inline():
                     claims = self._timed_inline(self._claim_many, n)
@@ -469,7 +498,7 @@ class Uploader:
         """Post one report at a time; hand the outcome to the settler."""
         async with ready:
             async for claim in ready:
-                if self._draining or self.mode != ONLINE:
+                if self._draining or self.mode != self.link.online:
                     await self._outcomes.send((claim, self._put_back_trigger, {}))  # claimed, not sent: back in line
                     continue
                 answer = await self._send(claim)
@@ -562,12 +591,12 @@ class Uploader:
             log.warning("report %s rejected: %s", claim.key, answer.message)
             return outcomes["refused"], {"error": answer.message, "count_attempt": True, "next_attempt_s": delay}
         if answer.kind == "pause":
-            self._set_mode(PAUSED, answer.message)
+            self._set_mode("refused", answer.message)
             return outcomes["paused"], {"note": f"not sent: {answer.message}", "next_attempt_s": delay}
         self.counters["retried"] += 1
         self.consecutive_failures += 1
-        if self.consecutive_failures >= self.upload.retry.offline_after and self.mode == ONLINE:
-            self._set_mode(OFFLINE, f"{self.consecutive_failures} failures in a row; last: {answer.message}")
+        if self.consecutive_failures >= self.upload.retry.offline_after and self.mode == self.link.online:
+            self._set_mode("unreachable", f"{self.consecutive_failures} failures in a row; last: {answer.message}")
         trigger = self._roles.on_timeout if answer.kind == "timeout" else outcomes["transient"]
         return trigger, {"error": answer.message, "next_attempt_s": delay, "count_attempt": True}
 
@@ -596,7 +625,7 @@ class Uploader:
         """While offline or paused: one probe at a time, with backoff, until the server answers."""
         attempt = 0
         while not self._draining:
-            if self.mode == ONLINE:
+            if self.mode == self.link.online:
                 attempt = 0
                 await self._wait_resume(until_not_online=True)
                 continue
@@ -605,9 +634,9 @@ class Uploader:
             if ok:
                 log.info("server %s answers again; sending resumes", self.server.url)
                 self.consecutive_failures = 0
-                self._set_mode(ONLINE, None)
+                self._set_mode("answered", None)
                 continue
-            if self.mode == PAUSED and message != self.reason:
+            if self.mode == self.link.paused and message != self.reason:
                 self.reason = message if "401" in message or "403" in message or "404" in message else self.reason
             self.counters["probes_failed"] += 1
             with anyio.move_on_after(self.backoff.delay(attempt)):
@@ -625,13 +654,15 @@ class Uploader:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _set_mode(self, mode: str, reason: str | None) -> None:
+    def _set_mode(self, trigger: str, reason: str | None) -> None:
+        """Fire ``trigger`` on the connection lifecycle (``machines/connection.yaml``)."""
+        mode = self.link.after(self.mode, trigger)
         if mode == self.mode and reason == self.reason:
             return
         previous = self.mode
         self.mode, self.reason = mode, reason
         self.since = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-        level = logging.INFO if mode == ONLINE else logging.WARNING
+        level = logging.INFO if mode == self.link.online else logging.WARNING
         log.log(level, "uploader %s -> %s%s", previous, mode, f": {reason}" if reason else "")
         self.counters[f"went_{mode}"] += 1
         if self._on_event:
