@@ -451,3 +451,16 @@ def test_the_uploader_mode_is_the_connection_lifecycle_found_by_role(tmp_path: P
     assert renamed.after(renamed.online, "unreachable") == renamed.offline
     assert renamed.after(renamed.paused, "refused") == renamed.paused, "only the reason changes"
     assert renamed.after(renamed.paused, "reconfigured") == renamed.offline
+
+
+def test_readme_diagrams_equal_machines_graph() -> None:
+    """The README's Mermaid diagram of each shipped machine is what `machines graph` prints."""
+    import re
+
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = dict(re.findall(r"#### (\w+)\n\n```mermaid\n(.*?)```", readme, flags=re.S))
+    assert set(blocks) == set(shipped_names()), "one diagram per shipped machine"
+    for name, diagram in blocks.items():
+        assert diagram == load_lifecycle(name).mermaid(), f"README diagram of {name} is stale"
