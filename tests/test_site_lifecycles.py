@@ -196,42 +196,53 @@ def test_hold_for_approval_end_to_end(tmp_path: Path, emulator: Emulator) -> Non
     assert emulator.received_ids() == set(approved)
 
 
-def _renamed(path: Path) -> str:
-    """The shipped report machine with every state and every trigger renamed."""
-    data = yaml.safe_load(Path(load_lifecycle("report").source).read_text())
-    states = {name: f"st_{i}_{name[::-1]}" for i, name in enumerate(data["states"])}
-    triggers = {t["trigger"]: f"tr_{t['trigger'][::-1]}" for t in data["transitions"]}
+def _renamed(name: str, folder: Path, *, triggers_too: bool) -> dict[str, str]:
+    """Write the shipped ``name`` machine into ``folder`` with every state (and, if the engine
+    fires none of them by name, every trigger) renamed; return the map of state names."""
+    data = yaml.safe_load(Path(load_lifecycle(name).source).read_text())
+    states = {s: f"st_{i}_{s[::-1]}" for i, s in enumerate(data["states"])}
+    triggers = {t["trigger"]: (f"tr_{t['trigger'][::-1]}" if triggers_too else t["trigger"])
+                for t in data["transitions"]}
     data["initial"] = states[data["initial"]]
     new_states = {}
-    for name, state in data["states"].items():
+    for old, state in data["states"].items():
         for key in ("on_timeout", "then", "on_crash"):
             if state.get(key):
                 state[key] = triggers[state[key]]
         if state.get("outcomes"):
             state["outcomes"] = {o: triggers[t] for o, t in state["outcomes"].items()}
-        new_states[states[name]] = state
+        new_states[states[old]] = state
     data["states"] = new_states
     for t in data["transitions"]:
         t["trigger"] = triggers[t["trigger"]]
         sources = t["source"] if isinstance(t["source"], list) else [t["source"]]
-        t["source"] = [states[s] for s in sources]
+        t["source"] = [states[x] for x in sources]
         t["dest"] = states[t["dest"]]
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return states["sent"]
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return states
 
 
-def test_renaming_every_state_and_trigger_of_the_report_machine_changes_nothing_in_delivery(
-        tmp_path: Path, emulator: Emulator) -> None:
+def test_renaming_every_state_changes_nothing_in_delivery(tmp_path: Path, emulator: Emulator) -> None:
+    """Every state of the report, conversion and connection machines renamed (and every trigger of
+    the report machine, which the engine fires only through roles): the pipeline still delivers."""
     folder = tmp_path / "lifecycles"
     folder.mkdir()
-    sent = _renamed(folder / "report.yaml")
-    lifecycle = load_lifecycle("report", override_dirs=[folder])
-    assert not set(lifecycle.states) & {"pending", "sending", "retry_wait", "sent", "failed", "quarantined"}
+    sent = _renamed("report", folder, triggers_too=True)["sent"]
+    done = _renamed("conversion", folder, triggers_too=False)["done"]
+    _renamed("connection", folder, triggers_too=False)
+    for name in ("report", "conversion", "connection"):
+        shipped = set(load_lifecycle(name).states)
+        assert not set(load_lifecycle(name, override_dirs=[folder]).states) & shipped
     config = site_config(tmp_path, emulator.url, folder, intake=True)
     emulator.set_faults(error_rate=0.3, drop_after_rate=0.2)  # the retry path and lost answers run too
     proc = start_service(config, tmp_path / "stderr.log")
     reports = drop_reports(tmp_path, 5, seed=33)
     wait_until(lambda: emulator.received_ids() == set(reports), "every report at the server")
     wait_until(lambda: queue_states(config) == {key: sent for key in reports}, f"every report in {sent}")
+    status = json.loads(cli(config, "status", "--json").stdout)
+    assert status["uploader"]["mode"] == "st_0_enilno", "the uploader's mode is the renamed connection state"
+    counts = status["intake"]["intakes"]["drop"]["counts"]
+    assert counts[done] == len(reports), f"the intake counts its files in the renamed {done}: {counts}"
+    assert sorted(p.name for p in (tmp_path / "drop").iterdir()) == [], "every source archived"
     proc.terminate()
     assert proc.wait(20) == 0, (tmp_path / "stderr.log").read_text()

@@ -98,7 +98,7 @@ def copy_all(files: list[TrackedFile], deadline: float, *, fsync: bool) -> list[
             failures[i] = Vanished() if isinstance(exc, FileNotFoundError) else exc
             continue
         try:
-            write_record(file, state="copied")
+            write_record(file, state=file.watch.roles.copied)
         except StorageError as exc:  # the record only helps a restart; the source is still untouched
             log.warning("intake %s: job record of %s not written: %s", file.watch.name, file.path, exc)
     return failures

@@ -101,7 +101,9 @@ class Intake:
         self.data_dir = Path(data_dir)
         self.station = station
         self.options = options or IntakeOptions()
-        self.lifecycle = lifecycle or load_lifecycle("conversion")
+        # the conversion lifecycle in force at the station (a site's file, checked with the others
+        # when the spool was opened), else the shipped one
+        self.lifecycle = lifecycle or getattr(spool, "machines", {}).get("conversion") or load_lifecycle("conversion")
         self.workers = max(1, workers)
         self.pool = WorkerPool(self.workers, memory_limit=self.options.memory_limit_bytes)
         self._watches = [Watch(s, self.data_dir, self.lifecycle) for s in sections]
@@ -265,7 +267,7 @@ class Intake:
         new: dict[Watch, list[TrackedFile]] = {}
         batches: list[list[TrackedFile]] = []
         for file in ready:
-            if file.state == "settled":
+            if file.state == file.watch.roles.settled:
                 new.setdefault(file.watch, []).append(file)
             else:
                 batches.append([file])
@@ -286,7 +288,7 @@ class Intake:
         cancellation: an unexpected error leaves each file in a durable state for a later pass."""
         try:
             async with self._limiter:
-                if files[0].state == "settled":
+                if files[0].state == files[0].watch.roles.settled:
                     return await self._take_new(files)
                 return int(await self._take(files[0]))
         except anyio.get_cancelled_exc_class():
@@ -322,7 +324,7 @@ class Intake:
             if file.watch.files.get(str(file.path)) is not file:
                 continue  # already finished (done, rejected or gone) before the error
             self._note_error(file.watch, file.path, f"unexpected error: {type(exc).__name__}: {exc}")
-            back = {"settled": "changed", "copying": "changed", "converting": "defer"}.get(file.state)
+            back = file.watch.roles.recover.get(file.state)  # the state's on_crash: back to rest
             if back:
                 file.fire(back)
             file.next_try = time.monotonic() + self.options.post_retry_s
@@ -371,7 +373,7 @@ class Intake:
         budget = self.options.max_in_flight - len(self._in_flight)
         full = self._full_pause is not None
         retry_full = full and now >= self._full_retry_at
-        if retry_full and not any(f.state == "copied" and f not in self._in_flight
+        if retry_full and not any(f.state == w.roles.copied and f not in self._in_flight
                                   for w in self._watches for f in w.files.values()):
             # Nothing waits for room any more (it was rejected, or finished): try new files again;
             # the next refusal pauses again.
@@ -385,10 +387,12 @@ class Intake:
             for file in list(watch.files.values()):
                 if file in self._in_flight or budget <= 0 or now < file.next_try:
                     continue
-                if file.state in ("spooled", "rejected") or (file.state == "copied" and (not full or retry_full)):
+                roles = watch.roles
+                if file.state in (roles.spooled, roles.rejected) or (
+                        file.state == roles.copied and (not full or retry_full)):
                     ready.append(file)
                     budget -= 1
-                    if full and file.state == "copied":
+                    if full and file.state == roles.copied:
                         self._full_retry_at = now + self.options.full_retry_s
                         retry_full = False
             if full:
@@ -433,7 +437,7 @@ class Intake:
             todo.append(file)
         if not todo:
             return finished
-        deadline = time.monotonic() + (self.lifecycle.state("copying").timeout or 300.0)
+        deadline = time.monotonic() + (self.lifecycle.state(watch.roles.copying).timeout or 300.0)
         failures = await anyio.to_thread.run_sync(lambda: copy_all(todo, deadline, fsync=self.options.fsync))
         copied: list[TrackedFile] = []
         for file, exc in zip(todo, failures):
@@ -479,12 +483,13 @@ class Intake:
     async def _take(self, file: TrackedFile) -> bool:
         """A file resuming from a durable state: spooled (post-action), rejected (move to the error
         folder failed before), copied (convert again from the copy)."""
-        if file.state == "spooled":
+        roles = file.watch.roles
+        if file.state == roles.spooled:
             return await self._finish([file]) == 1
-        if file.state == "rejected" and file.pending_reject is not None:
+        if file.state == roles.rejected and file.pending_reject is not None:
             await self._reject(file, **file.pending_reject)
             return file.pending_reject is None
-        if file.state == "copied":
+        if file.state == roles.copied:
             return await self._convert([file]) == 1
         raise RuntimeError(f"intake: {file.path} cannot be resumed from state {file.state!r}")
 
@@ -501,7 +506,7 @@ class Intake:
         for file in files:
             assert file.copy is not None and file.sha256 is not None
             file.fire("convert")
-        ceiling = self.lifecycle.state("converting").timeout or watch.section.timeout_s
+        ceiling = self.lifecycle.state(watch.roles.converting).timeout or watch.section.timeout_s
         timeout = min(watch.section.timeout_s, ceiling)
         results = await self.pool.convert_many(
             watch.section.converter, [(f.copy, self._context(f), f.sha256) for f in files],  # type: ignore[misc]

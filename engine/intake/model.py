@@ -25,6 +25,7 @@ from ..durable import retry_held
 from ..convert.worker import DEFAULT_MEMORY_LIMIT
 from ..layout import DataDir
 from ..lifecycle import Lifecycle
+from ..lifecycle.roles import ConversionRoles
 from ...schemas.config import IntakeSection
 
 ERROR_SUFFIX = ".error.txt"
@@ -132,6 +133,7 @@ class Watch:
         self.section = section
         self.name = section.name
         self.lifecycle = lifecycle
+        self.roles = ConversionRoles.of(lifecycle.definition)  # no state is named in the intake
         self.root = Path(section.watch)
         self.work = DataDir(data_dir).intake_work(section.name)
         self.copies = self.work / "copies"
@@ -167,7 +169,8 @@ class Watch:
     def counts(self) -> dict[str, int]:
         counts = Counter(f.state for f in self.files.values())
         out = {state: counts.get(state, 0) for state in self.lifecycle.states}
-        for state, value in (("done", self.done), ("rejected", self.rejected), ("gone", self.gone)):
+        roles = self.roles
+        for state, value in ((roles.done, self.done), (roles.rejected, self.rejected), (roles.gone, self.gone)):
             if state in out:
                 out[state] += value
         return out

@@ -50,13 +50,14 @@ def recover(watch: Watch) -> None:
             unlink_quietly(entry.path)
             continue
         copy = watch.copies / record["copy"] if record.get("copy") else None
-        if state != "spooled":
-            state = "copied"  # records are written in copied or spooled; anything else resumes from the copy
+        roles = watch.roles
+        if state != roles.spooled:
+            state = roles.copied  # records are written in copied or spooled; anything else resumes from the copy
         file = TrackedFile(watch, Path(record["source"]), record.get("rel") or Path(record["source"]).name,
                      record.get("origin", "watch"), state, int(record["size"]), int(record["mtime_ns"]),
                      time.monotonic(), job=record["job"], sha256=record.get("sha256"), copy=copy,
                      reports=list(record.get("reports") or []), identity=_identity(record.get("identity")))
-        if copy is not None and not copy.exists() and state != "spooled":
+        if copy is not None and not copy.exists() and state != roles.spooled:
             # The copy is gone (archived, or lost to a power cut): take the source from the start.
             # A source already claimed for removal goes back under its name first (post_actions).
             release_claim(file)

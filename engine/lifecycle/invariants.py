@@ -381,6 +381,16 @@ def _check_fired(g: Graph, fired: set[tuple[int, str]]) -> Iterator[Violation]:
                 "so a person fires it with `stationflow queue fire`"))
 
 
+def _check_conversion_roles(g: Graph) -> Iterator[Violation]:
+    """The intake finds its steps (copy, convert, post-action) in the conversion machine."""
+    if g.defn.name != "conversion":
+        return
+    from .roles import conversion_role_problems
+
+    for problem in conversion_role_problems(g.defn):
+        yield Violation(("states",), problem)
+
+
 def structural_violations(defn: MachineDef, registry: Registry) -> list[Violation]:
     """Every structural invariant; the model check runs only when this is empty."""
     pairs = expand(defn)
@@ -399,5 +409,7 @@ def structural_violations(defn: MachineDef, registry: Registry) -> list[Violatio
     out.extend(_check_crash_recovery(g))
     out.extend(_check_roles(g))
     out.extend(_check_operator(g))
+    if not out:
+        out.extend(_check_conversion_roles(g))
     out.extend(_check_fired(g, {(e.at, e.source) for e in edges(defn, registry)}))
     return out
