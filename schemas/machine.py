@@ -84,7 +84,9 @@ def _as_source_list(value: Any) -> Any:
 
 class TransitionDef(_Strict):
     """``trigger`` moves a model from any state in ``source`` (a name, a list, or ``"*"`` for every
-    non-final state) to ``dest``."""
+    non-final state) to ``dest``. ``by: operator`` marks a transition a person fires
+    (``stationflow queue fire``); every other one must be fired by the engine (an outcome, a
+    timeout, a wait, a crash recovery, starting work, quarantine, or a trigger its code names)."""
 
     trigger: Name
     source: Annotated[list[Annotated[str, Field(pattern=r"^(\*|[a-z][a-z0-9_]*)$")]],

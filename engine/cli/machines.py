@@ -100,7 +100,7 @@ def _graph(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     dirs = _dirs(args)
     for name in _names(dirs):
-        label = resolve(name, dirs).label
+        label = resolve(name, dirs)[0]
         try:
             lifecycle = load_lifecycle(name, override_dirs=dirs)
             summary = f"{lifecycle.definition.description} ({_origin(lifecycle)})"

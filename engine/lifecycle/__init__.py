@@ -8,7 +8,8 @@ only from durable states, a timeout on every working state, every transition fir
 and the no-loss model check (``model.py``: under every sequence of outcomes, timeouts, crashes and
 lost acknowledgements a report reaches a final state only through an acknowledged upload, and is
 never stranded). ``load.py`` reads the file as hostile input; ``machine.py`` builds the
-``transitions.Machine``.
+``transitions.Machine``; ``site.py`` finds the machines in force at a station (a site folder over
+the shipped files); ``roles.py`` finds the conversion machine's steps for the intake.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .invariants import Violation
 from .load import MAX_BYTES, MAX_DEPTH, MAX_NODES, Source, load_definition, resolve, shipped_names
 from .machine import Lifecycle, check_invariants, load_lifecycle, violations
 from .registry import DEFAULT_REGISTRY, ActionSpec, MachineRules, Registry
+from .site import in_force, site_lifecycle
 
 __all__ = [
     "DEFAULT_REGISTRY",
@@ -30,13 +32,11 @@ __all__ = [
     "Source",
     "Violation",
     "check_invariants",
+    "in_force",
     "load_definition",
     "load_lifecycle",
     "resolve",
     "shipped_names",
+    "site_lifecycle",
     "violations",
 ]
-
-from .site import in_force, site_lifecycle  # noqa: E402  (after the names it builds on)
-
-__all__ += ["in_force", "site_lifecycle"]

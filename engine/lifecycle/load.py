@@ -23,7 +23,7 @@ from ..errors import MachineDefinitionError
 from ...schemas.machine import ANY_STATE, MachineDef, StateDef, TransitionDef
 
 __all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "Located", "Source", "line_of", "load_definition",
-           "parse", "read_source", "resolve", "shipped_names"]
+           "parse", "read_source", "resolve", "resolve_source", "shipped_names"]
 
 # stationflow.engine.lifecycle -> stationflow.machines, where the shipped YAML lives
 MACHINES_PACKAGE = __package__.split(".")[0] + ".machines"
@@ -37,8 +37,8 @@ MAX_BYTES = 64 * 1024
 MAX_DEPTH = 16
 #: Scalars, sequences and mappings together; the shipped files have 100-250. Composing is pure
 #: Python (50-100 µs a node measured on a busy 2-core station), so this also bounds the time to
-#: refuse: 3,000 nodes in about 0.3 s.
-MAX_NODES = 3_000
+#: refuse: 2,000 nodes in about 0.25 s.
+MAX_NODES = 2_000
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,36 @@ class _BoundedLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no 
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+
+def _flow_depth_problem(text: str) -> str | None:
+    """Refuse deep ``[[[[…`` / ``{{{{…`` before PyYAML's scanner sees them: it keeps a possible
+    simple key per open flow level and walks them all for every character it reads, so 30,000
+    brackets cost it seconds before the composer's own depth check could run. One pass over the
+    text (quotes and comments skipped) finds the deepest flow nesting in milliseconds."""
+    depth, line, quote, comment = 0, 1, "", False
+    previous = "\n"
+    for char in text:
+        if char == "\n":
+            line, comment = line + 1, False  # a quoted scalar may span lines: quote stays
+        elif comment:
+            pass
+        elif quote:
+            if char == quote:
+                quote = ""
+        elif char in "'\"" and previous in " \t\n[{,:":
+            quote = char
+        elif char == "#" and previous in " \t\n":
+            comment = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return (f"{line}: nested more than {MAX_DEPTH} levels deep — a lifecycle nests four "
+                        "(states, a state, its outcomes, a value)")
+        elif char in "]}":
+            depth = max(0, depth - 1)
+        previous = char
+    return None
 
 
 def line_of(root: yaml.Node | None, loc: Sequence[Any]) -> int | None:
@@ -190,6 +220,9 @@ def _compose(text: str, label: str) -> tuple[yaml.Node | None, Any]:
             f"{label} is too large for a lifecycle", problems=[
                 f"{label}: {len(text)} characters, more than the {MAX_BYTES} a lifecycle file may have "
                 "— a lifecycle is a few KB; check that this is the right file"], hint=FIX_HINT)
+    deep = _flow_depth_problem(text)
+    if deep is not None:
+        raise MachineDefinitionError(f"{label} is refused", problems=[f"{label}:{deep}"], hint=FIX_HINT)
     loader = _BoundedLoader(text)
     try:
         root = loader.get_single_node()
@@ -269,7 +302,13 @@ def _is_path(value: str | Path) -> bool:
     return any(sep in value for sep in ("/", "\\")) or value.endswith((".yaml", ".yml"))
 
 
-def resolve(name_or_path: str | Path, override_dirs: Sequence[Path | str] = ()) -> Source:
+def resolve(name_or_path: str | Path, override_dirs: Sequence[Path | str] = ()) -> tuple[str, str, str | None]:
+    """(label, text, expected name) of a definition — see :func:`resolve_source`."""
+    source = resolve_source(name_or_path, override_dirs)
+    return source.label, source.text, source.expected
+
+
+def resolve_source(name_or_path: str | Path, override_dirs: Sequence[Path | str] = ()) -> Source:
     """The file a definition comes from: a path as given, or a bare name looked up in each
     override folder as ``<name>.yaml`` and then among the shipped definitions."""
     if _is_path(name_or_path):

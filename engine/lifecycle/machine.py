@@ -14,7 +14,7 @@ from transitions import Machine, State
 
 from ..errors import IllegalTransition, MachineDefinitionError
 from .invariants import Violation, expand, structural_violations
-from .load import FIX_HINT, Located, Source, line_of, parse, resolve
+from .load import FIX_HINT, Located, Source, line_of, parse, resolve_source
 from .model import model_violations
 from .registry import DEFAULT_REGISTRY, Registry
 from ...schemas.machine import MachineDef, StateDef
@@ -213,7 +213,7 @@ def load_lifecycle(name_or_path: str | Path, *, registry: Registry = DEFAULT_REG
                    override_dirs: Sequence[Path | str] = ()) -> Lifecycle:
     """Load, check and build a lifecycle. Raises MachineDefinitionError listing every problem,
     each as ``file:line: message``."""
-    source: Source = resolve(name_or_path, override_dirs)
+    source: Source = resolve_source(name_or_path, override_dirs)
     located = parse(source.text, source.label)
     problems = _problems(located, source.expected, registry)
     if problems:
