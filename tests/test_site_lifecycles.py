@@ -135,7 +135,7 @@ def test_run_refuses_an_unsafe_site_lifecycle_listing_every_problem_and_touching
     assert result.returncode == 4, result.stderr
     assert "--transient_error [outcome transient]--> sent: reaches a final state" in result.stderr
     assert "nothing fires 'park'" in result.stderr
-    assert "'recycle'" in result.stderr, "every file's problems are listed, not only the first file's"
+    assert "a site cannot replace the task lifecycle yet" in result.stderr, "every file's problems are listed"
     assert not (tmp_path / "data" / "spool").exists(), "nothing in the spool was created or touched"
 
 
@@ -171,6 +171,9 @@ def test_hold_for_approval_end_to_end(tmp_path: Path, emulator: Emulator) -> Non
     in_force = status["uploader"]["lifecycle"]
     assert in_force["file"] == str(HOLD / "report.yaml") and not in_force["shipped"]
     assert in_force["sha256"] == load_lifecycle(HOLD / "report.yaml").sha256
+    machines = status["uploader"]["lifecycles"]
+    assert machines["report"] == in_force
+    assert machines["conversion"]["shipped"] and machines["connection"]["shipped"]
 
     approved, kept = sorted(reports)[:2], sorted(reports)[2:]
     fired = cli(config, "queue", "fire", "approve", *approved)

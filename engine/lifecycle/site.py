@@ -14,7 +14,13 @@ from ..errors import MachineDefinitionError
 from .load import shipped_names
 from .machine import Lifecycle, load_lifecycle
 
-__all__ = ["in_force", "site_lifecycle"]
+__all__ = ["SITE_MACHINES", "in_force", "site_lifecycle"]
+
+#: The machines a site file may replace: the engine finds everything it needs in these by role.
+#: The supervisor and the service still load the shipped task and service machines (their code
+#: names those states), so a site file for them would be checked and then silently not used: it is
+#: refused instead.
+SITE_MACHINES = ("report", "conversion", "connection")
 
 
 def _folder(lifecycles: str | Path | None) -> list[Path]:
@@ -37,9 +43,15 @@ def in_force(lifecycles: str | Path | None) -> dict[str, Lifecycle]:
     problems: list[str] = []
     for folder in dirs:
         for path in sorted(folder.iterdir()):
-            if path.suffix in (".yaml", ".yml") and (path.suffix == ".yml" or path.stem not in names):
+            if path.suffix not in (".yaml", ".yml"):
+                continue
+            if path.suffix == ".yml" or path.stem not in names:
                 problems.append(f"{path}: no lifecycle the engine runs is called '{path.stem}' — name a "
-                                f"site file after the one it replaces: {', '.join(n + '.yaml' for n in names)}")
+                                f"site file after the one it replaces: {', '.join(n + '.yaml' for n in SITE_MACHINES)}")
+            elif path.stem not in SITE_MACHINES:
+                problems.append(f"{path}: a site cannot replace the {path.stem} lifecycle yet (the engine "
+                                f"runs the shipped one) — remove the file; site files may replace: "
+                                f"{', '.join(n + '.yaml' for n in SITE_MACHINES)}")
     found: dict[str, Lifecycle] = {}
     for name in names:
         try:

@@ -407,6 +407,9 @@ class Uploader:
             # which report lifecycle drives the uploads: shipped or a site file, and its sha256
             "lifecycle": {"file": self.spool.lifecycle.source, "sha256": self.spool.lifecycle.sha256,
                           "shipped": self.spool.lifecycle.shipped},
+            # every lifecycle in force at the station (the uploader, the spool and the intake run them)
+            "lifecycles": {name: {"file": m.source, "sha256": m.sha256, "shipped": m.shipped}
+                           for name, m in sorted(getattr(self.spool, "machines", {}).items())},
         }
 
     # ------------------------------------------------------------------ workers
