@@ -69,7 +69,7 @@ class _TooBig(Exception):
     """Raised inside the composer; turned into one clear problem by :func:`_compose`."""
 
 
-class _BoundedLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no type hints
+class _BoundedLoader(yaml.SafeLoader):
     """A SafeLoader that refuses aliases, deep nesting and too many nodes while composing."""
 
     def __init__(self, text: str) -> None:
@@ -78,12 +78,8 @@ class _BoundedLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no 
         self._nodes = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise _TooBig(f"{event.start_mark.line + 1}: anchors and aliases (&name / *name) are not "
-                          "allowed in lifecycle YAML — write each state and transition out in full")
-        event = self.peek_event()
-        if getattr(event, "anchor", None):
+        event: Any = self.peek_event()  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
             raise _TooBig(f"{event.start_mark.line + 1}: anchors and aliases (&name / *name) are not "
                           "allowed in lifecycle YAML — write each state and transition out in full")
         self._nodes += 1
