@@ -1,10 +1,12 @@
 """The no-loss model check: the six losing edits are refused with their path named, hostile YAML is
-refused fast, and every random mutation of the report machine that the checker accepts loses
-nothing when a real spool runs it through crashes and lost acknowledgements.
+refused fast, every random mutation of the report machine that the checker accepts loses nothing
+when a real spool runs it through crashes and lost acknowledgements, and every accepted mutation
+of the conversion machine touches no source file before its reports are spooled.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 import random
 import time
@@ -273,8 +275,6 @@ _ACCEPTED: list[str] = []
 def test_every_mutant_the_checker_accepts_loses_nothing(tmp_path_factory: pytest.TempPathFactory,
                                                         mutations: list[tuple[str, int, int, int]],
                                                         steps: list[int], seed: int) -> None:
-    import copy
-
     data = copy.deepcopy(_REPORT)
     for mutation in mutations:
         data = _mutate(data, *mutation)
@@ -299,8 +299,6 @@ def test_some_mutants_are_accepted_and_run() -> None:
     ]
     names = list(_REPORT["states"])
     assert names[4] == "failed" and names[5] == "quarantined"
-    import copy
-
     for mutations in safe:
         data = copy.deepcopy(_REPORT)
         for mutation in mutations:
@@ -321,3 +319,85 @@ def test_model_paths_are_rendered_for_every_kind_of_step() -> None:
     (message,) = check_invariants(load_definition("inline", text=text))
     assert message.count("-->") == 2
     assert list(itertools.islice(iter(message.split(":")), 1))[0].startswith("pending --send--> sending")
+
+
+# --------------------------------------------------------------------------- the conversion machine
+
+class Touched(AssertionError):
+    """The source file was touched (``finish``, the post-action) before its reports were spooled."""
+
+
+def walk_conversion(lifecycle: Lifecycle, rng: random.Random, steps: int = 60) -> None:
+    """A random life of one source file as the intake may drive it: any outcome of the state's
+    action, its timeout, the end of its wait, a crash (work in flight falls back through
+    ``on_crash``; what was known in memory is gone), an operator trigger, and — conservatively —
+    any trigger the intake's code fires by name that is legal from the state. ``finish`` touches
+    the source, so it must come after a ``converted`` outcome since the last crash."""
+    required = sorted(lifecycle.registry.required.get(lifecycle.name, set()))
+    state, converted = lifecycle.initial, False
+    for _ in range(steps):
+        spec = lifecycle.state(state)
+        if spec.final:
+            return
+        options: list[tuple[str, str]] = []
+        if spec.action:
+            options += [("outcome", o) for o in spec.outcomes] + [("timeout", spec.on_timeout or "")]
+        if spec.then:
+            options.append(("wait", spec.then))
+        if not spec.durable and spec.on_crash:
+            options.append(("crash", spec.on_crash))
+        options += [("operator", t) for t in lifecycle.operator_triggers_from(state)]
+        # a named trigger that the state maps as an outcome is that outcome (the intake fires
+        # `converted` exactly when every report is accepted), so it is not offered twice
+        options += [("engine", t) for t in required
+                    if t in lifecycle.triggers_from(state) and t not in spec.outcomes.values()]
+        if not options:
+            return
+        kind, value = rng.choice(options)
+        trigger = spec.outcomes[value] if kind == "outcome" else value
+        if trigger == "finish" and not converted:
+            raise Touched(f"finish fired from {state} before converted")
+        if kind == "crash":
+            converted = False
+        elif kind == "outcome" and spec.action == "convert" and value == "converted":
+            converted = True
+        state = lifecycle.next_state(state, trigger)
+
+
+_CONVERSION = load_lifecycle("conversion").definition.model_dump(mode="json")
+
+
+def test_the_walk_finds_a_source_touched_too_early_when_unchecked() -> None:
+    data = copy.deepcopy(_CONVERSION)
+    data["transitions"].append({"trigger": "finish", "source": ["copied"], "dest": "done"})
+    defn = MachineDef.model_validate(data)
+    assert any("touches the source file without every report of the file accepted" in m
+               for m in check_invariants(defn))
+    unchecked = Lifecycle(defn, check=False)
+    found = 0
+    for seed in range(200):
+        try:
+            walk_conversion(unchecked, random.Random(seed))
+        except Touched:
+            found += 1
+    assert found > 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(mutations=st.lists(_mutation, min_size=1, max_size=3), seed=st.integers(0, 2**16))
+def test_every_conversion_mutant_the_checker_accepts_touches_no_source_early(
+        mutations: list[tuple[str, int, int, int]], seed: int) -> None:
+    data = copy.deepcopy(_CONVERSION)
+    for mutation in mutations:
+        data = _mutate(data, *mutation)
+    try:
+        defn = MachineDef.model_validate(data)
+    except ValidationError:
+        assume(False)
+        return
+    if check_invariants(defn):
+        return
+    lifecycle = Lifecycle(defn)
+    rng = random.Random(seed)
+    for _ in range(20):
+        walk_conversion(lifecycle, rng)
