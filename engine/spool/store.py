@@ -566,12 +566,14 @@ class Spool:
     # ------------------------------------------------------------------ transitions
 
     def fire(self, key: str, trigger: str, *, error: str | None = None, next_attempt_s: float | None = None,
-             note: str | None = None, count_attempt: bool = False) -> str:
+             note: str | None = None, count_attempt: bool = False, by_operator: bool = False) -> str:
         """Move a report by firing ``trigger``; return its new state.
 
         This is the only way a report changes state. ``error`` is recorded as the last error;
-        ``next_attempt_s`` (seconds from now) is required when the new state waits for a time;
-        ``count_attempt`` adds one to the report's send attempts.
+        ``next_attempt_s`` (seconds from now) is when the new state's wait ends (at once if not
+        given); ``count_attempt`` adds one to the report's send attempts; ``by_operator`` allows
+        only a ``by: operator`` transition (checked while the report is held, so it cannot move
+        under the check).
         """
         self._writable()
         key = key.lower()
@@ -583,6 +585,8 @@ class Spool:
                 raise IllegalTransition(f"report {key} is being moved right now; try again")
             entry.busy = True
         try:
+            if by_operator:
+                self.lifecycle.next_state_by_operator(entry.state, trigger)
             dest = self._fire_locked_io(key, trigger, error=error, next_attempt_s=next_attempt_s, note=note,
                                         count_attempt=count_attempt)
         finally:
@@ -592,12 +596,7 @@ class Spool:
     def fire_operator(self, key: str, trigger: str, *, note: str | None = None) -> str:
         """Fire a trigger on behalf of a person: only a ``by: operator`` transition of the report's
         current state is allowed (IllegalTransition, exit 4, names the ones that are)."""
-        with self._lock:
-            entry = self._entries.get(key.lower())
-        if entry is None:
-            raise ReportNotFound(f"no report {key} in the spool", hint="see `stationflow queue list`")
-        self.lifecycle.next_state_by_operator(entry.state, trigger)
-        return self.fire(key, trigger, note=note or f"{trigger} by an operator")
+        return self.fire(key, trigger, note=note or f"{trigger} by an operator", by_operator=True)
 
     def _fire_locked_io(self, key: str, trigger: str, *, error: str | None = None,
                         next_attempt_s: float | None = None, note: str | None = None,
