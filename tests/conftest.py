@@ -25,8 +25,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 #: Test modules that start real service processes, the emulator and workers, or run long loops:
 #: marked ``slow`` (``-m "not slow"`` leaves them out of a quick local run).
-_SLOW_MODULES = {"test_service", "test_odd_names", "test_full_disk_start", "test_intake_races", "test_watch_links", "test_control_submit", "test_demo", "test_bench", "test_spool_crash", "test_emulator", "test_intake",
-                 "test_uploader", "test_supervisor"}
+_SLOW_MODULES = {"test_service", "test_odd_names", "test_full_disk_start", "test_intake_races", "test_watch_links",
+                 "test_control_submit", "test_demo", "test_bench", "test_spool_crash", "test_emulator", "test_intake",
+                 "test_uploader", "test_supervisor", "test_bundle", "test_windows_sim", "test_intake_notify",
+                 "test_health"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
