@@ -262,11 +262,13 @@ def _block(key: str, value: Any, indent: int, comment: str) -> list[str]:
 def scalar(value: Any, before: Any = None) -> str:
     """One value as YAML on one line; a whole float is written as an int unless the file had a float."""
     value = _plain(value, before)
-    text = str(yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=10**6)).strip()
+    # Only YAML's own line breaks and spaces are stripped: str.strip() would also take a value's
+    # trailing no-break space (U+00A0), which YAML keeps in a plain scalar.
+    text = str(yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=10**6)).strip(" \n")
     if text.endswith("\n..."):
-        text = text[:-4].strip()
+        text = text[:-4].strip(" \n")
     if text.endswith("..."):
-        text = text[:-3].strip()
+        text = text[:-3].strip(" \n")
     if "\n" in text:
         raise NotEditable("a value spans several lines")
     return text
