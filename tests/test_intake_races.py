@@ -48,9 +48,17 @@ async def test_a_file_rewritten_under_the_same_name_is_never_removed_unread(tmp_
                 deadline = time.monotonic() + 5
                 while name.exists() and time.monotonic() < deadline:
                     time.sleep(0.001)
-            if k and not name.exists():
-                freed.append(k - 1)
-            os.replace(tmp, name)
+            # Version k-1 is freed only if the name is free when k is put in place, atomically: a
+            # check, then a rename, would count a version that intake had only claimed for a moment
+            # (a newcomer it put back) and that this very rename then replaced.
+            try:
+                os.link(tmp, name)  # never over a file
+            except FileExistsError:
+                os.replace(tmp, name)  # the writer replaces the current version itself
+            else:
+                os.unlink(tmp)
+                if k:
+                    freed.append(k - 1)
             time.sleep(rng.choice((0.0, 0.001, 0.004, 0.008, 0.012)))
 
     section = IntakeSection(name="race", watch=str(drop), converter="wsjf", settle_ms=0, after=after,
@@ -61,8 +69,8 @@ async def test_a_file_rewritten_under_the_same_name_is_never_removed_unread(tmp_
         async with anyio.create_task_group() as tg:
             tg.start_soon(intake.run)
             await anyio.to_thread.run_sync(writer)
-            with anyio.fail_after(60):  # the last version is taken too
-                while name.exists() or intake.status()["in_flight"]:
+            with anyio.fail_after(60):  # the last version is taken too, and any newcomer put back beside it
+                while any(drop.iterdir()) or intake.status()["in_flight"]:
                     await anyio.sleep(0.01)
             tg.cancel_scope.cancel()
         await intake.aclose()
