@@ -92,7 +92,10 @@ def test_bad_token_pauses_sending_until_the_config_is_fixed(data_dir: Path, emul
         seen: dict[str, object] = {}
 
         def fix_token(elapsed: float) -> None:
-            if uploader.mode == PAUSED and "paused" not in seen:
+            # Paused, and the reports the feeder had claimed ahead are back in pending (a pause puts
+            # them back, it is not an attempt): that is the state to check, not the first instant
+            # of the pause, when some may still be on their way back.
+            if uploader.mode == PAUSED and "paused" not in seen and spool.counts()["sending"] == 0:
                 seen["paused"] = uploader.status()["reason"]
                 seen["pending"] = spool.counts()["pending"]
                 seen["failed"] = spool.counts()["failed"]

@@ -26,9 +26,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def cmd_bench(args: argparse.Namespace) -> int:
     import sys
 
-    from ..upload.uploader import SWITCH_INTERVAL_S
+    from ..upload.uploader import SWITCH_INTERVAL_S, skip_sniffio_lookups
 
     sys.setswitchinterval(SWITCH_INTERVAL_S)  # measure what the service runs with
+    skip_sniffio_lookups()
     if args.pipeline:
         from ..devtools import bench_pipeline
 

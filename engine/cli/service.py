@@ -34,12 +34,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ..service.service import Service
-    from ..upload.uploader import SWITCH_INTERVAL_S
+    from ..upload.uploader import SWITCH_INTERVAL_S, skip_sniffio_lookups
 
     service = Service(find_config_path(args.config), log_level=getattr(args, "log_level", None))
     # Process-wide, so set by the process's entry point, not by the Service (a library class):
     # threads (file work) and the event loop then share the GIL in short turns.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    skip_sniffio_lookups()
     if hasattr(os, "umask"):
         # Everything the service creates under the data dir (spool, copies, error folder, archive,
         # log) is private to its user: result files and tokens are nobody else's to read.

@@ -24,7 +24,7 @@ from pydantic import SecretStr
 
 from .emulator import DEFAULT_TOKEN
 from ..spool.store import Spool
-from ..upload.uploader import REPORT_PATH, SWITCH_INTERVAL_S, Uploader
+from ..upload.uploader import REPORT_PATH, SWITCH_INTERVAL_S, Uploader, skip_sniffio_lookups
 from ...schemas.config import RetrySection, ServerSection, UploadSection
 
 _SAMPLE = Path(__file__).resolve().parent / "data" / "uut-wsjf-export.json"  # shipped in the package
@@ -196,5 +196,6 @@ def run(workdir: Path | None = None, *, n: int = 1000, concurrencies: tuple[int,
 
 
 if __name__ == "__main__":
-    sys.setswitchinterval(SWITCH_INTERVAL_S)  # as the service runs (engine/service.py)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)  # as `stationflow run` sets it (engine/cli/service.py)
+    skip_sniffio_lookups()
     run(n=int(sys.argv[1]) if len(sys.argv) > 1 else 1000)

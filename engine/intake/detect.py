@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -186,3 +187,18 @@ def locked(path: Path) -> bool:
         return False
     os.close(fd)
     return False
+
+
+def next_pass_in(watches: list[Watch], poll_interval_s: float, *, notified: bool) -> float:
+    """Seconds until intake's next pass: the poll interval, or — when change notifications wake it
+    for everything else — sooner, as soon as a detected file is due to settle."""
+    wait = poll_interval_s
+    if not notified:
+        return wait
+    now = time.monotonic()
+    for watch in watches:
+        settle = watch.section.settle_ms / 1000.0
+        for file in watch.files.values():
+            if file.state == watch.lifecycle.initial and file.origin == "watch":
+                wait = min(wait, max(0.0, file.stable_since + settle - now) + 0.005)
+    return wait

@@ -75,7 +75,7 @@ from ..spool.store import Accepted, Spool
 from ...schemas.config import IntakeSection, StationSection
 from ..clock import now_iso
 from .copying import Changed, CopyTimeout, TooLarge, Vanished, copy_all, write_record
-from .detect import detect, list_candidates, settle_seen
+from .detect import detect, list_candidates, next_pass_in, settle_seen
 from .notify import ChangeNotifier
 from .model import BATCH_FILES, FileOutcome, IntakeOptions, TrackedFile, Watch, disk_full, unlink_quietly
 from .post_actions import after_action, drop_records, post_all, prune_archive, source_unchanged, write_kept
@@ -203,7 +203,8 @@ class Intake:
                     # Poll again after the interval, or as soon as half the in-flight budget is free
                     # when the last pass left settled files behind (a burst of files keeps flowing).
                     # A change notification (notify.py) wakes it at once, for a fresh listing.
-                    with anyio.move_on_after(self._next_wait()):
+                    with anyio.move_on_after(next_pass_in(self._watches, self.options.poll_interval_s,
+                                                           notified=self._notifier is not None)):
                         await self._room.wait()
                     early = self._room.is_set() and not self._notified
                     self._room, self._notified = anyio.Event(), False
@@ -228,19 +229,6 @@ class Intake:
         notifier = ChangeNotifier(wake)
         notifier.start([(w.root, w.section.recursive) for w in self._watches if w.root.is_dir()])
         return notifier
-
-    def _next_wait(self) -> float:
-        """Until the next pass: the poll interval, or sooner when a detected file is due to settle."""
-        wait = self.options.poll_interval_s
-        if self._notifier is None:
-            return wait
-        now = time.monotonic()
-        for watch in self._watches:
-            settle = watch.section.settle_ms / 1000.0
-            for file in watch.files.values():
-                if file.state == self.lifecycle.initial and file.origin == "watch":
-                    wait = min(wait, max(0.0, file.stable_since + settle - now) + 0.005)
-        return wait
 
     async def scan_once(self, *, only_reprocess: bool = False) -> int:
         """One pass: detect, check settling, take every settled file; return files finished."""

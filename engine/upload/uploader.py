@@ -41,18 +41,24 @@ import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ..errors import IllegalTransition
+from ..backoff import backoff_delay
 from ..lifecycle import Lifecycle, load_lifecycle
+from .answers import server_message
 from ..spool.store import Claim, Spool
 from ...schemas.config import RetrySection, ServerSection, UploadSection
 
 log = logging.getLogger(__name__)
 
-# httpcore asks ``import sniffio`` several times per request to learn the async library. Without
-# sniffio installed (it is not one of our dependencies) every failed import scans sys.path again:
-# measured at ~0.14 ms each, ~0.7 ms of CPU per report. A None entry in sys.modules makes the import
-# fail at once, which httpcore already handles by assuming asyncio — the only loop we run.
-if importlib.util.find_spec("sniffio") is None:
-    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
+
+def skip_sniffio_lookups() -> None:
+    """Process-wide, so called by the process's entry point (``stationflow run``, the benchmarks),
+    never on import. httpcore asks ``import sniffio`` several times per request to learn the async
+    library. Without sniffio installed (it is not one of our dependencies) every failed import scans
+    sys.path again: measured at ~0.14 ms each, ~0.7 ms of CPU per report. A None entry in
+    sys.modules makes the import fail at once, which httpcore already handles by assuming asyncio
+    — the only loop we run."""
+    if importlib.util.find_spec("sniffio") is None:
+        sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 REPORT_PATH = "/api/Report/WSJF"
 PROBE_PATH = "/api/App/Version"
@@ -89,14 +95,10 @@ class Backoff:
         self._rng = rng or random.Random()
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
-        base = self.initial * self.multiplier ** max(0, attempt - 1)
-        base = min(base, self.cap)
-        spread = base * self.jitter
-        value = base + self._rng.uniform(-spread, spread)
-        if retry_after is not None:
-            value = max(value, retry_after)
-        return max(0.0, min(value, self.cap))
+        """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 1); safe at any
+        attempt count (engine/backoff.py caps the exponent: no OverflowError at attempt 1025)."""
+        return backoff_delay(attempt, initial_s=self.initial, max_s=self.cap, multiplier=self.multiplier,
+                             jitter=self.jitter, rng=self._rng, retry_after=retry_after)
 
 
 class TokenBucket:
@@ -147,7 +149,7 @@ def classify_response(response: httpx.Response) -> Answer:
     code = response.status_code
     if 200 <= code < 300:
         return Answer("accepted", f"{code}", status=code)
-    text = _server_message(response)
+    text = server_message(response)
     if code in _PAUSE_CODES:
         return Answer("pause", _PAUSE_CODES[code] + (f" (server said: {text})" if text else ""), status=code)
     if 300 <= code < 400:
@@ -187,21 +189,6 @@ def classify_exception(exc: BaseException) -> Answer:
     return Answer("transient", f"{type(exc).__name__}: {exc}")
 
 
-def _server_message(response: httpx.Response) -> str:
-    try:
-        body = response.text.strip()
-    except (UnicodeDecodeError, httpx.ResponseNotRead):
-        return ""
-    try:
-        data = response.json()
-        if isinstance(data, dict):
-            for key in ("message", "Message", "error", "detail", "title"):
-                value = data.get(key)
-                if isinstance(value, str):
-                    return value[:500]
-    except ValueError:
-        pass
-    return body[:500]
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -293,6 +280,7 @@ class Uploader:
         self.server = server
         self.upload = upload
         self._own_client = client is None
+        self._retired_clients: list[httpx.AsyncClient] = []  # replaced by a reconfiguration, to close
         self.client = client or build_client(server, upload)
         self.backoff = Backoff(upload.retry, rng)
         self.bucket = TokenBucket(upload.rate_per_s)
@@ -358,6 +346,7 @@ class Uploader:
                 await anyio.to_thread.run_sync(self.spool.sync_final, limiter=self._limiter)
             self.spool.remove_listener(wake_from_any_thread)
             self.mode = self.link.after(self.mode, "stop")
+            await self._close_retired()
             if self._own_client:
                 with anyio.CancelScope(shield=True):
                     await self.client.aclose()
@@ -562,6 +551,8 @@ class Uploader:
             raise
         finally:
             self.in_flight -= 1
+            if self.in_flight == 0 and self._retired_clients:
+                await self._close_retired()
         self.latencies.add(time.monotonic() - started)
         return answer
 
@@ -630,7 +621,7 @@ class Uploader:
         while not self._draining:
             if self.mode == self.link.online:
                 attempt = 0
-                await self._wait_resume(until_not_online=True)
+                await self._wait_resume()
                 continue
             attempt += 1
             ok, message = await self.probe()
@@ -673,9 +664,16 @@ class Uploader:
         old, self._resume = self._resume, anyio.Event()
         old.set()
 
-    async def _wait_resume(self, *, until_not_online: bool = False) -> None:
+    async def _wait_resume(self) -> None:
         await self._resume.wait()
 
     def _close_later(self, client: httpx.AsyncClient) -> None:
-        self._retired_clients = getattr(self, "_retired_clients", [])
+        """A client replaced by a reconfiguration: closed as soon as no post is in flight (posts
+        under way may still use it), or when the uploader ends (its connections were leaked)."""
         self._retired_clients.append(client)
+
+    async def _close_retired(self) -> None:
+        clients, self._retired_clients = self._retired_clients, []
+        for client in clients:
+            with anyio.CancelScope(shield=True):
+                await client.aclose()
