@@ -16,7 +16,7 @@ from stationflow.engine.config_file import load_config, resolved
 from stationflow.engine.control.client import ControlClient
 from stationflow.engine.devtools.samples import make_report_bytes
 from stationflow.engine.errors import InvalidInput
-from stationflow.engine.intake.submit import read_regular_file
+from stationflow.engine.convert.named import read_regular_file
 from stationflow.engine.layout import DataDir
 
 CONFIG = """\

@@ -8,14 +8,14 @@ bytes are handed back instead of being accepted. Nothing is written anywhere.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from .api import ConvertContext
+from ..errors import InvalidInput
+from .named import convert_named
 from .worker import DEFAULT_MEMORY_LIMIT, ConversionFailed, WorkerPool
 from ...schemas.config import StationSection
 
@@ -43,17 +43,12 @@ async def preview_files(paths: list[Path], station: StationSection, *, converter
     async def one(path: Path, result: Preview) -> None:
         async with limiter:
             try:
-                data = await anyio.to_thread.run_sync(path.read_bytes)
-                mtime = path.stat().st_mtime
-            except OSError as exc:
-                result.error = f"cannot read: {exc.strerror or exc}"
+                converted = await convert_named(pool, path, station, converter=converter, arguments=arguments,
+                                                intake=intake, timeout_s=timeout_s)
+            except InvalidInput as exc:
+                result.error = exc.message.removeprefix(f"{path}: ")
+                result.detail = exc.hint
                 return
-            context = ConvertContext(station_name=station.name, location=station.location, purpose=station.purpose,
-                                     intake=intake, arguments=dict(arguments or {}), source_name=path.name,
-                                     source_mtime=mtime)
-            try:
-                converted = await pool.convert(converter, path.resolve(), context,
-                                               sha256=hashlib.sha256(data).hexdigest(), timeout=timeout_s)
             except ConversionFailed as exc:
                 result.error, result.detail = exc.message, exc.detail or exc.traceback
                 return
