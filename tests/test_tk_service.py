@@ -106,8 +106,13 @@ def test_service_page_starts_saves_through_and_stops_the_service(emulator: Emula
         assert backup.exists() and stat.S_IMODE(backup.stat().st_mode) == stat.S_IMODE(path.stat().st_mode)
 
         page.stop_button.invoke()
-        pump_until(tk_root, lambda: app.probe and app.probe.running is False, timeout=30, what="the service to stop")
-        assert app.banner_kind == "error" and "not running" in app.banner.cget("text")
+        # Stopped means gone: not answering *and* its lock released. In between (the process is still
+        # exiting) the banner rightly says a service holds the data folder but does not answer.
+        pump_until(tk_root, lambda: app.probe and app.probe.running is False and not app.probe.locked, timeout=30,
+                   what="the service to stop and release its lock")
+        pump_until(tk_root, lambda: "not running" in app.banner.cget("text"), timeout=10,
+                   what="the banner to say the service is not running")
+        assert app.banner_kind == "error"
         pump_until(tk_root, lambda: not app.link.children, what="the stopped service to be reaped")
     finally:
         for child in app.link.children:
