@@ -28,12 +28,11 @@ from .errors import ServiceNotRunning, StationflowError
 from .health import health_of
 from .intake.model import ERROR_SUFFIX
 from .layout import DataDir
-from .lifecycle import load_lifecycle
+from .lifecycle import Lifecycle, in_force
+from .spool.roles import ReportRoles
 from .station import lock_file_held, open_spool
 from ..schemas.config import StationConfig
 
-#: States whose reports wait for a person (failed: the server said no; quarantined: unreadable).
-PROBLEM_STATES = ("failed", "quarantined")
 #: Control errors that mean "cannot reach the service" (fall back to the disk), not "it said no".
 TRANSPORT_CODES = frozenset({"timeout", "connection", "busy", "protocol", "too_large", "protocol_version",
                              "unauthorized"})
@@ -74,6 +73,15 @@ class StationAccess:
         if client_name:
             options["client_name"] = client_name
         self.client = ControlClient(cfg.data_dir, **options)
+
+    @property
+    def report_lifecycle(self) -> Lifecycle:
+        """The report machine in force at this station (the site's file, else the shipped one)."""
+        return in_force(self.cfg.lifecycles)["report"]
+
+    def problem_states(self) -> tuple[str, ...]:
+        """The states whose reports wait for a person, from the report machine in force."""
+        return problem_states(self.report_lifecycle)
 
     # ------------------------------------------------------------------ asking the service
 
@@ -119,16 +127,18 @@ class StationAccess:
                 return ReportPage(rows, int(page["total"]), "service")
 
     def problems(self, limit: int = 200) -> ReportPage:
-        """Failed and quarantined reports (at most ``limit``), with how many there are in all."""
+        """Reports waiting for a person (at most ``limit``: refused, quarantined, held for approval —
+        whatever the machine in force makes wait), with how many there are in all."""
+        states = self.problem_states()
         live, why = self.ask("status")
         if not isinstance(live, dict):
-            page = _disk_reports(self.cfg, PROBLEM_STATES, 0, limit, _from_disk(why))
+            page = _disk_reports(self.cfg, states, 0, limit, _from_disk(why))
             page.rows = [with_identity(r) for r in page.rows]
             return page
         counts = {k: int(v) for k, v in (live.get("reports") or {}).items()}
         rows: list[dict[str, Any]] = []
         total = 0
-        for state in PROBLEM_STATES:
+        for state in states:
             if not counts.get(state):
                 continue
             page, why = self.ask("queue.list", state=state, limit=max(1, min(_PAGE, limit - len(rows))))
@@ -214,15 +224,25 @@ def disk_status(cfg: StationConfig, why: str = "") -> dict[str, Any]:
     return status
 
 
-def report_states() -> list[str]:
-    """Every state of the report lifecycle, in the order the YAML declares them."""
-    return list(load_lifecycle("report").states)
+def problem_states(lifecycle: Lifecycle) -> tuple[str, ...]:
+    """States whose reports wait for a person, in the order the YAML declares them: the spool's
+    roles (durable states only an operator trigger leaves, where refused reports rest, quarantine),
+    so a site machine that quarantines refusals or holds reports for approval is asked about its own
+    states — never about a ``failed`` it does not have."""
+    roles = ReportRoles.of(lifecycle)
+    waiting = roles.person | {roles.refused, roles.quarantine}
+    return tuple(state for state in lifecycle.states if state in waiting and state not in roles.final)
+
+
+def report_states(cfg: StationConfig | None = None) -> list[str]:
+    """Every state of the report lifecycle in force (shipped without a config), in YAML order."""
+    return list(in_force(cfg.lifecycles if cfg else None)["report"].states)
 
 
 def spool_counts(cfg: StationConfig) -> dict[str, int]:
     """Reports per state, read from the spool's folders (zeros when the spool does not exist yet)."""
     if not DataDir.of(cfg.data_dir).spool.is_dir():
-        return {state: 0 for state in report_states()}
+        return {state: 0 for state in report_states(cfg)}
     return open_spool(cfg, readonly=True).counts()
 
 
@@ -363,5 +383,5 @@ def _from_disk(why: str | None) -> str:
     return f"{why or 'service not running'} — read from the spool on disk"
 
 
-__all__ = ["Answer", "PROBLEM_STATES", "ReportPage", "StationAccess", "disk_status", "read_log_tail",
+__all__ = ["Answer", "ReportPage", "StationAccess", "disk_status", "problem_states", "read_log_tail",
            "rejected_counts", "rejected_files", "report_states", "spool_counts", "with_identity"]

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import InvalidInput
 from ..station import load_station, open_spool, spool_in_use
-from ..station_access import PROBLEM_STATES, StationAccess
+from ..station_access import StationAccess
 from ...schemas.config import StationConfig
 
 _BUILTIN_SUBMIT_CONVERTERS = ("wsjf", "wsxf", "csv", "atml", "wstf")
@@ -156,7 +156,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"data dir: {cfg.data_dir}")
     _print_health(status.get("health") or {})
     problems = _access(cfg).problems(limit=5) if any(
-        (status.get("reports") or {}).get(s) for s in PROBLEM_STATES) else None
+        (status.get("reports") or {}).get(s) for s in _access(cfg).problem_states()) else None
     for r in problems.rows if problems else []:
         print(f"  {r['state']}: {r['id']} — {r['last_error']}")
     return 0

@@ -1,0 +1,59 @@
+"""What the station access and the engine's helpers read from the machines in force (not literals).
+
+The problems a person is asked about are the states the report machine in force makes wait for a
+person: with the quarantine example (refusals go to quarantine, there is no ``failed``) they are
+the quarantined reports, and nothing asks about a ``failed`` state the machine does not have.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from stationflow.engine.cli.main import main
+from stationflow.engine.devtools.samples import make_report_bytes
+from stationflow.engine.lifecycle import load_lifecycle
+from stationflow.engine.spool.store import Spool
+from stationflow.engine.station import load_station
+from stationflow.engine.station_access import StationAccess, problem_states, report_states
+from tests.conftest import FIXTURES
+from tests.test_service import write_config
+
+HOLD = FIXTURES / "lifecycles" / "hold-for-approval"
+QUARANTINE_REJECTED = FIXTURES / "lifecycles" / "quarantine-rejected"
+
+
+def test_problem_states_come_from_the_roles_of_the_machine_in_force() -> None:
+    assert problem_states(load_lifecycle("report")) == ("failed", "quarantined")
+    assert problem_states(load_lifecycle(QUARANTINE_REJECTED / "report.yaml")) == ("quarantined",)
+    assert problem_states(load_lifecycle(HOLD / "report.yaml")) == ("held", "failed", "quarantined")
+
+
+def test_problems_with_the_quarantine_example_are_the_quarantined_reports(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "lifecycles"
+    shutil.copytree(QUARANTINE_REJECTED, folder)
+    config = write_config(tmp_path, "http://127.0.0.1:9", extra=f"lifecycles: {folder}\n")
+    _, cfg = load_station(str(config))
+    assert report_states(cfg) == ["pending", "sending", "retry_wait", "sent", "quarantined"]
+    assert StationAccess(cfg).problems().rows == [], "no spool yet: nothing waits, and nothing fails"
+
+    with Spool(tmp_path / "data", lifecycle=load_lifecycle(folder / "report.yaml"), fsync=False) as spool:
+        keys = [spool.accept(make_report_bytes(i, seed=4)).key for i in range(3)]
+        refused = spool.claim_next()
+        assert refused is not None
+        spool.fire(refused.key, "quarantine", error="400 from the server: bad part number")
+
+    access = StationAccess(cfg)
+    assert access.problem_states() == ("quarantined",)
+    page = access.problems()
+    assert page.source == "disk" and page.total == 1
+    assert [(r["id"], r["state"]) for r in page.rows] == [(refused.key, "quarantined")]
+    assert page.rows[0]["sn"], "the row carries what a person knows the report by"
+    assert set(keys) - {refused.key}, "the other reports are not problems"
+
+    assert main(["-c", str(config), "status"]) == 0
+    out = capsys.readouterr().out
+    assert f"quarantined: {refused.key} — 400 from the server: bad part number" in out
