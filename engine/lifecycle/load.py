@@ -2,9 +2,10 @@
 
 A site's lifecycle file is input from outside the engine, so it is read like hostile input: a
 size limit, a nesting limit, a node limit, and no anchors or aliases (a lifecycle never needs
-them, and they are what a "billion laughs" file multiplies). Each limit is checked while the
-file is composed, so a hostile file is refused after reading at most ``MAX_BYTES`` — in
-milliseconds, not after building what it describes.
+them, and they are what a "billion laughs" file multiplies). The limits are checked on the
+text's event stream before anything is composed (``engine/yaml_limits.py``, shared with the
+config), so a hostile file is refused after reading at most ``MAX_BYTES`` — in milliseconds, not
+after building what it describes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import MachineDefinitionError
+from ..yaml_limits import YamlBounds, YamlTooComplex, check_yaml_limits
 from ...schemas.machine import ANY_STATE, MachineDef, StateDef, TransitionDef
 
 __all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "Located", "Source", "line_of", "load_definition",
@@ -36,8 +38,8 @@ MAX_BYTES = 64 * 1024
 #: and flow style while refusing a 100,000-deep file at the 17th level.
 MAX_DEPTH = 16
 #: Scalars, sequences and mappings together; the shipped files have 100-250. Composing is pure
-#: Python (50-100 µs a node measured on a busy 2-core station), so this also bounds the time to
-#: refuse: 2,000 nodes in about 0.25 s.
+#: Python (50-100 µs a node measured on a busy 2-core station), so this also bounds the time an
+#: accepted file takes to compose: 2,000 nodes in about 0.25 s (counting them is libyaml's, faster).
 MAX_NODES = 2_000
 
 
@@ -65,65 +67,23 @@ class Located:
     root: yaml.Node | None
 
 
-class _TooBig(Exception):
-    """Raised inside the composer; turned into one clear problem by :func:`_compose`."""
+#: The bounds of a lifecycle file (engine/yaml_limits.py does the checking for configs and lifecycles).
+BOUNDS = YamlBounds(max_bytes=MAX_BYTES, max_depth=MAX_DEPTH, max_nodes=MAX_NODES, max_aliases=0, anchors=False)
+_DEEP = f"nested more than {MAX_DEPTH} levels deep — a lifecycle nests four (states, a state, its outcomes, a value)"
 
 
-class _BoundedLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses aliases, deep nesting and too many nodes while composing."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self._depth = 0
-        self._nodes = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        event: Any = self.peek_event()  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-            raise _TooBig(f"{event.start_mark.line + 1}: anchors and aliases (&name / *name) are not "
-                          "allowed in lifecycle YAML — write each state and transition out in full")
-        self._nodes += 1
-        if self._nodes > MAX_NODES:
-            raise _TooBig(f"{event.start_mark.line + 1}: more than {MAX_NODES} YAML nodes — a lifecycle "
-                          "is a few hundred; this file is not one")
-        self._depth += 1
-        try:
-            if self._depth > MAX_DEPTH:
-                raise _TooBig(f"{event.start_mark.line + 1}: nested more than {MAX_DEPTH} levels deep — a "
-                              "lifecycle nests four (states, a state, its outcomes, a value)")
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-
-def _flow_depth_problem(text: str) -> str | None:
-    """Refuse deep ``[[[[…`` / ``{{{{…`` before PyYAML's scanner sees them: it keeps a possible
-    simple key per open flow level and walks them all for every character it reads, so 30,000
-    brackets cost it seconds before the composer's own depth check could run. One pass over the
-    text (quotes and comments skipped) finds the deepest flow nesting in milliseconds."""
-    depth, line, quote, comment = 0, 1, "", False
-    previous = "\n"
-    for char in text:
-        if char == "\n":
-            line, comment = line + 1, False  # a quoted scalar may span lines: quote stays
-        elif comment:
-            pass
-        elif quote:
-            if char == quote:
-                quote = ""
-        elif char in "'\"" and previous in " \t\n[{,:":
-            quote = char
-        elif char == "#" and previous in " \t\n":
-            comment = True
-        elif char in "[{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                return (f"{line}: nested more than {MAX_DEPTH} levels deep — a lifecycle nests four "
-                        "(states, a state, its outcomes, a value)")
-        elif char in "]}":
-            depth = max(0, depth - 1)
-        previous = char
-    return None
+def _bound_problem(exc: YamlTooComplex) -> str:
+    """A broken bound in a lifecycle's words: what it is, and what to do."""
+    where = f"{exc.line}: " if exc.line else " "
+    if exc.bound == "bytes":
+        return (f" {exc.found} bytes, more than the {MAX_BYTES} a lifecycle file may have — a lifecycle is "
+                "a few KB; check that this is the right file")
+    if exc.bound == "nodes":
+        return f"{where}more than {MAX_NODES} YAML nodes — a lifecycle is a few hundred; this file is not one"
+    if exc.bound in ("anchors", "aliases"):
+        return (f"{where}anchors and aliases (&name / *name) are not allowed in lifecycle YAML — write each "
+                "state and transition out in full")
+    return f"{where}{_DEEP}"
 
 
 def line_of(root: yaml.Node | None, loc: Sequence[Any]) -> int | None:
@@ -211,21 +171,16 @@ def _explain(error: dict[str, Any]) -> str:
 
 
 def _compose(text: str, label: str) -> tuple[yaml.Node | None, Any]:
-    if len(text) > MAX_BYTES:
-        raise MachineDefinitionError(
-            f"{label} is too large for a lifecycle", problems=[
-                f"{label}: {len(text)} characters, more than the {MAX_BYTES} a lifecycle file may have "
-                "— a lifecycle is a few KB; check that this is the right file"], hint=FIX_HINT)
-    deep = _flow_depth_problem(text)
-    if deep is not None:
-        raise MachineDefinitionError(f"{label} is refused", problems=[f"{label}:{deep}"], hint=FIX_HINT)
-    loader = _BoundedLoader(text)
+    try:
+        check_yaml_limits(text, BOUNDS)
+    except YamlTooComplex as exc:
+        what = "too large for a lifecycle" if exc.bound == "bytes" else "refused"
+        raise MachineDefinitionError(f"{label} is {what}", problems=[f"{label}:{_bound_problem(exc)}"],
+                                     hint=FIX_HINT) from None
+    loader = yaml.SafeLoader(text)  # within the bounds just checked: small, shallow, no aliases
     try:
         root = loader.get_single_node()
         data = loader.construct_document(root) if root is not None else None
-    except _TooBig as exc:
-        raise MachineDefinitionError(f"{label} is refused", problems=[f"{label}:{exc}"],
-                                     hint=FIX_HINT) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark else label
