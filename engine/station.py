@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .layout import DataDir
+from .lifecycle import Lifecycle
 from .config_file import find_config_path, load_config, resolved
 from .spool.store import Spool
 from ..schemas.config import StationConfig
@@ -16,15 +17,15 @@ def load_station(config_arg: str | None) -> tuple[Path, StationConfig]:
     return path, resolved(load_config(path), path)
 
 
-def open_spool(cfg: StationConfig, *, readonly: bool = False) -> Spool:
+def open_spool(cfg: StationConfig, *, readonly: bool = False, machines: dict[str, Lifecycle] | None = None) -> Spool:
     """The spool of this station with the config's limits; ``readonly`` takes no lock and moves nothing.
 
     Every lifecycle in force (the config's ``lifecycles:`` folder over the shipped ones) is checked
     first: an unsafe one raises MachineDefinitionError listing every problem before anything on
-    disk is touched."""
+    disk is touched. ``machines``: those already in force (the service keeps its own for the run)."""
     from .lifecycle import in_force
 
-    machines = in_force(cfg.lifecycles)
+    machines = machines if machines is not None else in_force(cfg.lifecycles)
     spool = Spool(
         cfg.data_dir,
         lifecycle=machines["report"],

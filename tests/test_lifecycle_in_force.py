@@ -57,3 +57,52 @@ def test_problems_with_the_quarantine_example_are_the_quarantined_reports(
     assert main(["-c", str(config), "status"]) == 0
     out = capsys.readouterr().out
     assert f"quarantined: {refused.key} — 400 from the server: bad part number" in out
+
+
+# --------------------------------------------------------------------------- reload keeps the machines
+
+
+def test_reload_keeps_the_machines_in_force_and_says_which_files_wait_for_a_restart(tmp_path: Path) -> None:
+    import json
+
+    from stationflow.engine.devtools.emulator import Emulator
+    from tests.test_service import _no_stray_services, start_service  # noqa: F401 (autouse fixture)
+    from tests.test_site_lifecycles import cli
+
+    folder = tmp_path / "lifecycles"
+    shutil.copytree(HOLD, folder)
+    in_force_sha = load_lifecycle(folder / "report.yaml").sha256
+    with Emulator(port=0, seed=3) as emulator:
+        config = write_config(tmp_path, emulator.url, extra=f"lifecycles: {folder}\n")
+        proc = start_service(config, tmp_path / "stderr.log")
+        try:
+            unchanged = cli(config, "reload")
+            assert unchanged.returncode == 0 and "restart" not in unchanged.stdout, unchanged.stdout
+
+            site = folder / "report.yaml"
+            site.write_text(site.read_text().replace("nothing is sent until a person approves it",
+                                                     "waits for the quality engineer"))
+            edited = cli(config, "reload")
+            assert edited.returncode == 0, edited.stderr
+            said = f"lifecycle changes take effect at restart: {site} (edited)"
+            assert said in edited.stdout
+            status = json.loads(cli(config, "status", "--json").stdout)
+            assert said in status["service"]["last_reload"]["changes"]
+            assert status["uploader"]["lifecycle"]["sha256"] == in_force_sha, "the machine in force stays"
+
+            other = tmp_path / "other"
+            shutil.copytree(QUARANTINE_REJECTED, other)
+            (other / "task.yaml").write_text("name: task\n")
+            config.write_text(config.read_text().replace(f"lifecycles: {folder}", f"lifecycles: {other}"))
+            moved = cli(config, "reload")
+            assert moved.returncode == 0, moved.stderr
+            assert f"{other / 'report.yaml'} (instead of {site})" in moved.stdout
+            assert "a restart would refuse them" in moved.stdout and "task.yaml" in moved.stdout
+            status = json.loads(cli(config, "status", "--json").stdout)
+            assert status["uploader"]["lifecycle"]["file"] == str(site)
+            assert status["service"]["state"] == "running"
+        finally:
+            proc.terminate()
+            assert proc.wait(20) == 0
+    log = (tmp_path / "stderr.log").read_text()
+    assert "WARNING" in log and f"lifecycle changes take effect at restart: {site} (edited)" in log

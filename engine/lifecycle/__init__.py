@@ -18,7 +18,7 @@ from .invariants import Violation
 from .load import MAX_BYTES, MAX_DEPTH, MAX_NODES, Source, load_definition, resolve, shipped_names
 from .machine import Lifecycle, check_invariants, load_lifecycle, violations
 from .registry import DEFAULT_REGISTRY, ActionSpec, MachineRules, Registry
-from .site import in_force, site_lifecycle
+from .site import in_force, restart_note, site_lifecycle
 
 __all__ = [
     "DEFAULT_REGISTRY",
@@ -36,6 +36,7 @@ __all__ = [
     "load_definition",
     "load_lifecycle",
     "resolve",
+    "restart_note",
     "shipped_names",
     "site_lifecycle",
     "violations",

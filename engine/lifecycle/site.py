@@ -8,13 +8,14 @@ runs (``reprot.yaml``) is refused rather than silently ignored.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import MachineDefinitionError
-from .load import shipped_names
+from .load import resolve_source, shipped_names
 from .machine import Lifecycle, load_lifecycle
 
-__all__ = ["SITE_MACHINES", "in_force", "site_lifecycle"]
+__all__ = ["SITE_MACHINES", "in_force", "restart_note", "site_lifecycle"]
 
 #: The machines a site file may replace: the engine finds everything it needs in these by role.
 #: The supervisor and the service still load the shipped task and service machines (their code
@@ -69,3 +70,41 @@ def in_force(lifecycles: str | Path | None) -> dict[str, Lifecycle]:
 def site_lifecycle(lifecycles: str | Path | None, name: str) -> Lifecycle:
     """One lifecycle in force; every machine in force is checked first (see :func:`in_force`)."""
     return in_force(lifecycles)[name]
+
+
+def _changed(running: Mapping[str, Lifecycle], lifecycles: str | Path | None) -> list[str]:
+    """Each machine whose file at a restart would not be the one in force: edited, or another file."""
+    folder = Path(lifecycles) if lifecycles is not None else None
+    dirs = [folder] if folder is not None and folder.is_dir() else []
+    changed: list[str] = []
+    for name, lifecycle in sorted(running.items()):
+        try:
+            source = resolve_source(name, dirs)
+        except MachineDefinitionError as exc:
+            changed.append(f"{name}: {exc}")
+            continue
+        if source.label != lifecycle.source:
+            changed.append(f"{source.label} (instead of {lifecycle.source})")
+        elif source.sha256 != lifecycle.sha256:
+            changed.append(f"{source.label} (edited)")
+    return changed
+
+
+def restart_note(running: Mapping[str, Lifecycle], lifecycles: str | Path | None) -> str | None:
+    """What a reload says when the lifecycle files (or the config's ``lifecycles:``) changed: the
+    machines in force stay — a machine swapped under reports in flight could strand them, and the
+    spool's states are checked against it only at start — so the change waits for a restart, and
+    the person is told which files, and whether a restart would refuse them. None: nothing changed."""
+    changed = _changed(running, lifecycles)
+    try:
+        in_force(lifecycles)
+    except MachineDefinitionError as exc:
+        problems = exc.problems or [str(exc)]
+        refusal = (f"a restart would refuse them ({len(problems)} problem(s), the first: {problems[0]}) — "
+                   "`stationflow machines validate -c CONFIG` lists them")
+        if not changed:
+            return f"the lifecycles folder has problems; the machines in force stay, but {refusal}"
+        return f"lifecycle changes take effect at restart: {', '.join(changed)}; {refusal}"
+    if not changed:
+        return None
+    return f"lifecycle changes take effect at restart: {', '.join(changed)}"

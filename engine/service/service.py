@@ -28,14 +28,13 @@ when the process dies, even by ``kill -9``) and ``<data_dir>/stationflow.pid`` n
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,8 +48,9 @@ from ..clock import now_iso
 from ..layout import PID_FILE, DataDir
 from ..config_file import config_dict, load_config, resolved
 from ..errors import AlreadyRunning, ConfigError, ServiceNotRunning, StationflowError
-from ..lifecycle import load_lifecycle
+from ..lifecycle import in_force, restart_note
 from .logs import LogRing, ServiceLogging
+from .reload import diff_settings, secret_of
 from ..spool.store import Spool
 from ..station import lock_file_held, open_spool
 from .supervisor import MachineModel, RestartPolicy, SupervisedTask, Supervisor
@@ -108,7 +108,10 @@ class Service:
         self._watch_interval_s = watch_interval_s
         self._log_level = log_level
         self._log_stream = log_stream
-        self._lifecycle = load_lifecycle("service")
+        # Every machine in force, checked together (an unsafe site file refuses the start, exit 4);
+        # kept for the whole run: a reload says what changed but never swaps them (restart_note).
+        self.machines = in_force(self.config.lifecycles)
+        self._lifecycle = self.machines["service"]
         self._model = MachineModel()
         self._lifecycle.bind(self._model)
         self._degraded: dict[str, str] = {}
@@ -276,7 +279,7 @@ class Service:
 
     async def _open(self) -> None:
         """Open the spool (recovery), build the uploader, intake and supervisor."""
-        self.spool = await anyio.to_thread.run_sync(open_spool, self.config)
+        self.spool = await anyio.to_thread.run_sync(lambda: open_spool(self.config, machines=self.machines))
         for note in self.spool.recovery_notes:
             log.warning("recovery: %s", note)
         log.info("spool open: %s", _counts_text(self.spool.counts()) or "empty")
@@ -517,8 +520,8 @@ class Service:
 
     async def _apply(self, new: StationConfig) -> list[str]:
         old = self.config
-        notes = list(_diff(config_dict(old), config_dict(new)))
-        if _secret(old.server.token) != _secret(new.server.token):
+        notes = list(diff_settings(config_dict(old), config_dict(new)))
+        if secret_of(old.server.token) != secret_of(new.server.token):
             notes.append("server.token: changed")
             if self._logging is not None and new.server.token is not None:
                 self._logging.secrets.add(new.server.token.get_secret_value())
@@ -529,6 +532,8 @@ class Service:
         if new.control.port != old.control.port:
             keep["control"] = old.control
             notes.append("control.port: takes effect at the next start")
+        if new.lifecycles != old.lifecycles:
+            keep["lifecycles"] = old.lifecycles  # the machines in force stay until a restart (below)
         self.config = new.model_copy(update=keep)
         grace = new.shutdown.grace_s
 
@@ -557,6 +562,10 @@ class Service:
         restarted = self.supervisor.reset_given_up() if self.supervisor else []
         if restarted:
             notes.append(f"given-up task(s) started again: {', '.join(restarted)}")
+        note = await anyio.to_thread.run_sync(restart_note, self.machines, new.lifecycles)
+        if note:
+            log.warning("%s", note)
+            notes.append(note)
         return notes
 
     async def _apply_intake(self, new: StationConfig, grace: float) -> None:
@@ -633,35 +642,6 @@ class Service:
 
 def _counts_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{state} {n}" for state, n in counts.items() if n)
-
-
-def _secret(value: Any) -> str | None:
-    return value.get_secret_value() if value is not None else None
-
-
-def _flatten(data: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    if isinstance(data, dict):
-        for key, value in data.items():
-            yield from _flatten(value, f"{prefix}.{key}" if prefix else str(key))
-    else:
-        yield prefix, data
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value, default=str) if not isinstance(value, str) else value
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _diff(old: dict[str, Any], new: dict[str, Any]) -> Iterator[str]:
-    """``upload.rate_per_s: 100.0 → 5.0`` for every setting that differs (the token is masked
-    on both sides, so it never shows here; the caller compares it separately)."""
-    before, after = dict(_flatten(old)), dict(_flatten(new))
-    for key in [*before, *(k for k in after if k not in before)]:
-        if before.get(key) != after.get(key):
-            if key == "intake":
-                yield f"intake: {len(before.get(key) or [])} → {len(after.get(key) or [])} watched folder(s), changed"
-            else:
-                yield f"{key}: {_short(before.get(key))} → {_short(after.get(key))}"
 
 
 def _safe_status(part: Any) -> dict[str, Any] | None:
