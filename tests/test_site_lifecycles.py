@@ -135,7 +135,8 @@ def test_run_refuses_an_unsafe_site_lifecycle_listing_every_problem_and_touching
     assert result.returncode == 4, result.stderr
     assert "--transient_error [outcome transient]--> sent: reaches a final state" in result.stderr
     assert "nothing fires 'park'" in result.stderr
-    assert "a site cannot replace the task lifecycle yet" in result.stderr, "every file's problems are listed"
+    assert "machine 'task' has no transition for trigger 'recycle'" in result.stderr, \
+        "every file's problems are listed"
     assert not (tmp_path / "data" / "spool").exists(), "nothing in the spool was created or touched"
 
 

@@ -381,13 +381,12 @@ def _check_fired(g: Graph, fired: set[tuple[int, str]]) -> Iterator[Violation]:
                 "so a person fires it with `stationflow queue fire`"))
 
 
-def _check_conversion_roles(g: Graph) -> Iterator[Violation]:
-    """The intake finds its steps (copy, convert, post-action) in the conversion machine."""
-    if g.defn.name != "conversion":
-        return
-    from .roles import conversion_role_problems
+def _check_engine_roles(g: Graph) -> Iterator[Violation]:
+    """The engine finds its roles: the intake its steps in the conversion machine, the supervisor
+    and the service their states in the task and service machines (``roles.py``)."""
+    from .roles import engine_role_problems
 
-    for problem in conversion_role_problems(g.defn):
+    for problem in engine_role_problems(g.defn):
         yield Violation(("states",), problem)
 
 
@@ -410,6 +409,6 @@ def structural_violations(defn: MachineDef, registry: Registry) -> list[Violatio
     out.extend(_check_roles(g))
     out.extend(_check_operator(g))
     if not out:
-        out.extend(_check_conversion_roles(g))
+        out.extend(_check_engine_roles(g))
     out.extend(_check_fired(g, {(e.at, e.source) for e in edges(defn, registry)}))
     return out

@@ -1,4 +1,6 @@
-"""The conversion machine's roles, found in the definition instead of named in the intake's code.
+"""The roles of the machines the engine runs, found in the definitions instead of named in code.
+
+The conversion machine (for the intake):
 
 The intake works in steps (settle, copy, convert and accept, post-action); which state each step
 starts from and leads to is read here from ``conversion.yaml``, so a site may rename every state:
@@ -15,16 +17,24 @@ starts from and leads to is read here from ``conversion.yaml``, so a site may re
 
 :func:`conversion_role_problems` is run by the checker, so a definition whose roles cannot be
 found is refused at load time, never at the first file.
+
+The task machine (for the supervisor) and the service machine (for the service) are walked from
+their initial state along the triggers their code fires (``start``, ``started``, ``crashed`` …):
+each state reached is a role (``TaskRoles.running``, ``ServiceRoles.degraded`` …), and every other
+trigger the code fires must lead to the role it expects. A site may rename every state; status
+still speaks in roles (``running``), so ``stationflow status``, the health and the configurator
+read the same words whatever the states are called.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import TypeVar
 
 from ..errors import IllegalTransition
 from ...schemas.machine import MachineDef
 
-__all__ = ["ConversionRoles", "conversion_role_problems"]
+__all__ = ["ConversionRoles", "ServiceRoles", "TaskRoles", "conversion_role_problems", "engine_role_problems"]
 
 
 def _next(defn: MachineDef, source: str, trigger: str | None) -> str:
@@ -85,4 +95,103 @@ def conversion_role_problems(defn: MachineDef) -> list[str]:
         return [f"the intake cannot find its steps in this conversion machine: {exc} — the initial state "
                 "waits then settles; one state runs copy_source and one convert, each outcome mapped; "
                 "finish leads on from where converted leads"]
+    return []
+
+
+#: (from role, trigger the supervisor fires, to role): the first edge into a role names it.
+_TASK_WALK = (
+    ("created", "start", "starting"), ("starting", "started", "running"), ("running", "crashed", "backing_off"),
+    ("running", "give_up", "given_up"), ("running", "stop", "stopping"), ("stopping", "stopped", "stopped"),
+    ("starting", "crashed", "backing_off"), ("backing_off", "restart", "starting"),
+    ("running", "recycle", "starting"), ("starting", "give_up", "given_up"), ("backing_off", "give_up", "given_up"),
+    ("given_up", "reset", "created"), ("starting", "stop", "stopping"), ("created", "stop", "stopped"),
+    ("backing_off", "stop", "stopped"), ("given_up", "stop", "stopped"),
+)
+#: (from role, trigger the service fires, to role), likewise.
+_SERVICE_WALK = (
+    ("stopped", "start", "starting"), ("starting", "started", "running"), ("running", "degrade", "degraded"),
+    ("running", "drain", "draining"), ("starting", "fail", "error"), ("degraded", "recover", "running"),
+    ("starting", "drain", "draining"), ("degraded", "drain", "draining"), ("draining", "drained", "stopped"),
+    ("running", "fail", "error"), ("degraded", "fail", "error"), ("draining", "fail", "error"),
+    ("error", "reset", "stopped"),
+)
+
+_R = TypeVar("_R", bound="_WalkedRoles")
+
+
+@dataclass(frozen=True)
+class _WalkedRoles:
+    """Roles found by walking the engine's triggers from the initial state (see the module doc)."""
+
+    @classmethod
+    def _walk(cls: type[_R], defn: MachineDef, start: str, walk: tuple[tuple[str, str, str], ...]) -> _R:
+        found = {start: defn.initial}
+        for role, trigger, dest_role in walk:
+            dest = _next(defn, found[role], trigger)
+            if dest_role not in found:
+                found[dest_role] = dest
+            elif found[dest_role] != dest:
+                raise IllegalTransition(f"'{trigger}' from '{found[role]}' (the {role} state) leads to "
+                                        f"'{dest}', but the engine expects '{found[dest_role]}' (the {dest_role} state)")
+        twins = {state for state in found.values() if list(found.values()).count(state) > 1}
+        if twins:
+            raise IllegalTransition(f"'{sorted(twins)[0]}' plays more than one role "
+                                    f"({', '.join(r for r, s in found.items() if s in twins)})")
+        return cls(**found)
+
+    def role_of(self, state: str) -> str:
+        """The role a state plays (the word status shows); the state itself when it plays none."""
+        for f in fields(self):
+            if getattr(self, f.name) == state:
+                return f.name
+        return state
+
+
+@dataclass(frozen=True)
+class TaskRoles(_WalkedRoles):
+    created: str
+    starting: str
+    running: str
+    backing_off: str
+    given_up: str
+    stopping: str
+    stopped: str
+
+    @classmethod
+    def of(cls, defn: MachineDef) -> TaskRoles:
+        return cls._walk(defn, "created", _TASK_WALK)
+
+
+@dataclass(frozen=True)
+class ServiceRoles(_WalkedRoles):
+    stopped: str
+    starting: str
+    running: str
+    degraded: str
+    draining: str
+    error: str
+
+    @classmethod
+    def of(cls, defn: MachineDef) -> ServiceRoles:
+        return cls._walk(defn, "stopped", _SERVICE_WALK)
+
+
+_ROLES: dict[str, type[ConversionRoles] | type[TaskRoles] | type[ServiceRoles]] = {
+    "conversion": ConversionRoles, "task": TaskRoles, "service": ServiceRoles}
+_WHO = {"conversion": "the intake", "task": "the supervisor", "service": "the service"}
+
+
+def engine_role_problems(defn: MachineDef) -> list[str]:
+    """Why the engine could not find its roles in a task or service machine (empty when it can)."""
+    if defn.name == "conversion":
+        return conversion_role_problems(defn)
+    if defn.name not in _ROLES or defn.initial not in defn.states:
+        return []
+    walk = _TASK_WALK if defn.name == "task" else _SERVICE_WALK
+    try:
+        _ROLES[defn.name].of(defn)
+    except (IllegalTransition, KeyError) as exc:
+        expected = ", ".join(f"{a} --{t}--> {b}" for a, t, b in walk)
+        return [f"{_WHO[defn.name]} cannot find its states in this {defn.name} machine: {exc} — a site may "
+                f"rename the states, but the engine fires these triggers between them: {expected}"]
     return []

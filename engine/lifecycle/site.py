@@ -17,11 +17,9 @@ from .machine import Lifecycle, load_lifecycle
 
 __all__ = ["SITE_MACHINES", "in_force", "restart_note", "site_lifecycle"]
 
-#: The machines a site file may replace: the engine finds everything it needs in these by role.
-#: The supervisor and the service still load the shipped task and service machines (their code
-#: names those states), so a site file for them would be checked and then silently not used: it is
-#: refused instead.
-SITE_MACHINES = ("report", "conversion", "connection")
+#: The machines a site file may replace: the engine finds everything it needs in each by role
+#: (spool/roles.py for the report machine; lifecycle/roles.py for conversion, task and service).
+SITE_MACHINES = ("report", "conversion", "connection", "task", "service")
 
 
 def _folder(lifecycles: str | Path | None) -> list[Path]:
@@ -49,10 +47,6 @@ def in_force(lifecycles: str | Path | None) -> dict[str, Lifecycle]:
             if path.suffix == ".yml" or path.stem not in names:
                 problems.append(f"{path}: no lifecycle the engine runs is called '{path.stem}' — name a "
                                 f"site file after the one it replaces: {', '.join(n + '.yaml' for n in SITE_MACHINES)}")
-            elif path.stem not in SITE_MACHINES:
-                problems.append(f"{path}: a site cannot replace the {path.stem} lifecycle yet (the engine "
-                                f"runs the shipped one) — remove the file; site files may replace: "
-                                f"{', '.join(n + '.yaml' for n in SITE_MACHINES)}")
     found: dict[str, Lifecycle] = {}
     for name in names:
         try:

@@ -49,6 +49,7 @@ from ..layout import PID_FILE, DataDir
 from ..config_file import config_dict, load_config, resolved
 from ..errors import AlreadyRunning, ConfigError, ServiceNotRunning, StationflowError
 from ..lifecycle import in_force, restart_note
+from ..lifecycle.roles import ServiceRoles
 from .logs import LogRing, ServiceLogging
 from .reload import diff_settings, secret_of
 from ..spool.store import Spool
@@ -63,7 +64,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _LOCK_WAIT_S = 0.3  # rides over a health check that holds the lock for a moment; still "at once"
-_RELOAD_STATES = ("running", "degraded")
+_RELOAD_STATES = ("running", "degraded")  # roles (Service.state), not the machine's state names
 
 
 
@@ -112,6 +113,7 @@ class Service:
         # kept for the whole run: a reload says what changed but never swaps them (restart_note).
         self.machines = in_force(self.config.lifecycles)
         self._lifecycle = self.machines["service"]
+        self._roles = ServiceRoles.of(self._lifecycle.definition)
         self._model = MachineModel()
         self._lifecycle.bind(self._model)
         self._degraded: dict[str, str] = {}
@@ -131,10 +133,12 @@ class Service:
 
     @property
     def state(self) -> str:
-        return self._model.state
+        """The role of the machine's state (``running``, ``degraded`` …; lifecycle/roles.py): what
+        this code compares and status shows, whatever a site's service.yaml calls its states."""
+        return self._roles.role_of(self._model.state)
 
     def _fire(self, trigger: str, reason: str | None = None) -> None:
-        before = self._model.state
+        before = self.state
         self._model.trigger(trigger)
         self.since = now_iso()
         self.reason = reason
@@ -284,7 +288,7 @@ class Service:
             log.warning("recovery: %s", note)
         log.info("spool open: %s", _counts_text(self.spool.counts()) or "empty")
         self.uploader = self._new_uploader()
-        self.supervisor = Supervisor(policy=self._policy, on_event=self._task_event)
+        self.supervisor = Supervisor(policy=self._policy, on_event=self._task_event, lifecycle=self.machines["task"])
         self.intake = self._new_intake(self.config)
         self._add_tasks()
 
@@ -615,7 +619,7 @@ class Service:
         counters = uploader.counters if uploader else {}
         return {
             "service": {
-                "state": self.state, "reason": self.reason, "since": self.since, "pid": os.getpid(),
+                "state": self.state, "machine_state": self._model.state, "reason": self.reason, "since": self.since, "pid": os.getpid(),
                 "version": __version__,
                 "uptime_s": round(time.monotonic() - self._started_mono, 3) if self._started_mono else None,
                 "data_dir": str(self.data_dir), "config": str(self.config_path),

@@ -1,6 +1,7 @@
 """The supervisor: owns every background task of the service; nothing it runs can die silently.
 
-Each task is a small model bound to the ``task`` lifecycle (``machines/task.yaml``)::
+Each task is a small model bound to the ``task`` lifecycle in force (``machines/task.yaml``, or a
+site's file), whose states the supervisor knows only by role (``lifecycle/roles.py``)::
 
     created → starting → running ─(raised / returned)→ backing_off ─(restart)→ starting …
                              └─(too many failures)→ given_up ─(reset, on reload)→ created
@@ -36,6 +37,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from ..backoff import backoff_delay
 from ..clock import now_iso
 from ..lifecycle import Lifecycle, load_lifecycle
+from ..lifecycle.roles import TaskRoles
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +88,10 @@ class MachineModel:
 class SupervisedTask:
     """One background task: its body, how to drain it, and what happened to it so far."""
 
-    def __init__(self, name: str, body: TaskBody, drain: DrainHook | None, lifecycle: Lifecycle) -> None:
+    def __init__(self, name: str, body: TaskBody, drain: DrainHook | None, lifecycle: Lifecycle,
+                 roles: TaskRoles | None = None) -> None:
         self.name = name
+        self.roles = roles or TaskRoles.of(lifecycle.definition)
         self.body = body
         self.drain = drain
         self._lifecycle = lifecycle
@@ -122,8 +126,11 @@ class SupervisedTask:
         self._wake.set()
 
     def status(self) -> dict[str, Any]:
+        """``state`` is the role (``running``, ``given_up`` …): the same words whatever a site calls
+        its states; ``machine_state`` is the state's own name when it differs."""
+        role = self.roles.role_of(self.state)
         return {
-            "state": self.state, "since": self.since, "restarts": self.restarts,
+            "state": role, **({"machine_state": self.state} if role != self.state else {}), "since": self.since, "restarts": self.restarts,
             "failures_in_window": len(self.failures), "last_error": self.last_error,
             "last_error_at": self.last_error_at, "given_up_reason": self.given_up_reason,
             "drains": self.drain is not None,
@@ -161,6 +168,7 @@ class Supervisor:
         self._rng = rng or random.Random()
         self._clock = clock
         self._lifecycle = lifecycle or load_lifecycle("task")
+        self.roles = TaskRoles.of(self._lifecycle.definition)
         self._tg: TaskGroup | None = None
         self._stopping = False
         self._closed = anyio.Event()
@@ -178,7 +186,7 @@ class Supervisor:
             raise ValueError(f"a task named {name!r} is already supervised")
         if self._stopping:
             raise RuntimeError(f"cannot add task {name!r}: the supervisor is stopping")
-        task = SupervisedTask(name, body, drain, self._lifecycle)
+        task = SupervisedTask(name, body, drain, self._lifecycle, self.roles)
         self.tasks[name] = task
         if self._tg is not None:
             self._tg.start_soon(self._keep, task, name=f"supervised:{name}")
@@ -270,7 +278,7 @@ class Supervisor:
             log.error("giving up %s — it stays down until the config is reloaded or the service "
                       "restarts", task.given_up_reason)
             self._notify(task, "given_up")
-            while task.state != "created":
+            while task.state != self.roles.created:
                 if not await self._sleep(task, math.inf):
                     return False
             task.fire("start")
@@ -298,11 +306,12 @@ class Supervisor:
     def _finish(self, task: SupervisedTask) -> None:
         """Whatever ended the task (stop, cancel, error), it ends in ``stopped``."""
         try:
-            if task.state in ("starting", "running"):
+            roles = self.roles
+            if task.state in (roles.starting, roles.running):
                 task.fire("stop")
-            if task.state == "stopping":
+            if task.state == roles.stopping:
                 task.fire("stopped")
-            elif task.state != "stopped":
+            elif task.state != roles.stopped:
                 task.fire("stop")
         finally:
             task.ended.set()
@@ -314,7 +323,7 @@ class Supervisor:
     # ------------------------------------------------------------------ changing tasks while running
 
     def given_up(self) -> list[SupervisedTask]:
-        return [t for t in self.tasks.values() if t.state == "given_up"]
+        return [t for t in self.tasks.values() if t.state == self.roles.given_up]
 
     def reset_given_up(self) -> list[str]:
         """Give every given-up task another chance (a reload does this); returns their names."""
@@ -333,10 +342,10 @@ class Supervisor:
         """Restart a task on purpose (new settings): drain it (or cancel it after ``timeout_s``),
         call ``swap`` while it is down, start it again. Not counted as a failure."""
         task = self.tasks[name]
-        if task.state != "running" or task._recycling:
+        if task.state != self.roles.running or task._recycling:
             if swap is not None:
                 swap()
-            if task.state == "backing_off":
+            if task.state == self.roles.backing_off:
                 task.wake()  # restart now, with the new settings
             return
         task._recycling = True
@@ -354,7 +363,7 @@ class Supervisor:
         task = self.tasks[name]
         task.stop_requested = True
         task.wake()
-        if task.state in ("starting", "running"):
+        if task.state in (self.roles.starting, self.roles.running):
             task.fire("stop")
         await self._drain_or_cancel(task, task.ended, timeout_s)
         with anyio.move_on_after(_UNWIND_S):
@@ -403,7 +412,8 @@ class Supervisor:
         started = time.monotonic()
         self._stopping = True
         outcome = StopOutcome()
-        draining = [t for t in self.tasks.values() if t.drain is not None and t.state in ("starting", "running")]
+        draining = [t for t in self.tasks.values()
+                    if t.drain is not None and t.state in (self.roles.starting, self.roles.running)]
         for task in self.tasks.values():
             task.stop_requested = True
             task.wake()
