@@ -525,6 +525,10 @@ class Service:
     async def _apply(self, new: StationConfig) -> list[str]:
         old = self.config
         notes = list(diff_settings(config_dict(old), config_dict(new)))
+        note = await anyio.to_thread.run_sync(restart_note, self.machines, new.lifecycles)  # before any change
+        lifecycle_notes = [note] if note else []
+        for note in lifecycle_notes:
+            log.warning("%s", note)
         if secret_of(old.server.token) != secret_of(new.server.token):
             notes.append("server.token: changed")
             if self._logging is not None and new.server.token is not None:
@@ -566,11 +570,7 @@ class Service:
         restarted = self.supervisor.reset_given_up() if self.supervisor else []
         if restarted:
             notes.append(f"given-up task(s) started again: {', '.join(restarted)}")
-        note = await anyio.to_thread.run_sync(restart_note, self.machines, new.lifecycles)
-        if note:
-            log.warning("%s", note)
-            notes.append(note)
-        return notes
+        return notes + lifecycle_notes
 
     async def _apply_intake(self, new: StationConfig, grace: float) -> None:
         sup = self.supervisor
