@@ -178,6 +178,19 @@ class StationAccess:
             why = "service not running"
         return Answer(_retry_on_disk(self.cfg, list(ids or []), all_failed), "disk", _from_disk(why))
 
+    def fire(self, trigger: str, ids: list[str]) -> Answer:
+        """Fire an operator trigger (``by: operator``, e.g. ``approve``) on reports — the same path
+        as ``stationflow queue fire``; ``data`` is ``{"fired", "refused", "results": [{"id", "ok",
+        "state" | "error"}]}``: each report on its own, a refusal says why."""
+        from .control.commands import fire_operator_trigger
+
+        try:
+            return Answer(self.client.call("queue.fire", trigger=trigger, ids=list(ids)), "service")
+        except ServiceNotRunning:
+            why = "service not running"
+        with open_spool(self.cfg) as spool:
+            return Answer(fire_operator_trigger(spool, trigger, list(ids)), "disk", _from_disk(why))
+
     def reprocess(self, intake: str, path: Path) -> Path:
         """Take a rejected source file again: staged where its intake picks it up (now, or at the next start)."""
         from .intake.reprocess import Staged, stage
@@ -383,5 +396,5 @@ def _from_disk(why: str | None) -> str:
     return f"{why or 'service not running'} — read from the spool on disk"
 
 
-__all__ = ["Answer", "ReportPage", "StationAccess", "disk_status", "problem_states", "read_log_tail",
+__all__ = ["Answer", "ReportPage", "ReportRoles", "StationAccess", "disk_status", "problem_states", "read_log_tail",
            "rejected_counts", "rejected_files", "report_states", "spool_counts", "with_identity"]

@@ -1,9 +1,13 @@
 """Problems: everything that waits for a person, in one list — reports the server refused, reports in
-quarantine, source files that could not be converted.
+quarantine, reports a site's lifecycle holds for a person (``held`` until approved), source files
+that could not be converted.
 
 Each line says what a person knows the item by (serial and part number, or the file's name), when,
 and why; the details pane shows the whole message with a Copy button. Retry sends reports again,
-Reprocess takes a rejected file again once its cause is fixed, Open file shows it. The rows come
+Reprocess takes a rejected file again once its cause is fixed, Open file shows it. Every other
+operator trigger (``by: operator``) of the report machine in force gets a button of its own
+(Approve, …), shown while it is valid for a selected report; pressing it fires the trigger the way
+``stationflow queue fire`` does, and the page says how many reports moved and why any was refused. The rows come
 from the station access (the service when it runs, else the disk); the page says which, and how
 many of how many it shows.
 """
@@ -19,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from .page_base import Page
 from .station_link import Snapshot
-from .widgets import HELP_FG
+from .widgets import ERROR_FG, HELP_FG, OK_FG
 
 if TYPE_CHECKING:
     from .app import ConfiguratorApp
@@ -27,7 +31,7 @@ if TYPE_CHECKING:
 #: (column, heading, width, stretches)
 _COLUMNS = (("kind", "What", 150, False), ("sn", "Serial number", 140, False), ("pn", "Part number", 130, False),
             ("time", "Time", 160, False), ("reason", "Reason", 420, True))
-_KINDS = {"failed": "refused by server", "quarantined": "quarantined", "rejected": "file not converted"}
+_REFUSED, _QUARANTINED, _NOT_CONVERTED = "refused by server", "quarantined", "file not converted"
 LIMIT = 200
 
 
@@ -84,10 +88,16 @@ class ProblemsPage(Page):
         for button in (self.retry_button, self.retry_all_button, self.reprocess_button, self.open_button,
                        self.copy_button):
             button.pack(side="left", padx=(0, 6))
+        self.trigger_frame = ttk.Frame(buttons)  # one button per operator trigger valid for the selection
+        self.trigger_frame.pack(side="left")
+        self.trigger_buttons: dict[str, ttk.Button] = {}
         self.refresh_button = ttk.Button(buttons, text="Refresh", command=self.refresh)
         self.refresh_button.pack(side="right")
         self.paging_label = ttk.Label(buttons, text="", foreground=HELP_FG)
         self.paging_label.pack(side="right", padx=12)
+        self.result_label = ttk.Label(self, text="", justify="left")  # what the last trigger did
+        self.result_label.pack(anchor="w", fill="x", pady=(4, 0))
+        self.result_label.bind("<Configure>", lambda e: self.result_label.configure(wraplength=max(300, e.width - 10)))
 
         self.snapshot: Snapshot | None = None
         self.items: dict[str, dict[str, Any]] = {}
@@ -130,7 +140,7 @@ class ProblemsPage(Page):
         self._fill()
 
     def _fill(self) -> None:
-        rows = sorted((self._row(key, item) for key, item in self.items.items()),
+        rows = sorted((self._row(key, item, self.snapshot) for key, item in self.items.items()),
                       key=lambda r: _sort_key(r[1 + [c[0] for c in _COLUMNS].index(self.sort_column)]),
                       reverse=self.sort_reverse)
         if rows == self._rows:
@@ -146,11 +156,11 @@ class ProblemsPage(Page):
         self._buttons()
 
     @staticmethod
-    def _row(key: str, item: dict[str, Any]) -> tuple[str, ...]:
+    def _row(key: str, item: dict[str, Any], snapshot: Snapshot | None) -> tuple[str, ...]:
         if item["kind"] == "rejected":
-            return (key, _KINDS["rejected"], item.get("file", ""), f"intake {item.get('intake', '')}",
+            return (key, _NOT_CONVERTED, item.get("file", ""), f"intake {item.get('intake', '')}",
                     _when(item.get("time")), str(item.get("reason") or ""))
-        return (key, _KINDS.get(item["kind"], item["kind"]), str(item.get("sn") or "(unreadable)"),
+        return (key, _kind(item, snapshot), str(item.get("sn") or "(unreadable)"),
                 str(item.get("pn") or ""), _when(_last_time(item)), str(item.get("last_error") or ""))
 
     def sort_by(self, column: str) -> None:
@@ -168,7 +178,7 @@ class ProblemsPage(Page):
 
     def _selected(self, _event: tk.Event | None = None) -> None:
         chosen = [self.items[iid] for iid in self.table.selection() if iid in self.items]
-        self._set_details("\n\n".join(_details(item) for item in chosen[:5]))
+        self._set_details("\n\n".join(_details(item, self.snapshot) for item in chosen[:5]))
         self._buttons()
 
     def _set_details(self, text: str) -> None:
@@ -197,8 +207,39 @@ class ProblemsPage(Page):
         self.reprocess_button.state(["!disabled" if files else "disabled"])
         self.open_button.state(["!disabled" if len(chosen) == 1 else "disabled"])
         self.copy_button.state(["!disabled" if chosen else "disabled"])
-        refused = bool(self.snapshot and self.snapshot.counts.get("failed"))
+        refused = bool(self.snapshot and self.snapshot.counts.get(self.snapshot.refused))
         self.retry_all_button.state(["!disabled" if refused else "disabled"])
+        self._trigger_buttons(chosen)
+
+    def valid_triggers(self, chosen: list[dict[str, Any]]) -> list[str]:
+        """Operator triggers valid from the state of at least one chosen report (Retry has its own
+        button), in the order the lifecycle declares them."""
+        operator = self.snapshot.operator if self.snapshot else {}
+        found: list[str] = []
+        for item in chosen:
+            for trigger in operator.get(item["kind"], []):
+                if trigger != "retry" and trigger not in found:
+                    found.append(trigger)
+        return found
+
+    def _trigger_buttons(self, chosen: list[dict[str, Any]]) -> None:
+        valid = self.valid_triggers(chosen)
+        for trigger, button in self.trigger_buttons.items():
+            if trigger not in valid:
+                button.pack_forget()
+        for trigger in valid:
+            if trigger not in self.trigger_buttons:
+                self.trigger_buttons[trigger] = ttk.Button(
+                    self.trigger_frame, text=trigger.replace("_", " ").capitalize(),
+                    command=partial(self.fire_selected, trigger))
+            button = self.trigger_buttons[trigger]
+            button.pack_forget()
+            button.pack(side="left", padx=(0, 6))
+            button.state(["!disabled"])
+
+    def shown_triggers(self) -> list[str]:
+        """The operator-trigger buttons on show, left to right."""
+        return [t for t, b in self.trigger_buttons.items() if b.winfo_manager()]
 
     # ------------------------------------------------------------------ actions
 
@@ -227,6 +268,32 @@ class ProblemsPage(Page):
                                                                          "service" else " (spool on disk)"))
         if errors:
             self.app.fail("Retry", f"{len(errors)} report(s) could not be sent again:\n" + "\n".join(errors[:20]))
+        self.refresh()
+
+    def fire_selected(self, trigger: str) -> None:
+        """Fire ``trigger`` on every selected report; the engine refuses it (with the reason) for a
+        report in a state it is not valid from, and moves the others."""
+        ids = [str(self.items[iid]["id"]) for iid in self.table.selection()
+               if iid in self.items and self.items[iid]["kind"] != "rejected"]
+        if not ids:
+            self.app.fail(trigger.capitalize(), "Select the reports first.")
+            return
+        for button in self.trigger_buttons.values():
+            button.state(["disabled"])
+        self.app.status(f"{trigger}: {len(ids)} report(s)")
+        self.scope.submit(self.app.link.fire, trigger, ids, key="fire", on_done=self._fired,
+                          on_error=lambda exc: self._action_failed(trigger.capitalize(), exc))
+
+    def _fired(self, result: dict[str, Any]) -> None:
+        trigger, moved, refused = result["trigger"], result["moved"], result["refused"]
+        where = " by the service" if result.get("via") == "service" else " (spool on disk)"
+        states = sorted({state for _, state in moved})
+        text = f"{trigger.capitalize()}: {len(moved)} report(s) moved" + (f" to {', '.join(states)}" if states else "") \
+            + where
+        if refused:
+            text += f"; {len(refused)} refused:\n" + "\n".join(f"{key}: {why}" for key, why in refused[:10])
+        self.result_label.configure(text=text, foreground=ERROR_FG if refused else OK_FG)
+        self.app.status(text.splitlines()[0], error=bool(refused))
         self.refresh()
 
     def reprocess_selected(self) -> None:
@@ -302,10 +369,21 @@ def _sort_key(value: str) -> tuple[int, Any]:
         return 1, value.lower()
 
 
-def _details(item: dict[str, Any]) -> str:
+def _kind(item: dict[str, Any], snapshot: Snapshot | None) -> str:
+    """What a person reads for a report's state: the role's words for refused and quarantined
+    reports (whatever the machine in force calls those states), else the state's own name."""
+    state = str(item["kind"])
+    if snapshot is not None and state == snapshot.refused:
+        return _REFUSED
+    if snapshot is not None and state == snapshot.quarantine:
+        return _QUARANTINED
+    return state.replace("_", " ")
+
+
+def _details(item: dict[str, Any], snapshot: Snapshot | None) -> str:
     if item["kind"] == "rejected":
         return item.get("detail") or f"{item.get('path')}\n{item.get('reason')}"
-    lines = [f"{_KINDS.get(item['kind'], item['kind'])}: report {item.get('id')}",
+    lines = [f"{_kind(item, snapshot)}: report {item.get('id')}",
              f"serial number {item.get('sn') or '?'}, part number {item.get('pn') or '?'}, "
              f"attempts {item.get('attempts')}",
              f"reason: {item.get('last_error') or '(none recorded)'}",

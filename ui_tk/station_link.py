@@ -22,7 +22,7 @@ from typing import Any
 from ..engine.children import child_env
 from ..engine.control.client import ControlClient
 from ..engine.errors import StationflowError
-from ..engine.station_access import StationAccess, rejected_files
+from ..engine.station_access import ReportRoles, StationAccess, problem_states, rejected_files
 from ..schemas.config import StationConfig
 
 CLIENT_NAME = "stationflow-configure"
@@ -68,8 +68,13 @@ class Snapshot:
     counts: dict[str, int]
     problems: list[dict[str, Any]]
     source: str  # "service" or "disk"
-    total: int = 0  # failed + quarantined reports in all (``problems`` holds at most the limit)
+    total: int = 0  # reports waiting for a person in all (``problems`` holds at most the limit)
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    #: from the report machine in force: the operator triggers (``by: operator``) of each state
+    #: shown, where refused reports rest and where quarantined ones do
+    operator: dict[str, list[str]] = field(default_factory=dict)
+    refused: str = ""
+    quarantine: str = ""
 
 
 class StationLink:
@@ -107,10 +112,15 @@ class StationLink:
                      locked=bool(service.get("spool_locked")))
 
     def snapshot(self, running: bool, limit: int = 200) -> Snapshot:
-        """Failed and quarantined reports (at most ``limit``) and the files that could not be converted."""
+        """Reports waiting for a person (at most ``limit``), the files that could not be converted,
+        and what a person may do with each report (the operator triggers of the machine in force)."""
         access = self.access("read the spool")
+        lifecycle = access.report_lifecycle
+        roles = ReportRoles.of(lifecycle)
         page = access.problems(limit=limit)
-        return Snapshot(dict(page.counts), page.rows, page.source, page.total, rejected_files(access.cfg, limit))
+        operator = {state: lifecycle.operator_triggers_from(state) for state in problem_states(lifecycle)}
+        return Snapshot(dict(page.counts), page.rows, page.source, page.total, rejected_files(access.cfg, limit),
+                        operator=operator, refused=roles.refused, quarantine=roles.quarantine)
 
     def show(self, report_id: str) -> dict[str, Any]:
         return dict(self.access("read the report").show(report_id).data)
@@ -133,6 +143,14 @@ class StationLink:
         rows = [r for r in answer.data if isinstance(r, dict)]
         return {"via": answer.source, "retried": [str(r.get("id")) for r in rows if r.get("ok")],
                 "errors": [f"{r.get('id')}: {r.get('error')}" for r in rows if not r.get("ok")]}
+
+    def fire(self, trigger: str, ids: list[str]) -> dict[str, Any]:
+        """Fire an operator trigger on reports (through the service when it runs, else on the spool)."""
+        answer = self.access(f"{trigger} reports").fire(trigger, ids)
+        rows = [r for r in answer.data.get("results") or [] if isinstance(r, dict)]
+        return {"via": answer.source, "trigger": trigger,
+                "moved": [(str(r.get("id")), str(r.get("state"))) for r in rows if r.get("ok")],
+                "refused": [(str(r.get("id")), str(r.get("error"))) for r in rows if not r.get("ok")]}
 
     def reprocess(self, intake: str, path: str) -> str:
         """Take a rejected file again (its intake converts it now, or at the service's next start)."""
