@@ -28,7 +28,8 @@ from .errors import ServiceNotRunning, StationflowError
 from .health import health_of
 from .intake.model import ERROR_SUFFIX
 from .layout import DataDir
-from .lifecycle import Lifecycle, in_force
+from .lifecycle import Lifecycle
+from .lifecycle.site import in_force_checked_once
 from .spool.roles import ReportRoles
 from .station import lock_file_held, open_spool
 from ..schemas.config import StationConfig
@@ -77,7 +78,7 @@ class StationAccess:
     @property
     def report_lifecycle(self) -> Lifecycle:
         """The report machine in force at this station (the site's file, else the shipped one)."""
-        return in_force(self.cfg.lifecycles)["report"]
+        return in_force_checked_once(self.cfg.lifecycles)["report"]
 
     def problem_states(self) -> tuple[str, ...]:
         """The states whose reports wait for a person, from the report machine in force."""
@@ -249,7 +250,7 @@ def problem_states(lifecycle: Lifecycle) -> tuple[str, ...]:
 
 def report_states(cfg: StationConfig | None = None) -> list[str]:
     """Every state of the report lifecycle in force (shipped without a config), in YAML order."""
-    return list(in_force(cfg.lifecycles if cfg else None)["report"].states)
+    return list(in_force_checked_once(cfg.lifecycles if cfg else None)["report"].states)
 
 
 def spool_counts(cfg: StationConfig) -> dict[str, int]:

@@ -106,3 +106,25 @@ def test_reload_keeps_the_machines_in_force_and_says_which_files_wait_for_a_rest
             assert proc.wait(20) == 0
     log = (tmp_path / "stderr.log").read_text()
     assert "WARNING" in log and f"lifecycle changes take effect at restart: {site} (edited)" in log
+
+
+def test_readers_get_the_checked_machines_again_until_a_file_changes(tmp_path: Path) -> None:
+    from stationflow.engine.errors import MachineDefinitionError
+    from stationflow.engine.lifecycle.site import in_force_checked_once
+
+    folder = tmp_path / "lifecycles"
+    shutil.copytree(HOLD, folder)
+    first = in_force_checked_once(folder)
+    assert in_force_checked_once(folder) is first, "nothing changed: not checked again"
+    site = folder / "report.yaml"
+    site.write_text(site.read_text().replace("until a person approves it", "until QA approves it"))
+    edited = in_force_checked_once(folder)
+    assert edited is not first and edited["report"].sha256 == load_lifecycle(site).sha256
+    site.write_text(site.read_text().replace("dest: pending, by: operator", "dest: sent, by: operator", 1))
+    with pytest.raises(MachineDefinitionError):
+        in_force_checked_once(folder)
+    (folder / "extra.yaml").write_text("name: extra\n")
+    with pytest.raises(MachineDefinitionError, match="unsafe"):
+        in_force_checked_once(folder)
+    with pytest.raises(MachineDefinitionError, match="does not exist"):
+        in_force_checked_once(tmp_path / "absent")

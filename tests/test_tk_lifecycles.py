@@ -41,6 +41,7 @@ def test_page_checks_and_draws_each_machine(tk_root: Any, dialogs: RecordingDial
     app.select("Lifecycles")
     pump_until(tk_root, lambda: page.machines, what="the machines to load")
     names = [v.name for v in page.machines]
+    assert page.folder_label.cget("text").startswith("The station runs the shipped lifecycles")
     assert names[:len(shipped_names())] == shipped_names()
     assert all(v.valid for v in page.machines[:-1])
     broken = page.machines[-1]
@@ -129,7 +130,72 @@ def test_problems_page_fires_approve_through_the_running_service(tk_root: Any, d
             pump_until(tk_root, lambda: page.snapshot.counts.get("held") == 1
                        and not page.table.exists(f"report:{first}"), timeout=20, what="the page to refresh")
             assert page.table.exists(f"report:{kept}") and kept not in emulator.received_ids()
+
+            # The site file edited while the service runs: the Lifecycles page shows the file on
+            # disk, and that the service keeps the one it started with until a restart.
+            site = folder / "report.yaml"
+            in_force_sha = load_lifecycle(site).sha256
+            site.write_text(site.read_text().replace("until a person approves it", "until QA approves it"))
+            lifecycles = app.select("Lifecycles")
+            pump_until(tk_root, lambda: lifecycles.machines, timeout=20, what="the machines to load")
+            lifecycles.show("report")
+            note = lifecycles.in_force.cget("text")
+            assert note.startswith(f"On disk: site file {site}\nsha256 {load_lifecycle(site).sha256}")
+            assert (f"The running service uses {site} (sha256 {in_force_sha[:16]}…): this file takes effect "
+                    "when the service restarts.") in note
             assert dialogs.errors == []
         finally:
             app.close()
             stop_process(service)
+
+
+# --------------------------------------------------------------------------- which file is in force
+
+def test_page_says_which_file_is_in_force_and_what_is_wrong_with_a_site_file(
+        tk_root: Any, dialogs: RecordingDialogs, tmp_path: Path) -> None:
+    import shutil
+
+    from stationflow.engine.lifecycle import in_force
+    from stationflow.ui_tk.app import ConfiguratorApp
+    from stationflow.ui_tk.page_lifecycles import load_machines
+
+    folder = tmp_path / "lifecycles"
+    shutil.copytree(FIXTURES / "lifecycles" / "hold-for-approval", folder)
+    shutil.copy(FIXTURES / "machines" / "missing_trigger.yaml", folder / "task.yaml")
+    (folder / "reprot.yaml").write_text((folder / "report.yaml").read_text())
+    path = write_station(tmp_path / "station", "http://127.0.0.1:9", intake=[], lifecycles=str(folder))
+    app = ConfiguratorApp(tk_root, path, dialogs=dialogs)
+    page = app.pages["Lifecycles"]
+    app.select("Lifecycles")
+    pump_until(tk_root, lambda: page.machines, what="the machines to load")
+    views = {v.name: v for v in page.machines}
+    report_sha = load_lifecycle(folder / "report.yaml").sha256
+    assert (views["report"].source, views["report"].shipped, views["report"].sha256) == (
+        str(folder / "report.yaml"), False, report_sha)
+    assert views["conversion"].shipped and views["conversion"].source == load_lifecycle("conversion").source
+
+    page.show("report")
+    assert page.verdict.cget("text").startswith("✔ report")
+    assert page.in_force.cget("text") == f"In force: site file {folder / 'report.yaml'}\nsha256 {report_sha}"
+    assert page.canvas.find_withtag("state:held"), "the site machine is the one drawn"
+    assert "report (site)" in page.listbox.get(0, "end")[shipped_names().index("report")]
+
+    page.show("conversion")
+    assert page.in_force.cget("text").startswith(f"In force: shipped file {load_lifecycle('conversion').source}")
+
+    page.show("task")
+    assert page.verdict.cget("text") == (f"✘ task: the site file {folder / 'task.yaml'} is not valid — the "
+                                         "service would refuse to start with it:")
+    assert "machine 'task' has no transition for trigger 'recycle', which the engine fires" in page.problems.cget("text")
+    folder_text = page.folder_label.cget("text")
+    assert f"Site lifecycles folder: {folder}" in folder_text
+    assert f"{folder / 'reprot.yaml'}: no lifecycle the engine runs is called 'reprot'" in folder_text
+    app.close()
+
+    (folder / "task.yaml").unlink()
+    (folder / "reprot.yaml").unlink()
+    loaded = load_machines((), folder)
+    assert loaded.folder_problems == []
+    forced = in_force(folder)  # what the service runs, and what status shows (uploader.lifecycles)
+    assert {v.name: (v.source, v.sha256, v.shipped) for v in loaded.views} == {
+        name: (m.source, m.sha256, m.shipped) for name, m in forced.items()}

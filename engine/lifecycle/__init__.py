@@ -18,7 +18,7 @@ from .invariants import Violation
 from .load import MAX_BYTES, MAX_DEPTH, MAX_NODES, Source, load_definition, resolve, shipped_names
 from .machine import Lifecycle, check_invariants, load_lifecycle, violations
 from .registry import DEFAULT_REGISTRY, ActionSpec, MachineRules, Registry
-from .site import in_force, restart_note, site_lifecycle
+from .site import folder_problems, in_force, restart_note, site_lifecycle
 
 __all__ = [
     "DEFAULT_REGISTRY",
@@ -32,6 +32,7 @@ __all__ = [
     "Source",
     "Violation",
     "check_invariants",
+    "folder_problems",
     "in_force",
     "load_definition",
     "load_lifecycle",

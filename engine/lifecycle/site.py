@@ -15,7 +15,7 @@ from ..errors import MachineDefinitionError
 from .load import resolve_source, shipped_names
 from .machine import Lifecycle, load_lifecycle
 
-__all__ = ["SITE_MACHINES", "in_force", "restart_note", "site_lifecycle"]
+__all__ = ["SITE_MACHINES", "folder_problems", "in_force", "in_force_checked_once", "restart_note", "site_lifecycle"]
 
 #: The machines a site file may replace: the engine finds everything it needs in each by role
 #: (spool/roles.py for the report machine; lifecycle/roles.py for conversion, task and service).
@@ -35,9 +35,13 @@ def _folder(lifecycles: str | Path | None) -> list[Path]:
     return [folder]
 
 
-def in_force(lifecycles: str | Path | None) -> dict[str, Lifecycle]:
-    """Every lifecycle the station runs, by name; MachineDefinitionError listing every problem."""
-    dirs = _folder(lifecycles)
+def folder_problems(lifecycles: str | Path | None) -> list[str]:
+    """What is wrong with the lifecycles folder itself: missing, or holding a file that replaces
+    no lifecycle (``reprot.yaml``, a ``.yml``) — refused rather than silently ignored."""
+    try:
+        dirs = _folder(lifecycles)
+    except MachineDefinitionError as exc:
+        return list(exc.problems)
     names = shipped_names()
     problems: list[str] = []
     for folder in dirs:
@@ -47,6 +51,14 @@ def in_force(lifecycles: str | Path | None) -> dict[str, Lifecycle]:
             if path.suffix == ".yml" or path.stem not in names:
                 problems.append(f"{path}: no lifecycle the engine runs is called '{path.stem}' — name a "
                                 f"site file after the one it replaces: {', '.join(n + '.yaml' for n in SITE_MACHINES)}")
+    return problems
+
+
+def in_force(lifecycles: str | Path | None) -> dict[str, Lifecycle]:
+    """Every lifecycle the station runs, by name; MachineDefinitionError listing every problem."""
+    dirs = _folder(lifecycles)
+    names = shipped_names()
+    problems = folder_problems(lifecycles)
     found: dict[str, Lifecycle] = {}
     for name in names:
         try:
@@ -58,6 +70,30 @@ def in_force(lifecycles: str | Path | None) -> dict[str, Lifecycle]:
             f"the lifecycles in force are unsafe ({len(problems)} problem(s)); nothing was started",
             problems=problems,
             hint="fix each problem listed; `stationflow machines validate -c CONFIG` re-checks")
+    return found
+
+
+#: in_force answers by the files' contents (at most a few folders are asked about in one process)
+_CHECKED: dict[tuple[str, ...], dict[str, Lifecycle]] = {}
+
+
+def in_force_checked_once(lifecycles: str | Path | None) -> dict[str, Lifecycle]:
+    """:func:`in_force`, checked again only when a file changed: for readers that ask every few
+    seconds (the configurator's Problems page, ``status``) and never bind a model to a machine —
+    the model check costs tenths of a second of CPU that a busy window cannot spare. The files are
+    read (a few KB) and their sha256 compared on every call, so an edit is seen at once."""
+    try:
+        dirs = _folder(lifecycles)
+        key = (str(lifecycles), *folder_problems(lifecycles),
+               *(f"{source.label}:{source.sha256}" for source in (resolve_source(n, dirs) for n in shipped_names())))
+    except MachineDefinitionError:
+        return in_force(lifecycles)  # raises, listing every problem
+    found = _CHECKED.get(key)
+    if found is None:
+        found = in_force(lifecycles)
+        if len(_CHECKED) >= 8:
+            _CHECKED.clear()
+        _CHECKED[key] = found
     return found
 
 
