@@ -99,3 +99,21 @@ async def test_renaming_every_task_and_service_state_changes_nothing(tmp_path: P
     assert service.supervisor is not None
     assert {t.state for t in service.supervisor.tasks.values()} == {task["stopped"]}
 
+
+
+def test_a_site_service_machine_where_one_state_plays_two_roles_is_refused(tmp_path: Path) -> None:
+    """Without an error state (fail leads to stopped), a failed service would look stopped: refused."""
+    import yaml
+
+    data = yaml.safe_load(Path(load_lifecycle("service").source).read_text())
+    del data["states"]["error"]
+    for t in data["transitions"]:
+        if t["dest"] == "error":
+            t["dest"] = "stopped"
+        if t["source"] == "error":
+            t["source"] = "stopped"
+    (tmp_path / "service.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(MachineDefinitionError) as info:
+        in_force(tmp_path)
+    assert any("the service cannot find its states in this service machine: 'stopped' plays more than one "
+               "role (stopped, error)" in p for p in info.value.problems), info.value.problems

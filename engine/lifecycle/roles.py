@@ -176,22 +176,22 @@ class ServiceRoles(_WalkedRoles):
         return cls._walk(defn, "stopped", _SERVICE_WALK)
 
 
-_ROLES: dict[str, type[ConversionRoles] | type[TaskRoles] | type[ServiceRoles]] = {
-    "conversion": ConversionRoles, "task": TaskRoles, "service": ServiceRoles}
-_WHO = {"conversion": "the intake", "task": "the supervisor", "service": "the service"}
+_WALKS: dict[str, tuple[type[TaskRoles] | type[ServiceRoles], tuple[tuple[str, str, str], ...], str]] = {
+    "task": (TaskRoles, _TASK_WALK, "the supervisor"), "service": (ServiceRoles, _SERVICE_WALK, "the service")}
 
 
 def engine_role_problems(defn: MachineDef) -> list[str]:
-    """Why the engine could not find its roles in a task or service machine (empty when it can)."""
+    """Why the engine could not find its roles in a conversion, task or service machine (empty
+    when it can, or when the machine is none of those)."""
     if defn.name == "conversion":
         return conversion_role_problems(defn)
-    if defn.name not in _ROLES or defn.initial not in defn.states:
+    if defn.name not in _WALKS or defn.initial not in defn.states:
         return []
-    walk = _TASK_WALK if defn.name == "task" else _SERVICE_WALK
+    roles, walk, who = _WALKS[defn.name]
     try:
-        _ROLES[defn.name].of(defn)
-    except (IllegalTransition, KeyError) as exc:
+        roles.of(defn)
+    except IllegalTransition as exc:
         expected = ", ".join(f"{a} --{t}--> {b}" for a, t, b in walk)
-        return [f"{_WHO[defn.name]} cannot find its states in this {defn.name} machine: {exc} — a site may "
-                f"rename the states, but the engine fires these triggers between them: {expected}"]
+        return [f"{who} cannot find its states in this {defn.name} machine: {exc} — a site may rename the "
+                f"states, but the engine fires these triggers between them: {expected}"]
     return []
