@@ -142,7 +142,8 @@ class LifecyclesPage(Page):
         self.folder_label.configure(text=folder_text, foreground=ERROR_FG if loaded.folder_problems else HELP_FG)
         self.listbox.delete(0, "end")
         for view in machines:
-            self.listbox.insert("end", f"{'✔' if view.valid else '✘'} {view.name}{'' if view.shipped else ' (site)'}")
+            site = "" if view.shipped else " (site)"
+            self.listbox.insert("end", f"{'✔' if view.valid else '✘'} {view.name}{site}")
             self.listbox.itemconfigure("end", foreground=OK_FG if view.valid else ERROR_FG)
         if machines:
             self.show(0)

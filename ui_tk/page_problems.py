@@ -7,9 +7,9 @@ and why; the details pane shows the whole message with a Copy button. Retry send
 Reprocess takes a rejected file again once its cause is fixed, Open file shows it. Every other
 operator trigger (``by: operator``) of the report machine in force gets a button of its own
 (Approve, …), shown while it is valid for a selected report; pressing it fires the trigger the way
-``stationflow queue fire`` does, and the page says how many reports moved and why any was refused. The rows come
-from the station access (the service when it runs, else the disk); the page says which, and how
-many of how many it shows.
+``stationflow queue fire`` does, and the page says how many reports moved and why any was refused.
+The rows come from the station access (the service when it runs, else the disk); the page says
+which, and how many of how many it shows.
 """
 
 from __future__ import annotations
@@ -288,8 +288,8 @@ class ProblemsPage(Page):
         trigger, moved, refused = result["trigger"], result["moved"], result["refused"]
         where = " by the service" if result.get("via") == "service" else " (spool on disk)"
         states = sorted({state for _, state in moved})
-        text = f"{trigger.capitalize()}: {len(moved)} report(s) moved" + (f" to {', '.join(states)}" if states else "") \
-            + where
+        text = (f"{trigger.capitalize()}: {len(moved)} report(s) moved"
+                + (f" to {', '.join(states)}" if states else "") + where)
         if refused:
             text += f"; {len(refused)} refused:\n" + "\n".join(f"{key}: {why}" for key, why in refused[:10])
         self.result_label.configure(text=text, foreground=ERROR_FG if refused else OK_FG)

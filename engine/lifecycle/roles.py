@@ -131,8 +131,9 @@ class _WalkedRoles:
             if dest_role not in found:
                 found[dest_role] = dest
             elif found[dest_role] != dest:
-                raise IllegalTransition(f"'{trigger}' from '{found[role]}' (the {role} state) leads to "
-                                        f"'{dest}', but the engine expects '{found[dest_role]}' (the {dest_role} state)")
+                raise IllegalTransition(
+                    f"'{trigger}' from '{found[role]}' (the {role} state) leads to '{dest}', but the engine "
+                    f"expects '{found[dest_role]}' (the {dest_role} state)")
         twins = {state for state in found.values() if list(found.values()).count(state) > 1}
         if twins:
             raise IllegalTransition(f"'{sorted(twins)[0]}' plays more than one role "

@@ -619,7 +619,8 @@ class Service:
         counters = uploader.counters if uploader else {}
         return {
             "service": {
-                "state": self.state, "machine_state": self._model.state, "reason": self.reason, "since": self.since, "pid": os.getpid(),
+                "state": self.state, "machine_state": self._model.state, "reason": self.reason,
+                "since": self.since, "pid": os.getpid(),
                 "version": __version__,
                 "uptime_s": round(time.monotonic() - self._started_mono, 3) if self._started_mono else None,
                 "data_dir": str(self.data_dir), "config": str(self.config_path),

@@ -130,7 +130,8 @@ class SupervisedTask:
         its states; ``machine_state`` is the state's own name when it differs."""
         role = self.roles.role_of(self.state)
         return {
-            "state": role, **({"machine_state": self.state} if role != self.state else {}), "since": self.since, "restarts": self.restarts,
+            "state": role, **({"machine_state": self.state} if role != self.state else {}),
+            "since": self.since, "restarts": self.restarts,
             "failures_in_window": len(self.failures), "last_error": self.last_error,
             "last_error_at": self.last_error_at, "given_up_reason": self.given_up_reason,
             "drains": self.drain is not None,
