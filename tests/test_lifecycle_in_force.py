@@ -128,3 +128,23 @@ def test_readers_get_the_checked_machines_again_until_a_file_changes(tmp_path: P
         in_force_checked_once(folder)
     with pytest.raises(MachineDefinitionError, match="does not exist"):
         in_force_checked_once(tmp_path / "absent")
+
+
+def test_an_operator_trigger_is_fired_on_the_spool_when_no_service_runs(tmp_path: Path) -> None:
+    folder = tmp_path / "lifecycles"
+    shutil.copytree(HOLD, folder)
+    config = write_config(tmp_path, "http://127.0.0.1:9", extra=f"lifecycles: {folder}\n")
+    _, cfg = load_station(str(config))
+    with Spool(tmp_path / "data", lifecycle=load_lifecycle(folder / "report.yaml"), fsync=False) as spool:
+        held = [spool.accept(make_report_bytes(i, seed=7)).key for i in range(2)]
+    access = StationAccess(cfg)
+    assert access.problem_states() == ("held", "failed", "quarantined")
+    answer = access.fire("approve", [held[0], "no-such-report"])
+    assert answer.source == "disk" and "service not running" in answer.note
+    assert answer.data["fired"] == 1 and answer.data["refused"] == 1
+    ok, refused = answer.data["results"]
+    assert ok == {"id": held[0], "ok": True, "state": "pending"}
+    assert not refused["ok"] and "no-such-report" in refused["error"]
+    again = access.fire("retry", [held[1]])  # an operator trigger, but not from held
+    assert again.data["refused"] == 1 and "approve" in again.data["results"][0]["error"]
+    assert {r["id"]: r["state"] for r in access.problems().rows} == {held[1]: "held"}
