@@ -148,3 +148,27 @@ def test_an_operator_trigger_is_fired_on_the_spool_when_no_service_runs(tmp_path
     again = access.fire("retry", [held[1]])  # an operator trigger, but not from held
     assert again.data["refused"] == 1 and "approve" in again.data["results"][0]["error"]
     assert {r["id"]: r["state"] for r in access.problems().rows} == {held[1]: "held"}
+
+
+def test_restart_note_names_what_a_restart_would_change_or_refuse(tmp_path: Path) -> None:
+    from stationflow.engine.lifecycle import folder_problems, in_force, restart_note
+
+    folder = tmp_path / "lifecycles"
+    shutil.copytree(HOLD, folder)
+    running = in_force(folder)
+    assert restart_note(running, folder) is None
+    assert restart_note(running, None) == (f"lifecycle changes take effect at restart: "
+                                           f"{load_lifecycle('report').source} (instead of {folder / 'report.yaml'})")
+    (folder / "reprot.yaml").write_text("name: report\n")
+    (folder / "notes.txt").write_text("not a lifecycle: ignored\n")
+    note = restart_note(running, folder)
+    assert note is not None and note.startswith(
+        "the lifecycles folder has problems; the machines in force stay, but a restart would refuse them "
+        f"(1 problem(s), the first: {folder / 'reprot.yaml'}: no lifecycle the engine runs is called 'reprot'")
+    (folder / "reprot.yaml").unlink()
+    (folder / "report.yaml").write_bytes(b"\xff\xfe not utf-8")
+    note = restart_note(running, folder)
+    assert note is not None and note.startswith("lifecycle changes take effect at restart: report: cannot read "
+                                                f"lifecycle file {folder / 'report.yaml'}")
+    assert folder_problems(tmp_path / "absent") == [
+        f"{tmp_path / 'absent'}: config key lifecycles names a folder that does not exist — create it or remove the key"]
