@@ -227,14 +227,16 @@ def _renamed(name: str, folder: Path, *, triggers_too: bool) -> dict[str, str]:
 
 
 def test_renaming_every_state_changes_nothing_in_delivery(tmp_path: Path, emulator: Emulator) -> None:
-    """Every state of the report, conversion and connection machines renamed (and every trigger of
-    the report machine, which the engine fires only through roles): the pipeline still delivers."""
+    """Every state of every machine renamed (and every trigger of the report machine, which the
+    engine fires only through roles): the pipeline still delivers, status speaks in roles."""
     folder = tmp_path / "lifecycles"
     folder.mkdir()
     sent = _renamed("report", folder, triggers_too=True)["sent"]
     done = _renamed("conversion", folder, triggers_too=False)["done"]
     _renamed("connection", folder, triggers_too=False)
-    for name in ("report", "conversion", "connection"):
+    service_running = _renamed("service", folder, triggers_too=False)["running"]
+    task_running = _renamed("task", folder, triggers_too=False)["running"]
+    for name in ("report", "conversion", "connection", "service", "task"):
         shipped = set(load_lifecycle(name).states)
         assert not set(load_lifecycle(name, override_dirs=[folder]).states) & shipped
     config = site_config(tmp_path, emulator.url, folder, intake=True)
@@ -245,6 +247,8 @@ def test_renaming_every_state_changes_nothing_in_delivery(tmp_path: Path, emulat
     wait_until(lambda: queue_states(config) == {key: sent for key in reports}, f"every report in {sent}")
     status = json.loads(cli(config, "status", "--json").stdout)
     assert status["uploader"]["mode"] == "st_0_enilno", "the uploader's mode is the renamed connection state"
+    assert (status["service"]["state"], status["service"]["machine_state"]) == ("running", service_running)
+    assert {(t["state"], t["machine_state"]) for t in status["tasks"].values()} == {("running", task_running)}
     counts = status["intake"]["intakes"]["drop"]["counts"]
     assert counts[done] == len(reports), f"the intake counts its files in the renamed {done}: {counts}"
     assert sorted(p.name for p in (tmp_path / "drop").iterdir()) == [], "every source archived"
