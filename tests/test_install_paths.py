@@ -504,6 +504,7 @@ def test_bundle_from_the_command_line_writes_sums_and_scripts(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     seen, run = _fake_pip()
     monkeypatch.setattr(bundle, "_run", run)
+    monkeypatch.setattr(bundle, "_can_build_offline", lambda python: True)
     assert main(["bundle", str(tmp_path / "b"), "--platform", "local", "--python", "3.11"]) == 0
     out = capsys.readouterr().out
     assert f"copy {tmp_path / 'b'} to the station and run install.cmd (Windows) or install.sh (Linux)" in out
@@ -512,6 +513,7 @@ def test_bundle_from_the_command_line_writes_sums_and_scripts(
                                                       "wheels/stationflow-9.9-py3-none-any.whl"]
     assert 'stationflow==9.9' in (tmp_path / "b" / "install.sh").read_text()
     assert [c[3] for c in seen] == ["wheel", "download"]
+    assert "--no-build-isolation" in seen[0]  # setuptools here can build: nothing fetched for the build
 
 
 def test_a_wheel_with_files_outside_the_package_is_refused(tmp_path: Path) -> None:
