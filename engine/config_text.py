@@ -91,8 +91,6 @@ def _index(lines: list[str]) -> dict[Path_, _Entry]:
         stripped = line.lstrip(" ")
         if not stripped or stripped.startswith("#"):
             continue
-        if "\t" in line[: len(line) - len(stripped)]:
-            raise NotEditable(f"line {number + 1} is indented with a tab")
         if stripped.startswith(("---", "...", "%", "&", "*", "!", "?", "{", "[")) and not stack:
             raise NotEditable(f"line {number + 1}: document markers and flow collections are not edited")
         indent = len(line) - len(stripped)
@@ -265,10 +263,8 @@ def scalar(value: Any, before: Any = None) -> str:
     # Only YAML's own line breaks and spaces are stripped: str.strip() would also take a value's
     # trailing no-break space (U+00A0), which YAML keeps in a plain scalar.
     text = str(yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=10**6)).strip(" \n")
-    if text.endswith("\n..."):
+    if text.endswith("\n..."):  # the document end PyYAML writes after a plain scalar, on its own line
         text = text[:-4].strip(" \n")
-    if text.endswith("..."):
-        text = text[:-3].strip(" \n")
     if "\n" in text:
         raise NotEditable("a value spans several lines")
     return text
