@@ -5,6 +5,7 @@ number (exit 9), and lifecycle definitions each breaking one rule."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -220,3 +221,37 @@ def test_a_site_folder_with_other_files_uses_only_its_yaml(tmp_path: Path) -> No
     machines = in_force(tmp_path)
     assert not machines["report"].shipped and machines["conversion"].shipped
     assert site_lifecycle(tmp_path, "report").source == str(tmp_path / "report.yaml")
+
+
+def test_a_timeout_that_is_no_whole_minute_is_shown_in_seconds() -> None:
+    text = GADGET.replace("resting: {durable: true, wait: backoff, then: wake}",
+                          "resting: {durable: true, wait: backoff, then: wake}\n"
+                          "  busy:    {action: probe, timeout: 90s, on_timeout: wake, on_crash: wake,\n"
+                          "            outcomes: {answers: wake, fails: wake}}").replace(
+        "  - {trigger: finish", "  - {trigger: work,   source: idle,    dest: busy}\n"
+                                "  - {trigger: wake,   source: busy,    dest: idle}\n  - {trigger: finish")
+    lifecycle = Lifecycle(load_definition("inline.yaml", text=text))
+    assert "busy : action probe (timeout 90s → wake)" in lifecycle.mermaid()
+
+
+# ------------------------------------------------------------------------------ schemas
+
+def test_a_whole_reports_key_is_its_canonical_id() -> None:
+    from stationflow.engine.devtools.samples import make_report_bytes
+    from stationflow.schemas.wsjf import load_report
+
+    doc = json.loads(make_report_bytes(1, seed=3))
+    doc["id"] = "{" + doc["id"].upper() + "}"  # as some testers write it
+    report = load_report(json.dumps(doc))
+    assert report.key == report.id.strip("{}").lower()
+
+
+def test_a_control_response_has_an_error_exactly_when_it_failed() -> None:
+    from pydantic import ValidationError
+
+    from stationflow.schemas.control import ErrorInfo, Response
+
+    assert Response(ok=False, error=ErrorInfo(code="busy", message="try again")).error is not None
+    for ok, error in ((True, ErrorInfo(code="x", message="y")), (False, None)):
+        with pytest.raises(ValidationError, match="a response has an error exactly when ok is false"):
+            Response(ok=ok, error=error)
