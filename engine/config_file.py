@@ -123,7 +123,7 @@ def parse_config_text(text: str, *, source: str = "config") -> dict[str, Any]:
                           hint="fix the line shown (indent with spaces, quote values containing ': ' or '#')"
                           ) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{source}: not valid YAML: {' '.join(str(exc).split())}") from None  # one line
     if data is None:
         raise ConfigError(f"{source}: the file is empty", hint=_INIT_HINT)
     if not isinstance(data, dict):

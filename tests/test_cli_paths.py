@@ -255,3 +255,14 @@ def test_a_control_response_has_an_error_exactly_when_it_failed() -> None:
     for ok, error in ((True, ErrorInfo(code="x", message="y")), (False, None)):
         with pytest.raises(ValidationError, match="a response has an error exactly when ok is false"):
             Response(ok=ok, error=error)
+
+
+def test_a_control_character_in_a_lifecycle_is_a_refusal_not_a_traceback(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bug found here: PyYAML's reader refuses control characters while the loader is made, which
+    happened outside the error handling — `machines validate` died with a ReaderError traceback."""
+    (problem,) = _refused(GADGET.replace("name: gadget", "name: gad\x07get"))
+    assert problem.startswith("inline.yaml: YAML error: unacceptable character #x0007") and "\n" not in problem
+    (tmp_path / "gadget.yaml").write_text(GADGET.replace("name: gadget", "name: gad\x07get"))
+    assert main(["machines", "validate", str(tmp_path / "gadget.yaml")]) == 4
+    assert "unacceptable character #x0007" in capsys.readouterr().err

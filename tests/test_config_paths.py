@@ -316,3 +316,19 @@ def test_render_refuses_a_config_that_would_not_load_back(monkeypatch: pytest.Mo
         save_config(cfg, tmp_path / "new.yaml")
     assert not (tmp_path / "new.yaml").exists()
     assert config_dict(cfg)["station"]["name"] == "S-1"
+
+
+def test_a_control_character_in_the_config_is_one_line_naming_it(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "station.yaml"
+    config.write_text("station:\n  name: LINE\x077\n")  # a BEL pasted from a terminal
+    code, err = _validate(config, capsys)
+    assert code == 3
+    assert err.startswith(f"stationflow: error: {config}: not valid YAML: unacceptable character #x0007")
+    assert err.count("\n") == 1  # one line, though PyYAML's message has two
+
+
+def test_a_value_that_contains_itself_is_shown_without_looping(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    problems = _problems("station:\n  name: &n [*n]\nserver:\n  url: http://wats\n", tmp_path, capsys)
+    assert problems == ["station.name: [[...]] is not allowed — must be text (put it in quotes)"]

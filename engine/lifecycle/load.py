@@ -177,8 +177,11 @@ def _compose(text: str, label: str) -> tuple[yaml.Node | None, Any]:
         what = "too large for a lifecycle" if exc.bound == "bytes" else "refused"
         raise MachineDefinitionError(f"{label} is {what}", problems=[f"{label}:{_bound_problem(exc)}"],
                                      hint=FIX_HINT) from None
-    loader = yaml.SafeLoader(text)  # within the bounds just checked: small, shallow, no aliases
+    loader: yaml.SafeLoader | None = None
     try:
+        # within the bounds just checked: small, shallow, no aliases; its reader refuses control
+        # characters already, so it is made inside the error handling
+        loader = yaml.SafeLoader(text)
         root = loader.get_single_node()
         data = loader.construct_document(root) if root is not None else None
     except yaml.MarkedYAMLError as exc:
@@ -190,9 +193,10 @@ def _compose(text: str, label: str) -> tuple[yaml.Node | None, Any]:
             hint="fix the YAML syntax at the line shown") from None
     except yaml.YAMLError as exc:
         raise MachineDefinitionError(f"{label} is not valid YAML",
-                                     problems=[f"{label}: YAML error: {exc}"]) from None
+                                     problems=[f"{label}: YAML error: {' '.join(str(exc).split())}"]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return root, data
 
 
