@@ -161,6 +161,32 @@ def test_reports_kept_on_disk_only_are_read_back_and_odd_ids_find_nothing(tmp_pa
         assert emulator.times_stored(report_id) == 1
 
 
+def test_the_control_endpoint_refuses_a_client_that_is_not_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stationflow.engine.devtools import emulator as module
+
+    with Emulator() as emulator:
+        monkeypatch.setattr(module, "_is_loopback", lambda host: False)  # as a client from another machine
+        status, _, body, _ = _request(emulator, "POST", "/_emulator/faults", b'{"down": true}')
+        assert status == 403 and body["message"] == "the emulator's control endpoint answers loopback clients only"
+        assert emulator.faults.down is False
+        status, _, body, _ = _request(emulator, "GET", "/api/internal/Client/Ping")
+        assert status == 200  # the API itself answers everyone
+
+
+def test_a_handler_that_fails_is_counted_and_logged_and_the_client_gets_no_answer(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with Emulator() as emulator:
+        def broken(key: str, raw: bytes) -> None:
+            raise RuntimeError("a bug in the emulator")
+
+        emulator._store = broken  # type: ignore[method-assign]
+        with caplog.at_level(logging.ERROR, logger="stationflow.engine.devtools.emulator"):
+            with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError)):
+                _request(emulator, "POST", "/api/Report/WSJF", make_report_bytes(2, seed=3), AUTH)
+            _wait_for(lambda: emulator.stats().handler_errors == 1, "the failure to be counted")
+        assert "emulator request handler failed" in caplog.text and "a bug in the emulator" in caplog.text
+
+
 def test_loopback_hosts_by_name_and_address() -> None:
     assert is_loopback_host("localhost") and is_loopback_host("127.0.0.2") and is_loopback_host("::1")
     assert not is_loopback_host("wats.example.com") and not is_loopback_host("10.0.0.1")
