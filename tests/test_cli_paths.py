@@ -164,6 +164,12 @@ def test_a_conversion_machine_whose_steps_the_intake_cannot_find_is_refused() ->
     (problem,) = _invariants(text)
     assert problem.startswith("the intake cannot find its steps in this conversion machine: 2 states run action "
                               "'convert' (converting, spooled) — the intake needs exactly one")
+    # finish leaves from rejected only, not from spooled: the post-action step cannot be found
+    text = CONVERSION.replace("{trigger: finish,    source: spooled,    dest: done}",
+                              "{trigger: done_it,   source: spooled,    dest: done}\n"
+                              "  - {trigger: finish, source: rejected, dest: gone}")
+    assert any(p.startswith("the intake cannot find its steps in this conversion machine: no transition 'finish' "
+                            "from 'spooled'") for p in _invariants(text))
     # An undeclared initial state is reported once, by the structural check, not again by the roles.
     (problem,) = _invariants(CONVERSION.replace("initial: detected", "initial: nowhere"))
     assert problem.startswith("initial state 'nowhere' is not declared under states")
