@@ -245,3 +245,16 @@ def test_the_demo_summary_names_lost_reports() -> None:
     text = "".join(lines)
     assert "  lost                     2\n" in text
     assert text.endswith("LOST REPORTS: a1, b2\n")
+
+
+def test_an_upload_benchmark_whose_emulator_cannot_listen_fails_at_once_saying_so(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from stationflow.engine.devtools import bench_upload
+
+    with socket.socket() as taken:  # the free port was taken between finding it and binding it
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setattr(bench_upload, "_free_port", lambda: port)
+        with pytest.raises(RuntimeError, match=rf"the emulator did not start on port {port} \(it exited with code 1\)"):
+            bench_upload.start_emulator_process()

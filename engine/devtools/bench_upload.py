@@ -47,15 +47,17 @@ def start_emulator_process() -> tuple[subprocess.Popen[bytes], str]:
                              "--stats-every", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=child_env())
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + 30  # a busy station starts a Python process slowly
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
             httpx.get(url + "/api/internal/Client/Ping", timeout=0.5)
             return proc, url
         except httpx.HTTPError:
             time.sleep(0.05)
     proc.kill()
-    raise RuntimeError("the emulator did not start")
+    code = proc.wait()
+    raise RuntimeError(f"the emulator did not start on port {port} "
+                       + (f"(it exited with code {code})" if code >= 0 else "(no answer within 30 s)"))
 
 
 def sample_reports(n: int, template: bytes | None = None) -> list[bytes]:
