@@ -69,6 +69,21 @@ def test_demo_needs_at_least_one_report(capsys: pytest.CaptureFixture[str]) -> N
         main(["demo", "--reports", "0"])
 
 
+def test_a_demo_that_lost_a_report_exits_10(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stationflow.engine.cli import demo as demo_cli
+    from stationflow.engine.devtools.demo import DemoResult
+
+    asked: dict[str, object] = {}
+
+    def lossy(**options: object) -> DemoResult:
+        asked.update(options)
+        return DemoResult(generated=5, lost=1, lost_ids=["x"])
+
+    monkeypatch.setattr(demo_cli, "run_demo", lossy)
+    assert main(["demo", "--reports", "5", "--outage", "0"]) == 10
+    assert asked["reports"] == 5 and asked["outage_s"] == 0
+
+
 def test_the_emulator_on_a_port_in_use_says_so(capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
