@@ -210,7 +210,7 @@ def test_each_schema_problem_is_named_with_its_line(change: tuple[str, str], pro
 def test_a_lifecycle_nested_too_deep_is_refused_with_its_line() -> None:
     deep = "x:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(40)) + "  " * 41 + "v: 1\n"
     (problem,) = _refused(GADGET + deep)
-    assert problem.startswith("inline.yaml:26: nested more than 16 levels deep")
+    assert problem.startswith("inline.yaml:27: nested more than 16 levels deep")
 
 
 def test_a_lifecycle_file_that_cannot_be_read_is_refused(tmp_path: Path) -> None:

@@ -83,10 +83,11 @@ def test_a_config_nested_deeper_than_any_real_one_is_refused_by_line(
 
 
 def test_a_config_with_too_many_nodes_is_refused() -> None:
-    from stationflow.engine.yaml_limits import YamlTooComplex, check_yaml_limits
+    from stationflow.engine.yaml_limits import YamlBounds, YamlTooComplex, check_yaml_limits
 
-    with pytest.raises(YamlTooComplex, match="more than 50 YAML nodes"):
-        check_yaml_limits("items: [" + ", ".join(str(i) for i in range(100)) + "]\n", max_events=50)
+    with pytest.raises(YamlTooComplex, match="more than 50 YAML nodes") as info:
+        check_yaml_limits("items: [" + ", ".join(str(i) for i in range(100)) + "]\n", YamlBounds(max_nodes=50))
+    assert info.value.bound == "nodes" and info.value.line == 1
 
 
 def test_an_unhashable_key_is_a_syntax_error_with_its_line(tmp_path: Path,
