@@ -46,25 +46,17 @@ def health_of(status: dict[str, Any]) -> dict[str, Any]:
     return {"state": state, "summary": summary, "reasons": reasons}
 
 
-def worst(*states: str) -> str:
-    """The worse of health states (``ok`` < ``warning`` < ``error``)."""
-    return max(states, key=_RANK.__getitem__, default=OK)
-
-
 def _reason(level: str, text: str, field: str | None = None, page: str | None = None) -> dict[str, Any]:
     return {"level": level, "field": field, "page": page or _page_of(field), "text": text}
 
 
 def _page_of(field: str | None) -> str:
+    """The configurator page of a field: every field a reason names is under ``server`` or ``intake``."""
     if field is None:
         return "Problems"
     if field.startswith("server"):
         return "Connection"
-    if field.startswith("intake"):
-        return "Intake"
-    if field.startswith("station"):
-        return "Station"
-    return "Settings"
+    return "Intake"
 
 
 # ---------------------------------------------------------------------- the parts
@@ -218,4 +210,4 @@ def _clock(value: Any) -> str | None:
     return moment.strftime("%Y-%m-%d %H:%M")
 
 
-__all__ = ["ERROR", "OK", "WARNING", "health_of", "worst"]
+__all__ = ["ERROR", "OK", "WARNING", "health_of"]
