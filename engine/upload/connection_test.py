@@ -16,7 +16,7 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +40,6 @@ class ConnectionResult:
     rtt_ms: float | None = None
     error_kind: str | None = None  # dns|refused|tls|timeout|401|403|404|http|network|config
     status: int | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def check_connection(server: ServerSection, *, base_dir: str | Path | None = None,
@@ -173,8 +170,6 @@ def _transport_failure(exc: httpx.HTTPError, url: str) -> ConnectionResult:
             or "[errno 111]" in text.lower() or "10061" in text:
         return ConnectionResult(False, f"nothing answers at {url} (connection refused) — is the server "
                                        "running, and is the port right?", error_kind="refused")
-    if isinstance(exc, httpx.UnsupportedProtocol):
-        return ConnectionResult(False, f"{url}: {exc}", error_kind="config")
     return ConnectionResult(False, f"cannot talk to {url}: {exc or type(exc).__name__}", error_kind="network")
 
 

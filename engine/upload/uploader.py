@@ -184,8 +184,6 @@ def classify_exception(exc: BaseException) -> Answer:
         return Answer("transient", f"the server did not answer in time ({type(exc).__name__})")
     if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.NetworkError)):
         return Answer("transient", f"the connection broke before the answer: {exc or type(exc).__name__}")
-    if isinstance(exc, httpx.ProxyError):
-        return Answer("pause", f"proxy failure talking to the server: {exc} — check the proxy settings")
     return Answer("transient", f"{type(exc).__name__}: {exc}")
 
 
@@ -602,11 +600,11 @@ class Uploader:
 
     async def _scheduler(self) -> None:
         """Release reports whose backoff is over; make batched renames durable; prune old sent."""
-        last_prune = 0.0
+        last_prune: float | None = None  # at start, then hourly (the monotonic clock may start near 0)
         while not (self._draining and self.in_flight == 0):
             await anyio.to_thread.run_sync(self.spool.release_due, limiter=self._limiter)
             await anyio.to_thread.run_sync(self.spool.sync_final, limiter=self._limiter)
-            if time.monotonic() - last_prune > 3600:
+            if last_prune is None or time.monotonic() - last_prune > 3600:
                 last_prune = time.monotonic()
                 pruned = await anyio.to_thread.run_sync(self.spool.prune_sent, limiter=self._limiter)
                 if pruned:
