@@ -68,13 +68,11 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
-def _lock_probe(data_dir: Path) -> Callable[[], bool] | None:
+def _lock_probe(data_dir: Path) -> Callable[[], bool]:
     """The service's one-instance lock is released by the kernel as the process ends (a pid can
-    linger as a zombie): the surest sign that it has stopped. None when this build has no such lock."""
-    try:
-        from ..service.service import lock_is_held
-    except ImportError:
-        return None
+    linger as a zombie): the surest sign that it has stopped."""
+    from ..service.service import lock_is_held
+
     return lambda: lock_is_held(data_dir)
 
 
