@@ -133,9 +133,7 @@ class StationAccess:
         states = self.problem_states()
         live, why = self.ask("status")
         if not isinstance(live, dict):
-            page = _disk_reports(self.cfg, states, 0, limit, _from_disk(why))
-            page.rows = [with_identity(r) for r in page.rows]
-            return page
+            return self._disk_problems(states, limit, why)
         counts = {k: int(v) for k, v in (live.get("reports") or {}).items()}
         rows: list[dict[str, Any]] = []
         total = 0
@@ -143,11 +141,16 @@ class StationAccess:
             if not counts.get(state):
                 continue
             page, why = self.ask("queue.list", state=state, limit=max(1, min(_PAGE, limit - len(rows))))
-            if page is None:
-                return self.problems(limit)  # it stopped meanwhile: the disk answers
+            if page is None:  # it stopped answering meanwhile (asking again could loop): the disk answers
+                return self._disk_problems(states, limit, why)
             total += int(page["total"])
             rows += page["reports"][:max(0, limit - len(rows))]
         return ReportPage([with_identity(r) for r in rows], total, "service", counts=counts)
+
+    def _disk_problems(self, states: tuple[str, ...], limit: int, why: str | None) -> ReportPage:
+        page = _disk_reports(self.cfg, states, 0, limit, _from_disk(why))
+        page.rows = [with_identity(r) for r in page.rows]
+        return page
 
     def show(self, report_id: str) -> Answer:
         """One report with its history."""

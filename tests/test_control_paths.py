@@ -29,16 +29,19 @@ import pytest
 from pydantic import BaseModel, SecretStr
 
 from stationflow.engine.cli.main import main as cli_main
+from stationflow.engine.config_file import load_config, resolved
 from stationflow.engine.control.client import ControlClient, ControlError
+from stationflow.engine.control.commands import build_handlers
 from stationflow.engine.control.server import AfterReply, ControlServer
 from stationflow.engine.errors import ConfigError, InvalidInput, ServiceNotRunning, StationflowError
 from stationflow.engine.layout import DataDir
 from stationflow.engine.spool.store import Spool
+from stationflow.engine.station_access import StationAccess
 from stationflow.engine.devtools.samples import make_report_bytes
 from stationflow.schemas.config import MASK
 from stationflow.schemas.control import PROTOCOL_VERSION
 from tests.conftest import ROOT
-from tests.test_control import serve
+from tests.test_control import CONFIG_TEXT, FakeService, serve
 from tests.test_control_client import _read_line, _welcome, fake_service
 
 __all__ = ["fake_service"]
@@ -386,3 +389,144 @@ def test_a_file_that_cannot_be_converted_is_refused_with_its_detail(
     assert "(and 7 more problem(s))\n  detail: report #1: pn: missing" in err
     with Spool(tmp_path / "data") as spool:
         assert sum(spool.counts().values()) == 0
+
+
+# ---------------------------------------------------------------------- commands, against a stand-in service
+
+@pytest.fixture
+def stand_in(tmp_path: Path) -> Iterator[FakeService]:
+    path = tmp_path / "station.yaml"
+    path.write_text(CONFIG_TEXT + f"intake:\n  - {{name: ict, watch: '{tmp_path / 'drop'}', converter: wsjf}}\n")
+    (tmp_path / "drop").mkdir()
+    svc = FakeService(path)
+    yield svc
+    if svc.spool is not None:
+        svc.spool.close()
+
+
+def test_commands_say_which_part_is_missing(stand_in: FakeService) -> None:
+    spool = stand_in.spool
+    with serve(stand_in.data_dir, build_handlers(stand_in)):
+        client = ControlClient(stand_in.data_dir, timeout=5)
+        stand_in.intake = None  # type: ignore[assignment]
+        with pytest.raises(StationflowError, match="no intake is running on this station"):
+            client.call("intake.pause", reason="maintenance")
+        stand_in.spool, stand_in.state = None, "starting"
+        with pytest.raises(StationflowError, match=r"the spool is not open \(the service is starting\)"):
+            client.call("queue.list")
+    stand_in.spool = spool
+
+
+def test_submit_through_the_service_names_an_intake_and_needs_absolute_paths(stand_in: FakeService,
+                                                                             tmp_path: Path) -> None:
+    report = tmp_path / "drop" / "one.json"
+    report.write_bytes(make_report_bytes(7, seed=9))
+    with serve(stand_in.data_dir, build_handlers(stand_in)):
+        client = ControlClient(stand_in.data_dir, timeout=30)
+        with pytest.raises(InvalidInput, match="submit needs absolute paths"):
+            client.call("submit", paths=["drop/one.json"], converter="ict")
+        answer = client.call("submit", paths=[str(report)], converter="ict")
+    [result] = answer["results"]
+    assert result["error"] is None and len(result["accepted"]) == 1
+    assert stand_in.spool is not None and stand_in.spool.counts()["pending"] == 1
+
+
+def test_config_get_of_a_broken_file_shows_the_running_settings_and_the_problems(stand_in: FakeService) -> None:
+    stand_in.config_path.write_text("station: {name: X}\nserver: {url: 'ftp://nowhere'}\n")
+    with serve(stand_in.data_dir, build_handlers(stand_in)):
+        got = ControlClient(stand_in.data_dir, timeout=5).call("config.get")
+    assert got["source"] == "running"
+    assert got["config"]["station"]["name"] == "CTRL-01"
+    assert any("server.url" in p for p in got["problems"])
+
+
+def test_config_apply_that_the_service_refuses_to_reload_says_the_old_settings_stay(
+        stand_in: FakeService) -> None:
+    async def refuse(source: str = "signal") -> list[str]:
+        raise ConfigError("intake ict: the watch folder cannot be watched", problems=["intake[0].watch: busy"])
+
+    stand_in.reload = refuse  # type: ignore[method-assign]
+    with serve(stand_in.data_dir, build_handlers(stand_in)):
+        client = ControlClient(stand_in.data_dir, timeout=10)
+        data = client.call("config.get")["config"]
+        data["upload"]["rate_per_s"] = 5.0
+        with pytest.raises(ConfigError) as caught:
+            client.call("config.apply", data=data)
+    message = str(caught.value)
+    assert f"{stand_in.config_path} was saved, but the service refused to reload it" in message
+    assert "the old settings stay in force" in message
+    assert getattr(caught.value, "problems", []) == ["intake[0].watch: busy"]
+    assert Path(f"{stand_in.config_path}.bak").exists()
+
+
+# ---------------------------------------------------------------------- station access (live, else disk)
+
+def _access(config: Path) -> StationAccess:
+    return StationAccess(resolved(load_config(config), config), timeout=5)
+
+
+def test_the_disk_lists_reports_by_page_and_refuses_an_unknown_state(tmp_path: Path) -> None:
+    config = station(tmp_path)
+    with Spool(tmp_path / "data") as spool:
+        keys = [spool.accept(make_report_bytes(i, seed=4)).key for i in range(3)]
+    access = _access(config)
+    every = access.reports("pending").rows
+    assert sorted(r["id"] for r in every) == sorted(keys)
+    page = access.reports("pending", offset=1, limit=1)
+    assert page.source == "disk" and page.total == 3 and page.rows == every[1:2]
+    with pytest.raises(InvalidInput, match="unknown state 'lost'"):
+        access.reports("lost")
+
+
+def test_reprocess_refuses_a_file_that_is_not_a_rejected_one(tmp_path: Path) -> None:
+    config = station(tmp_path, f"intake:\n  - {{name: ict, watch: '{tmp_path}', converter: wsjf}}\n")
+    stray = tmp_path / "stray.json"
+    stray.write_text("{}")
+    with pytest.raises(StationflowError, match="is not a rejected file of intake ict"):
+        _access(config).reprocess("ict", stray)
+
+
+def test_an_older_service_without_health_is_judged_here_and_its_errors_are_not_a_stopped_service(
+        tmp_path: Path) -> None:
+    config = station(tmp_path)
+    broken = {"on": False}
+
+    async def status(_: dict[str, Any]) -> Any:
+        if broken["on"]:
+            raise RuntimeError("a bug in the service")
+        return {"service": {"state": "stopping"}, "reports": {"pending": 2}}
+
+    with serve(tmp_path / "data", {"status": status}):
+        answer = _access(config).status()
+        assert answer.live and answer.data["health"]["state"] == "warning"
+        assert answer.data["health"]["summary"] == "the service is stopping"
+        broken["on"] = True
+        with pytest.raises(ControlError, match="internal error while running status"):
+            _access(config).status()
+
+
+def test_a_service_that_stops_answering_mid_listing_is_reported_not_half_listed(tmp_path: Path) -> None:
+    config = station(tmp_path)
+    with Spool(tmp_path / "data") as spool:
+        for i in range(2):
+            key = spool.accept(make_report_bytes(i, seed=6)).key
+            assert spool.claim_next() is not None
+            spool.fire(key, "rejected", error="400: bad serial")
+    calls: list[dict[str, Any]] = []
+
+    async def queue_list(args: dict[str, Any]) -> Any:
+        calls.append(args)
+        if len(calls) > 1:
+            raise ServiceNotRunning("the service is stopping")
+        return {"total": 2, "offset": 0, "reports": [{"id": "a" * 32, "state": "failed", "path": ""}]}
+
+    async def status(_: dict[str, Any]) -> Any:
+        return {"service": {"state": "running"}, "reports": {"failed": 2}}
+
+    with serve(tmp_path / "data", {"queue.list": queue_list, "status": status}):
+        access = _access(config)
+        with pytest.raises(ServiceNotRunning, match="stopped answering while listing reports"):
+            access.reports("failed", limit=2)
+        # problems(): status answers but listing does not (it used to ask again, forever): the disk answers
+        page = access.problems()
+    assert page.source == "disk" and page.total == 2 and {r["state"] for r in page.rows} == {"failed"}
