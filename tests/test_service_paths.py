@@ -9,9 +9,11 @@ a reload, ``status``, the log, the spool on disk, the CLI's output.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +24,11 @@ import pytest
 from stationflow.engine.cli.main import main as cli_main
 from stationflow.engine.control.client import ControlClient
 from stationflow.engine.devtools.emulator import Emulator, Faults
+from stationflow.engine.layout import DataDir
 from stationflow.engine.errors import ServiceNotRunning, SpoolFull
 from stationflow.engine.devtools.samples import make_report_bytes
 from stationflow.engine.service.service import Service
+from stationflow.engine.service.supervisor import RestartPolicy, Supervisor
 from tests.conftest import assert_whole_once
 from tests.test_service import FAST, fill_spool, serve, wait_for, write_config
 
@@ -35,6 +39,11 @@ pytestmark = pytest.mark.slow
 def emulator() -> Any:
     with Emulator(port=0, seed=5) as emu:
         yield emu
+
+
+async def control_up(svc: Service) -> None:
+    """The service is running before its control task has published its port: wait for that too."""
+    await wait_for(lambda: DataDir.of(svc.data_dir).control_file.exists())
 
 
 def service_of(config: Path, **kw: Any) -> tuple[Service, io.StringIO]:
@@ -48,6 +57,7 @@ async def test_reload_defers_data_dir_and_port_applies_spool_limits_and_the_cli_
     service, _ = service_of(config)
 
     async def scenario(svc: Service) -> None:
+        await control_up(svc)
         old_data_dir = svc.config.data_dir
         assert svc.spool is not None
         config.write_text(config.read_text().replace("spool: {min_free_disk: 0}",
@@ -192,6 +202,7 @@ async def test_a_part_whose_status_breaks_is_reported_not_fatal(tmp_path: Path, 
     service, log = service_of(config)
 
     async def scenario(svc: Service) -> None:
+        await control_up(svc)
         assert svc.intake is not None
 
         def broken() -> dict[str, Any]:
@@ -233,6 +244,120 @@ async def test_a_replaced_intake_task_is_left_alone_by_a_reload(tmp_path: Path, 
         assert svc.supervisor is not None
         assert svc.supervisor.status()["intake"]["state"] == "running"
         assert svc.supervisor.status()["intake"]["restarts"] == 0
+
+    rc, _ = await serve(service, scenario)
+    assert rc == 0
+
+
+# ---------------------------------------------------------------------- the supervisor's own edges
+
+async def _with_supervisor(sup: Supervisor, scenario: Callable[[Supervisor], Awaitable[None]]) -> None:
+    async with anyio.create_task_group() as tg:
+        await tg.start(sup.run)
+        with anyio.fail_after(30):
+            await scenario(sup)
+
+
+async def test_recycling_a_task_that_is_backing_off_swaps_and_restarts_it_at_once() -> None:
+    runs: list[str] = []
+    setting = {"value": "old"}
+
+    async def body() -> None:
+        runs.append(setting["value"])
+        if setting["value"] == "old":
+            raise RuntimeError("bad setting")
+        await anyio.sleep_forever()
+
+    sup = Supervisor(policy=RestartPolicy(initial_s=60.0, max_s=60.0, jitter=0.0, max_failures=5))
+    sup.add("worker", body)
+
+    async def scenario(sup: Supervisor) -> None:
+        await sup_wait(lambda: sup.tasks["worker"].state == "backing_off")
+        await sup.recycle("worker", timeout_s=5, swap=lambda: setting.update(value="new"))
+        await sup_wait(lambda: sup.tasks["worker"].state == "running" and runs[-1:] == ["new"])
+        await sup.stop(1.0)
+
+    await _with_supervisor(sup, scenario)
+    assert runs == ["old", "new"]  # restarted by the recycle, not after the 60 s backoff
+
+
+async def test_a_task_that_ignores_its_drain_is_cancelled_after_the_timeout_then_restarted(
+        caplog: pytest.LogCaptureFixture) -> None:
+    runs: list[int] = []
+    drained: list[int] = []
+
+    async def body() -> None:
+        runs.append(1)
+        await anyio.sleep_forever()
+
+    sup = Supervisor(policy=FAST)
+    sup.add("stubborn", body, drain=lambda: drained.append(1))
+
+    async def scenario(sup: Supervisor) -> None:
+        await sup_wait(lambda: sup.tasks["stubborn"].state == "running")
+        started = time.monotonic()
+        await sup.recycle("stubborn", timeout_s=0.3)
+        assert time.monotonic() - started < 10
+        await sup_wait(lambda: len(runs) == 2 and sup.tasks["stubborn"].state == "running")
+        assert sup.tasks["stubborn"].restarts == 0 and not sup.tasks["stubborn"].failures  # not a failure
+        await sup.stop(1.0)
+
+    with caplog.at_level(logging.WARNING, logger="stationflow.engine.service.supervisor"):
+        await _with_supervisor(sup, scenario)
+    assert drained == [1, 1]  # the recycle, then the stop
+    assert "task stubborn did not finish within 0.3 s; cancelling it" in caplog.text
+
+
+async def test_a_drain_that_raises_or_a_task_that_raises_while_stopping_still_stops(
+        caplog: pytest.LogCaptureFixture) -> None:
+    asked = anyio.Event()
+
+    async def tidy() -> None:
+        await asked.wait()
+        raise RuntimeError("could not flush on the way out")
+
+    async def plain() -> None:
+        await anyio.sleep_forever()
+
+    def broken_drain() -> None:
+        raise RuntimeError("drain is broken")
+
+    sup = Supervisor(policy=FAST)
+    sup.add("tidy", tidy, drain=asked.set)
+    sup.add("plain", plain, drain=broken_drain)
+
+    outcome: dict[str, Any] = {}
+
+    async def scenario(sup: Supervisor) -> None:
+        await sup_wait(lambda: all(t.state == "running" for t in sup.tasks.values()))
+        outcome["stop"] = await sup.stop(5.0)
+        with pytest.raises(RuntimeError, match="cannot add task 'late': the supervisor is stopping"):
+            sup.add("late", plain)
+
+    with caplog.at_level(logging.WARNING, logger="stationflow.engine.service.supervisor"):
+        await _with_supervisor(sup, scenario)
+    assert outcome["stop"].stuck == [] and outcome["stop"].elapsed_s < 5.0
+    assert {t.state for t in sup.tasks.values()} == {"stopped"}
+    assert all(not t.failures for t in sup.tasks.values())  # neither counts as a crash
+    assert "task tidy raised while stopping" in caplog.text
+    assert "draining task plain failed; it will be cancelled" in caplog.text
+
+
+async def sup_wait(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    await wait_for(check, timeout=timeout)
+
+
+async def test_a_level_forced_on_the_command_line_outlives_a_reload_and_the_reload_says_so(
+        tmp_path: Path, emulator: Emulator) -> None:
+    config = write_config(tmp_path, emulator.url)
+    service, log = service_of(config, log_level="DEBUG")
+
+    async def scenario(svc: Service) -> None:
+        config.write_text(config.read_text() + "logging: {level: ERROR}\n")
+        notes = await svc.reload("control")
+        assert "logging.level: ERROR is saved but --log-level DEBUG stays in force until the service restarts" \
+            in notes
+        assert logging.getLogger().getEffectiveLevel() == logging.DEBUG
 
     rc, _ = await serve(service, scenario)
     assert rc == 0
