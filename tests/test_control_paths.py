@@ -377,6 +377,7 @@ def test_status_and_queue_commands_from_the_disk(tmp_path: Path, capsys: pytest.
     assert "stationflow: error: name the reports to retry, or give --all-failed" in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dry_run", [False, True])
 def test_a_file_that_cannot_be_converted_is_refused_with_its_detail(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], dry_run: bool) -> None:
@@ -417,6 +418,7 @@ def test_commands_say_which_part_is_missing(stand_in: FakeService) -> None:
     stand_in.spool = spool
 
 
+@pytest.mark.slow
 def test_submit_through_the_service_names_an_intake_and_needs_absolute_paths(stand_in: FakeService,
                                                                              tmp_path: Path) -> None:
     report = tmp_path / "drop" / "one.json"

@@ -107,6 +107,7 @@ def test_with_tls_checks_off_a_private_certificate_connects() -> None:
 
 # ---------------------------------------------------------------------- the uploader
 
+@pytest.mark.slow
 def test_a_redirect_pauses_uploads_and_keeps_every_report(data_dir: Path) -> None:
     with stub_server(Reply(301, b"", {"Location": "https://wats.example.com/api/"})) as stub, \
             Spool(data_dir) as spool:
@@ -118,6 +119,7 @@ def test_a_redirect_pauses_uploads_and_keeps_every_report(data_dir: Path) -> Non
         assert spool.counts()["pending"] + spool.counts()["retry_wait"] == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("retry_after, at_least, at_most", [
     (formatdate(time.time() + 40, usegmt=True), 25.0, 41.0),   # an HTTP date: honoured
     ("after lunch", 0.0, 5.0),                                   # unreadable: the backoff decides
@@ -133,6 +135,7 @@ def test_retry_after_as_a_date_is_honoured_and_nonsense_is_ignored(
     assert due is not None and at_least <= due <= at_most, due
 
 
+@pytest.mark.slow
 def test_with_tls_checks_off_uploads_go_through_and_the_log_warns(data_dir: Path,
                                                                   caplog: pytest.LogCaptureFixture) -> None:
     with Emulator(port=0, tls=(TLS / "server.pem", TLS / "server.key")) as emu, Spool(data_dir) as spool:
@@ -144,6 +147,7 @@ def test_with_tls_checks_off_uploads_go_through_and_the_log_warns(data_dir: Path
     assert "TLS certificate checks are off (server.verify_tls: false)" in caplog.text
 
 
+@pytest.mark.slow
 def test_sent_reports_past_keep_sent_days_are_pruned_when_the_uploader_starts(
         data_dir: Path, emulator_plain: Emulator, caplog: pytest.LogCaptureFixture) -> None:
     with Spool(data_dir, keep_sent_days=0.0) as spool:
