@@ -9,6 +9,7 @@ a reload, ``status``, the log, the spool on disk, the CLI's output.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import signal
@@ -27,8 +28,10 @@ from stationflow.engine.devtools.emulator import Emulator, Faults
 from stationflow.engine.layout import DataDir
 from stationflow.engine.errors import ServiceNotRunning, SpoolFull
 from stationflow.engine.devtools.samples import make_report_bytes
+from stationflow.engine.service.logs import LogRing, ServiceLogging
 from stationflow.engine.service.service import Service
 from stationflow.engine.service.supervisor import RestartPolicy, Supervisor
+from stationflow.schemas.config import LoggingSection
 from tests.conftest import assert_whole_once
 from tests.test_service import FAST, fill_spool, serve, wait_for, write_config
 
@@ -361,3 +364,60 @@ async def test_a_level_forced_on_the_command_line_outlives_a_reload_and_the_relo
 
     rc, _ = await serve(service, scenario)
     assert rc == 0
+
+
+# ---------------------------------------------------------------------- the service's log
+
+SECRET = "s3cret-token-value"
+
+
+def _logging(tmp_path: Path, *, secrets: tuple[str, ...] = (), **section: Any) -> tuple[ServiceLogging, LogRing,
+                                                                                         io.StringIO]:
+    ring, stream = LogRing(50), io.StringIO()
+    handlers = ServiceLogging(tmp_path, LoggingSection.model_validate(section), ring, secrets=secrets,
+                              stream=stream)
+    return handlers, ring, stream
+
+
+def test_a_json_log_line_carries_the_traceback(tmp_path: Path) -> None:
+    handlers, _, stream = _logging(tmp_path, json=True)
+    try:
+        try:
+            raise OSError("disk gone")
+        except OSError:
+            logging.getLogger("stationflow.engine.test").exception("writing failed")
+    finally:
+        handlers.close()
+    [entry] = [json.loads(line) for line in stream.getvalue().splitlines() if "writing failed" in line]
+    assert entry["level"] == "ERROR" and entry["msg"] == "writing failed"
+    assert entry["exc"].startswith("Traceback") and "OSError: disk gone" in entry["exc"]
+    assert json.loads(handlers.path.read_text().splitlines()[-1])["exc"] == entry["exc"]
+
+
+def test_a_secret_in_a_logged_stack_is_masked_and_the_ring_keeps_its_tail(tmp_path: Path) -> None:
+    handlers, ring, stream = _logging(tmp_path, secrets=(SECRET,))
+    try:
+        logging.getLogger("stationflow.engine.test").warning("where am I", stack_info=True)  # s3cret-token-value
+    finally:
+        handlers.close()
+    assert "where am I" in stream.getvalue() and "Stack (most recent call last)" in stream.getvalue()
+    assert SECRET not in stream.getvalue() and SECRET not in handlers.path.read_text()
+    assert SECRET not in "\n".join(ring.tail(50)) and "where am I" in ring.tail(1)[0]
+    assert ring.tail(0) == []
+
+
+async def test_a_log_that_cannot_be_rotated_is_a_note_in_status(tmp_path: Path, emulator: Emulator) -> None:
+    config = write_config(tmp_path, emulator.url, extra="logging: {file_max_bytes: 2000, file_backups: 2}\n")
+    log_file = DataDir.of(tmp_path / "data").log_file
+    Path(f"{log_file}.1").mkdir(parents=True)  # a folder where the rotated file must go: the rename fails
+    service, _ = service_of(config)
+
+    async def scenario(svc: Service) -> None:
+        for i in range(40):
+            logging.getLogger("stationflow.engine.test").warning("filling the log, line %d %s", i, "x" * 80)
+        notes = svc.status()["service"]["file_notes"]
+        assert any("could not be rotated" in n for n in notes), notes
+
+    rc, _ = await serve(service, scenario)
+    assert rc == 0
+    assert log_file.stat().st_size > 2000  # still written to, not lost
