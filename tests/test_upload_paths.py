@@ -121,11 +121,13 @@ def test_a_redirect_pauses_uploads_and_keeps_every_report(data_dir: Path) -> Non
 
 @pytest.mark.slow
 @pytest.mark.parametrize("retry_after, at_least, at_most", [
-    (formatdate(time.time() + 40, usegmt=True), 25.0, 41.0),   # an HTTP date: honoured
-    ("after lunch", 0.0, 5.0),                                   # unreadable: the backoff decides
+    ("in 40 s", 25.0, 41.0),      # as an HTTP date, written when the test runs: honoured
+    ("after lunch", 0.0, 5.0),    # unreadable: the backoff decides
 ])
 def test_retry_after_as_a_date_is_honoured_and_nonsense_is_ignored(
         data_dir: Path, retry_after: str, at_least: float, at_most: float) -> None:
+    if retry_after == "in 40 s":
+        retry_after = formatdate(time.time() + 40, usegmt=True)
     with stub_server(Reply(503, "busy", {"Retry-After": retry_after})) as stub, Spool(data_dir) as spool:
         _fill(spool, 1)
         uploader = Uploader(spool, _server(stub.url), _upload(concurrency=1, initial_s=0.05, max_s=60.0,
@@ -150,14 +152,14 @@ def test_with_tls_checks_off_uploads_go_through_and_the_log_warns(data_dir: Path
 @pytest.mark.slow
 def test_sent_reports_past_keep_sent_days_are_pruned_when_the_uploader_starts(
         data_dir: Path, emulator_plain: Emulator, caplog: pytest.LogCaptureFixture) -> None:
-    with Spool(data_dir, keep_sent_days=0.0) as spool:
+    with Spool(data_dir) as spool:  # kept 7 days: nothing is pruned while they are sent
         _fill(spool, 3)
         _run(Uploader(spool, _server(emulator_plain.url), _upload()), _all_sent(spool, 3))
-        assert len(list((data_dir / "spool" / "sent").glob("*.json"))) == 3
-        with caplog.at_level(logging.INFO, logger="stationflow.engine.upload.uploader"):
-            _run(Uploader(spool, _server(emulator_plain.url), _upload()),
-                 lambda: spool.counts()["sent"] == 0)
-        assert not list((data_dir / "spool" / "sent").glob("*.json"))
+    assert len(list((data_dir / "spool" / "sent").glob("*.json"))) == 3
+    with Spool(data_dir, keep_sent_days=0.0) as spool, \
+            caplog.at_level(logging.INFO, logger="stationflow.engine.upload.uploader"):
+        _run(Uploader(spool, _server(emulator_plain.url), _upload()), lambda: spool.counts()["sent"] == 0)
+    assert not list((data_dir / "spool" / "sent").glob("*.json"))
     assert "pruned 3 sent reports older than keep_sent_days" in caplog.text
 
 
