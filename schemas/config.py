@@ -243,6 +243,13 @@ class ServerSection(_Section):
     def _token_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value().strip():
             raise rule_error("must not be empty — remove the key if there is no token")
+        if value is not None:
+            # It goes into an HTTP header: anything else (a typographic quote pasted with it) would
+            # make every upload fail with an encoding error instead of this message.
+            odd = next((i for i, c in enumerate(value.get_secret_value().strip()) if not 32 < ord(c) < 127), None)
+            if odd is not None:
+                raise rule_error(f"must be the token as issued by the WATS server, in plain ASCII letters, digits "
+                                 f"and symbols (character {odd + 1} is not; a quote or space pasted with it?)")
         return value
 
 

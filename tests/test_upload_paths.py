@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from stationflow.engine.cli.main import main as cli_main
+from stationflow.engine.errors import ConfigError
 from stationflow.engine.devtools.emulator import DEFAULT_TOKEN, VERSION, Emulator
 from stationflow.engine.spool.store import Spool
 from stationflow.engine.upload.connection_test import check_connection
@@ -29,7 +31,7 @@ TLS = FIXTURES / "tls"
 
 
 def _server(url: str, **kw: object) -> ServerSection:
-    return ServerSection(url=url, token=DEFAULT_TOKEN, **{"timeout_s": 5.0, "connect_timeout_s": 2.0, **kw})
+    return ServerSection(url=url, **{"token": DEFAULT_TOKEN, "timeout_s": 5.0, "connect_timeout_s": 2.0, **kw})
 
 
 # ---------------------------------------------------------------------- the connection test
@@ -167,3 +169,19 @@ def test_sent_reports_past_keep_sent_days_are_pruned_when_the_uploader_starts(
 def emulator_plain() -> object:
     with Emulator(port=0, seed=4) as emu:
         yield emu
+
+
+def test_a_token_pasted_with_a_typographic_quote_is_a_config_error_not_an_upload_crash(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """It goes into the Authorization header: before the check, the uploader could not even be
+    built (UnicodeEncodeError) and the service failed to start with an encoding traceback."""
+    config = tmp_path / "station.yaml"
+    config.write_text("station: {name: TOK-01}\nserver: {url: 'http://127.0.0.1:9', token: 'dG9r\u201dZW4='}\n"
+                      "data_dir: ./data\n", encoding="utf-8")
+    rc = cli_main(["-c", str(config), "status"])
+    err = capsys.readouterr().err
+    assert rc == ConfigError.exit_code
+    assert "server.token: " in err and "plain ASCII" in err and "character 5 is not" in err
+    assert "dG9r" not in err
+    with pytest.raises(ValueError, match="plain ASCII"):
+        _server("http://127.0.0.1:9", token="abc\tdef")
