@@ -16,6 +16,7 @@ import enum
 import json
 import logging
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -532,3 +533,44 @@ def test_a_service_that_stops_answering_mid_listing_is_reported_not_half_listed(
         # problems(): status answers but listing does not (it used to ask again, forever): the disk answers
         page = access.problems()
     assert page.source == "disk" and page.total == 2 and {r["state"] for r in page.rows} == {"failed"}
+
+
+def test_a_control_file_with_a_port_out_of_range_is_a_stale_file_not_a_crash(tmp_path: Path) -> None:
+    data = DataDir(tmp_path)
+    data.token_file.write_text("tok")
+    for port in (70000, 0, -1, True):
+        data.control_file.write_text(json.dumps({"port": port, "protocol": PROTOCOL_VERSION}))
+        with pytest.raises(ServiceNotRunning, match="names no port"):
+            ControlClient(tmp_path, timeout=1).call("status")
+
+
+def _reset(conn: socket.socket) -> None:
+    """Close with a reset (RST), as a process that dies does."""
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+
+
+def test_a_service_that_resets_the_connection_at_once_is_a_connection_error(
+        fake_service: Any) -> None:
+    """Where the reset lands (the connect, the hello sent, the hello awaited) is up to the kernel;
+    each is one clear error, never a traceback or a hang."""
+    data = fake_service(_reset)
+    with pytest.raises(StationflowError) as at_once:
+        ControlClient(data, timeout=3).call("status")
+    err = at_once.value
+    if isinstance(err, ServiceNotRunning):
+        assert "is not reachable on 127.0.0.1:" in str(err) and "reset" in str(err).lower()
+    else:
+        assert getattr(err, "code", None) == "connection" and "closed the connection" in str(err)
+
+
+def test_a_service_that_resets_the_connection_after_the_hello(fake_service: Any) -> None:
+    def behaviour(conn: socket.socket) -> None:
+        _welcome(conn)
+        _reset(conn)
+
+    data = fake_service(behaviour)
+    with pytest.raises(ControlError) as caught:
+        ControlClient(data, timeout=3).call("status")
+    assert caught.value.code == "connection"
+    assert "broke" in str(caught.value) or "before answering status" in str(caught.value)

@@ -187,7 +187,8 @@ class ControlClient:
         except (OSError, ValueError) as exc:
             raise ServiceNotRunning(f"the service is not running ({path} is unreadable: {exc})",
                                     hint=_START_HINT) from None
-        if not isinstance(info, dict) or not isinstance(info.get("port"), int):
+        port = info.get("port") if isinstance(info, dict) else None
+        if not isinstance(info, dict) or not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
             raise ServiceNotRunning(f"the service is not running ({path} names no port)", hint=_START_HINT)
         return info
 
