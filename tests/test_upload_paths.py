@@ -18,7 +18,8 @@ import pytest
 
 from stationflow.engine.cli.main import main as cli_main
 from stationflow.engine.errors import ConfigError
-from stationflow.engine.devtools.emulator import DEFAULT_TOKEN, VERSION, Emulator
+from stationflow.engine.devtools.emulator import DEFAULT_TOKEN, VERSION, Emulator, Faults
+from stationflow.engine.lifecycle import load_lifecycle
 from stationflow.engine.spool.store import Spool
 from stationflow.engine.upload.connection_test import check_connection
 from stationflow.engine.upload.uploader import PAUSED, Uploader
@@ -185,3 +186,23 @@ def test_a_token_pasted_with_a_typographic_quote_is_a_config_error_not_an_upload
     assert "dG9r" not in err
     with pytest.raises(ValueError, match="plain ASCII"):
         _server("http://127.0.0.1:9", token="abc\tdef")
+
+
+@pytest.mark.slow
+def test_a_site_lifecycle_with_a_short_sending_timeout_cuts_a_slow_answer(tmp_path: Path, data_dir: Path) -> None:
+    """The report lifecycle's ``sending`` timeout bounds an upload even when server.timeout_s is
+    longer: the answer that has not come is a transient error and the report waits to be retried."""
+    site = tmp_path / "report.yaml"
+    shipped = Path(load_lifecycle("report").source).read_text()
+    assert "    timeout: 120s\n" in shipped
+    site.write_text(shipped.replace("    timeout: 120s\n", "    timeout: 1s\n", 1))
+    with Emulator(port=0, faults=Faults(latency_s=30.0)) as slow, \
+            Spool(data_dir, lifecycle=load_lifecycle(site)) as spool:
+        [key] = _fill(spool, 1)
+        uploader = Uploader(spool, _server(slow.url, timeout_s=60.0), _upload(concurrency=1, offline_after=100,
+                                                                               max_s=60.0, initial_s=30.0))
+        took = _run(uploader, lambda: spool.counts()["retry_wait"] == 1, timeout=30)
+        info = spool.info(key)
+    assert took < 20
+    assert info.last_error == "no answer within the 1 s limit of the 'sending' state"
+    assert info.attempts == 1
