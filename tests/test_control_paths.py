@@ -139,8 +139,13 @@ def test_a_follow_up_that_fails_is_logged_and_the_server_keeps_serving(
     async def stop(_: dict[str, Any]) -> Any:
         return AfterReply({"stopping": True}, explode)
 
+    followed = threading.Event()
+
+    async def later() -> None:
+        followed.set()
+
     async def status(_: dict[str, Any]) -> Any:
-        return {"service": {"state": "running"}}
+        return AfterReply({"service": {"state": "running"}}, later)
 
     with caplog.at_level(logging.ERROR, logger="stationflow.engine.control.server"), \
             serve(tmp_path, {"stop": stop, "status": status}):
@@ -151,6 +156,7 @@ def test_a_follow_up_that_fails_is_logged_and_the_server_keeps_serving(
             assert time.monotonic() < deadline, caplog.text
             time.sleep(0.02)
         assert client.call("status") == {"service": {"state": "running"}}
+        assert followed.wait(10)  # an async follow-up is awaited
     assert "the follow-up broke" in caplog.text
 
 

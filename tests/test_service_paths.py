@@ -139,7 +139,7 @@ async def test_sighup_with_a_broken_file_keeps_the_old_settings_and_says_why(tmp
     assert "config reload (SIGHUP) refused, the old settings stay in force" in log.getvalue()
 
 
-async def test_a_second_stop_while_draining_cancels_in_flight_uploads_at_once(tmp_path: Path) -> None:
+async def test_while_draining_a_reload_is_refused_and_a_second_stop_cancels_in_flight_uploads(tmp_path: Path) -> None:
     with Emulator(port=0, seed=5, faults=Faults(latency_s=60.0)) as slow:
         config = write_config(tmp_path, slow.url, grace_s=120.0)
         accepted = fill_spool(tmp_path / "data", 2)
@@ -156,6 +156,9 @@ async def test_a_second_stop_while_draining_cancels_in_flight_uploads_at_once(tm
                                timeout=30, explain=log.getvalue)
                 service.request_stop("first")
                 await wait_for(lambda: service.state == "draining", explain=lambda: service.state)
+                os.kill(os.getpid(), signal.SIGHUP)  # a reload asked for during the stop: refused, said
+                await wait_for(lambda: "reload (SIGHUP) ignored: cannot reload: the service is draining"
+                               in log.getvalue(), explain=log.getvalue)
                 began["second"] = time.monotonic()
                 service.request_stop("second")
         took = time.monotonic() - began["second"]
