@@ -206,3 +206,16 @@ def test_a_site_lifecycle_with_a_short_sending_timeout_cuts_a_slow_answer(tmp_pa
     assert took < 20
     assert info.last_error == "no answer within the 1 s limit of the 'sending' state"
     assert info.attempts == 1
+
+
+@pytest.mark.slow
+def test_an_answer_that_cannot_be_decoded_is_retried_not_taken_as_accepted(data_dir: Path) -> None:
+    with stub_server(Reply(200, b"this is not gzip", {"Content-Encoding": "gzip"})) as stub, \
+            Spool(data_dir) as spool:
+        [key] = _fill(spool, 1)
+        uploader = Uploader(spool, _server(stub.url), _upload(concurrency=1, offline_after=100, initial_s=30.0,
+                                                               max_s=60.0))
+        _run(uploader, lambda: spool.counts()["retry_wait"] == 1)
+        info = spool.info(key)
+        assert spool.counts()["sent"] == 0
+    assert info.last_error is not None and info.last_error.startswith("DecodingError: ")
