@@ -370,7 +370,7 @@ class _Unit:
                                       "Passed, Failed, Error or Terminated")
         else:
             result = "F" if computed == "F" else "P"
-        missing = [k for k, label in (("serialnumber", "SerialNumber"), ("partnumber", "PartNumber"))
+        missing = [label for k, label in (("serialnumber", "SerialNumber"), ("partnumber", "PartNumber"))
                    if not self.text(k)]
         if missing:
             raise ConversionError(f"UUT at line {self.first_line}: no {' or '.join(missing)} in the header")
