@@ -1,0 +1,376 @@
+"""Intake's error paths on real folders and real worker processes: nothing is lost, the person is told.
+
+Each test breaks one thing the intake depends on — the archive, the move_to folder, the error
+folder, kept.json, the converter file, the watch folder itself, leftovers of a crash — the way it
+breaks on a station (a file where a folder should be, a file that disappears, a converter not yet
+deployed), and checks what a person sees (status, the error folder and its .error.txt, the
+spool, the CLI's exit code), then repairs it and checks the intake finishes the job by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from stationflow.engine.cli import reprocess as cli_reprocess
+from stationflow.engine.devtools.samples import make_report_bytes
+from stationflow.engine.errors import InvalidInput
+from stationflow.engine.intake import Intake, IntakeOptions
+from stationflow.engine.spool.store import Spool
+from stationflow.schemas.config import IntakeSection, StationSection
+from tests.conftest import FIXTURES
+
+INPUTS = FIXTURES / "inputs"
+STATION = StationSection(name="STATION-01", location="Line 1", purpose="Production")
+FAST = IntakeOptions(poll_interval_s=0.05, full_retry_s=0.1, post_retry_s=0.05, load_retry_s=0.05,
+                     memory_limit_bytes=512 * 1024**2)
+
+
+def report(i: int) -> bytes:
+    return make_report_bytes(i, seed=23, approx_bytes=1500)
+
+
+def rid(raw: bytes) -> str:
+    return str(json.loads(raw)["id"])
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def section(name: str, watch: Path, converter: str = "wsjf", **kw: Any) -> IntakeSection:
+    return IntakeSection(name=name, watch=str(watch), converter=converter, **{"settle_ms": 0, **kw})
+
+
+async def scan_until(intake: Intake, done: Any, *, bound_s: float = 30.0) -> None:
+    """Scan again and again until ``done()`` holds (the state that matters), within a generous bound."""
+    with anyio.fail_after(bound_s):
+        while not done():
+            await intake.scan_once()
+            await anyio.sleep(0.06)  # past post_retry_s / load_retry_s, so the next scan retries
+
+
+def status_of(intake: Intake, name: str) -> dict[str, Any]:
+    return dict(intake.status()["intakes"][name])
+
+
+# ---------------------------------------------------------------------------------------- post-actions
+
+async def test_an_archive_that_cannot_be_written_keeps_the_source_and_is_retried(tmp_path: Path) -> None:
+    data, drop = tmp_path / "data", tmp_path / "drop"
+    drop.mkdir()
+    (drop / "a.json").write_bytes(report(1))
+    data.mkdir()
+    (data / "archive").write_text("a file where the archive folder belongs")
+    with Spool(data) as spool:
+        intake = Intake([section("arc", drop)], spool, data, STATION, options=FAST)
+        try:
+            assert await intake.scan_once() == 0  # the report is durable, the post-action is not done
+            assert rid(report(1)) in spool.keys()
+            assert files_in(drop) == ["a.json"]  # the source stays until it is archived
+            err = status_of(intake, "arc")["last_error"]
+            assert err["file"] == str(drop / "a.json") and "archive failed" in err["reason"]
+            (data / "archive").unlink()
+            await scan_until(intake, lambda: not (drop / "a.json").exists())
+        finally:
+            await intake.aclose()
+        assert len(spool.keys()) == 1
+    [archived] = files_in(data / "archive")
+    assert archived.endswith("-a.json") and (data / "archive" / archived).read_bytes() == report(1)
+
+
+async def test_a_move_to_folder_that_is_a_file_keeps_the_source_until_it_is_fixed(tmp_path: Path) -> None:
+    data, drop, done_dir = tmp_path / "data", tmp_path / "drop", tmp_path / "done"
+    drop.mkdir()
+    done_dir.write_text("not a folder")
+    (drop / "m.json").write_bytes(report(2))
+    with Spool(data) as spool:
+        intake = Intake([section("mv", drop, after="move", move_to=str(done_dir))], spool, data, STATION, options=FAST)
+        try:
+            await intake.scan_once()
+            assert rid(report(2)) in spool.keys() and files_in(drop) == ["m.json"]
+            waiting = status_of(intake, "mv")["waiting"]
+            assert waiting and "post-action move failed" in waiting[0]["note"]
+            done_dir.unlink()
+            await scan_until(intake, lambda: (done_dir / "m.json").exists())
+        finally:
+            await intake.aclose()
+    assert files_in(drop) == [] and (done_dir / "m.json").read_bytes() == report(2)
+
+
+async def test_kept_json_that_cannot_be_read_or_written_is_retried_and_the_source_stays(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    data, drop = tmp_path / "data", tmp_path / "drop"
+    drop.mkdir()
+    (drop / "k.json").write_bytes(report(3))
+    kept_file = data / "intake" / "keep" / "kept.json"
+    kept_file.mkdir(parents=True)  # a folder where the file belongs: unreadable and unwritable
+    with Spool(data) as spool:
+        intake = Intake([section("keep", drop, after="keep")], spool, data, STATION, options=FAST)
+        try:
+            with caplog.at_level(logging.WARNING, logger="stationflow.engine.intake"):
+                await intake.scan_once()
+            assert "kept.json is unreadable" in caplog.text
+            assert rid(report(3)) in spool.keys() and files_in(drop) == ["k.json"]
+            waiting = status_of(intake, "keep")["waiting"]
+            assert waiting and "post-action keep failed" in waiting[0]["note"]
+            kept_file.rmdir()
+            await scan_until(intake, lambda: status_of(intake, "keep")["counts"]["done"] == 1)
+            assert list(json.loads(kept_file.read_bytes())) == [str(drop / "k.json")]
+            assert await intake.scan_once() == 0  # kept: not taken again
+            (drop / "k.json").unlink()  # a person removes it: it is forgotten
+            await scan_until(intake, lambda: json.loads(kept_file.read_bytes()) == {})
+        finally:
+            await intake.aclose()
+        assert len(spool.keys()) == 1
+    assert files_in(drop) == []
+
+
+# ---------------------------------------------------------------------------------------- the error folder
+
+async def test_an_error_folder_that_cannot_be_written_keeps_the_bad_file_until_it_can(tmp_path: Path) -> None:
+    data, drop = tmp_path / "data", tmp_path / "drop"
+    drop.mkdir()
+    with Spool(data) as spool:
+        intake = Intake([section("rej", drop)], spool, data, STATION, options=FAST)
+        try:
+            assert await intake.scan_once() == 0  # started: its folders exist
+            shutil.rmtree(data / "rejected" / "rej")
+            (data / "rejected" / "rej").write_text("a file where the error folder belongs")
+            shutil.copy(INPUTS / "garbage.json", drop / "garbage.json")
+            await intake.scan_once()
+            assert files_in(drop) == ["garbage.json"] and not spool.keys()
+            err = status_of(intake, "rej")["last_error"]
+            assert "moving it to the error folder failed" in err["reason"]
+            (data / "rejected" / "rej").unlink()
+            await scan_until(intake, lambda: not (drop / "garbage.json").exists())
+        finally:
+            await intake.aclose()
+    rejected = data / "rejected" / "rej"
+    assert files_in(rejected) == ["garbage.json", "garbage.json.error.txt"]
+    assert (rejected / "garbage.json").read_bytes() == (INPUTS / "garbage.json").read_bytes()
+    assert "kind:      invalid" in (rejected / "garbage.json.error.txt").read_text()
+
+
+async def test_a_rejected_file_with_after_keep_stays_and_a_note_is_written(tmp_path: Path) -> None:
+    """Too large to be read: refused before any copy; with after: keep the source is not moved."""
+    data, drop = tmp_path / "data", tmp_path / "drop"
+    drop.mkdir()
+    (drop / "big.json").write_bytes(report(4))
+    with Spool(data) as spool:
+        intake = Intake([section("big", drop, after="keep", max_file_bytes=100)], spool, data, STATION, options=FAST)
+        try:
+            await intake.scan_once()
+            assert await intake.scan_once() == 0  # remembered as kept: not refused over and over
+        finally:
+            await intake.aclose()
+        assert not spool.keys()
+    assert files_in(drop) == ["big.json"] and (drop / "big.json").read_bytes() == report(4)
+    note = (data / "rejected" / "big" / "big.json.error.txt").read_text()
+    assert "kind:      too_large" in note and "the source was left in place (after: keep)" in note
+    assert files_in(data / "rejected" / "big") == ["big.json.error.txt"]
+
+
+# ---------------------------------------------------------------------------------------- converters
+
+async def test_a_converter_file_not_yet_deployed_defers_files_until_it_appears(tmp_path: Path) -> None:
+    data, drop = tmp_path / "data", tmp_path / "drop"
+    drop.mkdir()
+    shutil.copy(INPUTS / "ohm-meter.log", drop / "m.log")
+    converter = tmp_path / "conv" / "ohm_meter.py"
+    spec = f"{converter}:OhmMeterConverter"
+    with Spool(data) as spool:
+        intake = Intake([section("ohm", drop, spec, patterns=["*.log"])], spool, data, STATION, options=FAST)
+        try:
+            await scan_until(intake, lambda: status_of(intake, "ohm")["problem"] is not None)
+            assert "converter cannot be loaded" in status_of(intake, "ohm")["problem"]
+            assert files_in(drop) == ["m.log"] and not spool.keys()
+            assert files_in(data / "rejected") == []  # the file is not to blame
+            converter.parent.mkdir()
+            shutil.copy(INPUTS / "converters" / "ohm_meter.py", converter)
+            await scan_until(intake, lambda: len(spool.keys()) == 1)
+            assert status_of(intake, "ohm")["problem"] is None
+        finally:
+            await intake.aclose()
+    assert files_in(drop) == []
+
+
+# ---------------------------------------------------------------------------------------- the watch folder
+
+async def test_a_watch_path_that_is_a_file_is_reported_not_fatal(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    data, drop, good = tmp_path / "data", tmp_path / "drop", tmp_path / "good"
+    drop.write_text("someone created a file named like the watch folder")
+    good.mkdir()
+    (good / "g.json").write_bytes(report(5))
+    with Spool(data) as spool:
+        intake = Intake([section("odd", drop), section("ok", good)], spool, data, STATION, options=FAST)
+        try:
+            with caplog.at_level(logging.WARNING, logger="stationflow.engine.intake"):
+                assert await intake.scan_once() == 1  # the other intake works on
+            assert f"cannot list {drop}" in caplog.text
+            assert "does not exist" in status_of(intake, "odd")["problem"]
+        finally:
+            await intake.aclose()
+        assert list(spool.keys()) == [rid(report(5))]
+
+
+async def test_notifications_fall_back_to_polling_for_a_missing_folder(tmp_path: Path) -> None:
+    data, later, here = tmp_path / "data", tmp_path / "later", tmp_path / "here"
+    here.mkdir()
+    with Spool(data) as spool:
+        intake = Intake([section("later", later), section("here", here)], spool, data, STATION,
+                        options=IntakeOptions(poll_interval_s=0.05))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(intake.run)
+            with anyio.fail_after(30):
+                while status_of(intake, "here")["notifications"] != "notify":
+                    await anyio.sleep(0.01)
+            assert status_of(intake, "later")["notifications"] == "polling"  # not there at start: polled
+            later.mkdir()
+            (later / "l.json").write_bytes(report(6))  # polling still takes it
+            with anyio.fail_after(30):
+                while rid(report(6)) not in spool.keys():
+                    await anyio.sleep(0.02)
+            tg.cancel_scope.cancel()
+        await intake.aclose()
+        quiet = Intake([section("here", here)], spool, data, STATION,
+                       options=IntakeOptions(poll_interval_s=0.05, notifications=False))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(quiet.run)
+            (here / "h.json").write_bytes(report(7))
+            with anyio.fail_after(30):
+                while rid(report(7)) not in spool.keys():
+                    await anyio.sleep(0.02)
+            assert status_of(quiet, "here")["notifications"] == "polling"
+            tg.cancel_scope.cancel()
+        await quiet.aclose()
+
+
+# ---------------------------------------------------------------------------------------- crash leftovers
+
+async def test_leftovers_of_a_crash_are_cleared_and_the_sources_taken_again(tmp_path: Path,
+                                                                           caplog: pytest.LogCaptureFixture) -> None:
+    data, drop = tmp_path / "data", tmp_path / "drop"
+    drop.mkdir()
+    (drop / "r.json").write_bytes(report(8))
+    work = data / "intake" / "rec"
+    for sub in ("tmp", "jobs", "copies/batch1/inner-dir"):
+        (work / sub).mkdir(parents=True)
+    (work / "tmp" / "partial.part").write_bytes(b"half a copy")
+    (work / "jobs" / "torn.json").write_bytes(b'{"state": "cop')  # cut by a power loss
+    (work / "jobs" / "unknown.json").write_text(json.dumps({"state": "no-such-state"}))
+    (work / "jobs" / "README").write_text("not a record")
+    (work / "copies" / "stray").write_bytes(b"a copy no record owns")
+    (work / "copies" / "batch1" / "orphan.json").write_bytes(b"{}")
+    with Spool(data) as spool:
+        intake = Intake([section("rec", drop)], spool, data, STATION, options=FAST)
+        try:
+            with caplog.at_level(logging.WARNING, logger="stationflow.engine.intake"):
+                assert await intake.scan_once() == 1
+            assert "torn.json is unreadable" in caplog.text and "unknown.json is unreadable" in caplog.text
+        finally:
+            await intake.aclose()
+        assert list(spool.keys()) == [rid(report(8))]
+    assert files_in(work / "tmp") == [] and files_in(work / "copies") == []
+    assert files_in(work / "jobs") == ["README"]  # only what is not a record is left alone
+    assert files_in(drop) == []
+
+
+async def test_a_job_recorded_as_copied_resumes_from_its_copy_after_a_crash(tmp_path: Path) -> None:
+    """A record whose identity field is malformed still resumes (identity unknown: checked by content)."""
+    data, drop = tmp_path / "data", tmp_path / "drop"
+    drop.mkdir()
+    raw = report(9)
+    source = drop / "c.json"
+    source.write_bytes(raw)
+    work = data / "intake" / "res"
+    (work / "copies" / "b1").mkdir(parents=True)
+    (work / "jobs").mkdir()
+    (work / "copies" / "b1" / "c.json").write_bytes(raw)
+    st = os.stat(source)
+    record = {"job": "j1", "state": "copied", "source": str(source), "rel": "c.json", "origin": "watch",
+              "size": st.st_size, "mtime_ns": st.st_mtime_ns, "copy": "b1/c.json", "identity": "?",
+              "sha256": __import__("hashlib").sha256(raw).hexdigest()}
+    (work / "jobs" / "j1.json").write_text(json.dumps(record))
+    with Spool(data) as spool:
+        intake = Intake([section("res", drop, after="delete")], spool, data, STATION, options=FAST)
+        try:
+            assert await intake.scan_once() == 1
+        finally:
+            await intake.aclose()
+        assert list(spool.keys()) == [rid(raw)] and spool.read(rid(raw)) == raw
+    assert files_in(drop) == [] and files_in(work / "jobs") == [] and files_in(work / "copies") == []
+
+
+# ---------------------------------------------------------------------------------------- reprocess
+
+def _config(tmp_path: Path, intakes: str) -> Path:
+    path = tmp_path / "station.yaml"
+    path.write_text("station: {name: STATION-01, location: Line 1, purpose: Production}\n"
+                    "server: {url: 'http://127.0.0.1:9'}\n"
+                    "data_dir: ./data\n" + intakes)
+    return path
+
+
+async def _reprocess(config: Path, *argv: str) -> int:
+    """The command as from a shell; it runs its own event loop, so in a worker thread."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-c", "--config")
+    cli_reprocess.register(parser.add_subparsers())
+    args = parser.parse_args(["-c", str(config), "reprocess", *argv])
+    return int(await anyio.to_thread.run_sync(args.func, args))
+
+
+async def test_reprocess_selects_by_day_and_says_what_became_of_each_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "drop").mkdir()
+    (tmp_path / "other").mkdir()
+    config = _config(tmp_path, "intake:\n"
+                               "  - {name: fct, watch: ./drop, converter: csv, settle_ms: 0}\n"
+                               "  - {name: other, watch: ./other, converter: csv, settle_ms: 0}\n")
+    data = tmp_path / "data"
+    rejected = data / "rejected" / "fct"
+    rejected.mkdir(parents=True)
+    (rejected / "bad.csv").write_text("sn,pn,rev,process_code,step,value\nSN5,PN,A,ten,s,1\n")  # still bad
+    (rejected / "old.csv").write_text("sn,pn,rev,process_code,step,value\nSN6,PN,A,10,s,1\n")
+    old = (date.today() - timedelta(days=40)).toordinal()
+    stamp = (old - date(1970, 1, 1).toordinal()) * 86400 + 43200
+    os.utime(rejected / "old.csv", (stamp, stamp))  # rejected long ago, and its note is gone
+    yesterday = date.today() - timedelta(days=1)
+    for day in ("notes", "2001-01-01", yesterday.isoformat()):
+        (data / "archive" / day / "fct").mkdir(parents=True)
+    good = INPUTS / "fct-sample.csv"
+    sha = __import__("hashlib").sha256(good.read_bytes()).hexdigest()
+    shutil.copy(good, data / "archive" / yesterday.isoformat() / "fct" / f"{sha}-good.csv")
+    shutil.copy(good, data / "archive" / "2001-01-01" / "fct" / f"{sha}-ancient.csv")
+
+    with pytest.raises(InvalidInput, match="say which files"):
+        await _reprocess(config)
+    assert await _reprocess(config, "--since", "yesterday", "--until", "today", "--rejected") == 4
+    out = capsys.readouterr().out
+    assert "fct: good.csv: 1 report(s), 1 new, 0 already in the spool" in out
+    assert "fct: bad.csv: rejected again: " in out and "bad.csv.error.txt" in out
+    assert "old.csv" not in out and "ancient" not in out  # outside the days asked for
+    assert (rejected / "old.csv").exists() and (rejected / "bad.csv.error.txt").exists()
+
+    assert await _reprocess(config, "--since", "2030-01-01", "--intake", "other") == 0
+    assert "nothing to reprocess" in capsys.readouterr().err
+    assert await _reprocess(config, "--rejected", "--intake", "fct") == 4  # old.csv now, without its note
+    out = capsys.readouterr().out
+    assert "fct: old.csv: 1 report(s), 1 new" in out
+    assert not (rejected / "old.csv").exists()
+    with Spool(data) as spool:
+        assert len(spool.keys()) == 2
+
+    empty = _config(tmp_path, "intake: []\n")
+    with pytest.raises(InvalidInput, match="the config has no intake"):
+        await _reprocess(empty, "--rejected")
