@@ -374,3 +374,56 @@ async def test_reprocess_selects_by_day_and_says_what_became_of_each_file(
     empty = _config(tmp_path, "intake: []\n")
     with pytest.raises(InvalidInput, match="the config has no intake"):
         await _reprocess(empty, "--rejected")
+
+
+async def test_a_report_whose_id_is_taken_by_another_report_rejects_its_file_and_names_what_stayed(
+        tmp_path: Path) -> None:
+    """Report #2 of a file collides with a different report already in the spool (same id): the
+    file goes to the error folder, its note names report #1, which was accepted and stays."""
+    data, drop = tmp_path / "data", tmp_path / "drop"
+    drop.mkdir()
+    first, second = json.loads(report(10)), json.loads(report(11))
+    (drop / "two.json").write_text(json.dumps([first, second]))
+    impostor = dict(second, sn="SOMEONE-ELSE")
+    with Spool(data) as spool:
+        spool.accept(json.dumps(impostor).encode())
+        intake = Intake([section("dup", drop)], spool, data, STATION, options=FAST)
+        try:
+            assert await intake.scan_once() == 1
+        finally:
+            await intake.aclose()
+        assert sorted(spool.keys()) == sorted([first["id"], second["id"]])
+        assert json.loads(spool.read(second["id"]))["sn"] == "SOMEONE-ELSE"  # untouched
+    note = (data / "rejected" / "dup" / "two.json.error.txt").read_text()
+    assert "the spool refused report #2" in note and "1 other report(s) of this file were accepted" in note
+    assert f"accepted before the refusal (they stay in the spool): {first['id']}" in note
+    assert files_in(drop) == []
+
+
+async def test_a_too_large_file_on_another_file_system_is_copied_whole_into_the_error_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watch folder on another disk than the data dir: rename fails with EXDEV (simulated, as
+    mounting a second file system needs root), so the file is copied whole, then removed."""
+    import errno
+
+    data, drop = tmp_path / "data", tmp_path / "drop"
+    drop.mkdir()
+    (drop / "huge.json").write_bytes(report(12))
+    real_replace = os.replace
+
+    def cross_device(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+        if Path(src).parent == drop and "rejected" in Path(dst).parts:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", cross_device)
+    with Spool(data) as spool:
+        intake = Intake([section("xd", drop, max_file_bytes=100)], spool, data, STATION, options=FAST)
+        try:
+            assert await intake.scan_once() == 1
+        finally:
+            await intake.aclose()
+        assert not spool.keys()
+    assert files_in(drop) == []
+    assert (data / "rejected" / "xd" / "huge.json").read_bytes() == report(12)
+    assert "kind:      too_large" in (data / "rejected" / "xd" / "huge.json.error.txt").read_text()
