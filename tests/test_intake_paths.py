@@ -427,3 +427,152 @@ async def test_a_too_large_file_on_another_file_system_is_copied_whole_into_the_
     assert files_in(drop) == []
     assert (data / "rejected" / "xd" / "huge.json").read_bytes() == report(12)
     assert "kind:      too_large" in (data / "rejected" / "xd" / "huge.json.error.txt").read_text()
+
+
+# ---------------------------------------------------------------------------------------- running
+
+async def test_a_burst_larger_than_the_in_flight_budget_flows_without_waiting_for_polls(tmp_path: Path) -> None:
+    """20 files, 2 in flight at a time, a poll every 60 s: the files already seen are taken as room
+    frees up (no new listing); and old archive days are pruned while it runs."""
+    data, drop = tmp_path / "data", tmp_path / "drop"
+    drop.mkdir()
+    old_day = data / "archive" / "2001-01-01" / "burst"
+    old_day.mkdir(parents=True)
+    (old_day / "ancient.json").write_bytes(b"{}")
+    raws = {f"b{i:02}.json": report(100 + i) for i in range(20)}
+    for name, raw in raws.items():
+        (drop / name).write_bytes(raw)
+    options = IntakeOptions(poll_interval_s=60.0, max_in_flight=2, notifications=False, archive_keep_days=30,
+                            memory_limit_bytes=512 * 1024**2)
+    with Spool(data) as spool:
+        intake = Intake([section("burst", drop, after="delete")], spool, data, STATION, options=options)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(intake.run)
+            with anyio.fail_after(50):  # far below the 60 s a second listing would take
+                while len(spool.keys()) < len(raws):
+                    await anyio.sleep(0.02)
+            tg.cancel_scope.cancel()
+        await intake.aclose()
+        assert sorted(spool.keys()) == sorted(rid(r) for r in raws.values())
+    assert files_in(drop) == []
+    assert not (data / "archive" / "2001-01-01").exists()
+
+
+async def test_a_source_removed_by_a_person_while_its_move_waits_is_not_an_error(tmp_path: Path) -> None:
+    data, drop, done_dir = tmp_path / "data", tmp_path / "drop", tmp_path / "done"
+    drop.mkdir()
+    done_dir.write_text("not a folder yet")
+    (drop / "p.json").write_bytes(report(13))
+    with Spool(data) as spool:
+        intake = Intake([section("pm", drop, after="move", move_to=str(done_dir))], spool, data, STATION, options=FAST)
+        try:
+            await intake.scan_once()
+            assert rid(report(13)) in spool.keys()
+            (drop / "p.json").unlink()  # its reports are in the spool: the person may
+            done_dir.unlink()
+            await scan_until(intake, lambda: status_of(intake, "pm")["counts"]["done"] == 1)
+            assert status_of(intake, "pm")["waiting"] == []
+        finally:
+            await intake.aclose()
+        assert list(spool.keys()) == [rid(report(13))]
+    assert files_in(done_dir) == []
+
+
+async def test_windows_a_file_held_open_by_the_equipment_waits_until_it_is_closed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows refuses write access to a file another program holds (a sharing violation): that is
+    how intake tells the equipment is still writing. Simulated here: WINDOWS on, and os.open with
+    write access refused for the held file."""
+    from stationflow.engine.intake import detect
+
+    data, drop = tmp_path / "data", tmp_path / "drop"
+    drop.mkdir()
+    held = drop / "held.json"
+    held.write_bytes(report(14))
+    holding = True
+    real_open = os.open
+
+    def sharing_violation(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if holding and Path(path) == held and flags & os.O_RDWR:
+            raise PermissionError(13, "The process cannot access the file because it is being used")
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(detect, "WINDOWS", True)
+    monkeypatch.setattr(os, "open", sharing_violation)
+    with Spool(data) as spool:
+        intake = Intake([section("win", drop)], spool, data, STATION, options=FAST)
+        try:
+            assert await intake.scan_once() == 0
+            [waiting] = status_of(intake, "win")["waiting"]
+            assert waiting["note"] == "open in another program; waiting until it is closed"
+            assert not spool.keys() and files_in(drop) == ["held.json"]
+            assert detect.locked(drop) is False  # not a file that can be held: not treated as held
+            holding = False
+            await scan_until(intake, lambda: rid(report(14)) in spool.keys())
+        finally:
+            await intake.aclose()
+    assert detect.locked(tmp_path / "missing") is False
+
+
+def test_the_change_notifier_survives_a_stopped_loop_and_caps_its_memory(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from stationflow.engine.intake import notify
+
+    def loop_gone() -> None:
+        raise RuntimeError("Event loop is closed")
+
+    notifier = notify.ChangeNotifier(loop_gone)
+    notifier.changed()  # a late event while intake stops: nothing to wake, no error
+    monkeypatch.setattr(notify, "_MAX_CLOSED", 2)
+    paths = [tmp_path / f"f{i}" for i in range(3)]
+    for p in paths:
+        p.write_bytes(b"x")
+        notifier.note_closed(str(p))
+    st = [os.stat(p) for p in paths]
+    assert [notifier.closed_as(str(p), s.st_size, s.st_mtime_ns) for p, s in zip(paths, st)] == [False, True, True]
+
+
+# ---------------------------------------------------------------------------------------- reprocess and submit
+
+async def test_reprocess_copies_when_links_are_refused_and_says_what_waits_for_room(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The archive on a file system without hard links (simulated: os.link refused) is copied whole
+    into the reprocess folder; a spool with no room leaves the file waiting there, exit code 4."""
+    (tmp_path / "drop").mkdir()
+    config = _config(tmp_path, "spool: {max_reports: 1, min_free_disk: 0}\n"
+                               "intake:\n  - {name: fct, watch: ./drop, converter: csv, settle_ms: 0}\n")
+    data = tmp_path / "data"
+    day = data / "archive" / date.today().isoformat() / "fct"
+    day.mkdir(parents=True)
+    good = INPUTS / "fct-sample.csv"
+    sha = __import__("hashlib").sha256(good.read_bytes()).hexdigest()
+    shutil.copy(good, day / f"{sha}-good.csv")
+    with Spool(data) as spool:
+        spool.accept(report(15))  # the one report the spool has room for
+
+    def no_links(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    assert await _reprocess(config, "--since", "today") == 4
+    captured = capsys.readouterr()
+    staged = data / "intake" / "fct" / "reprocess" / "archive" / "good.csv"
+    assert f"fct: good.csv: waiting in {staged}" in captured.out
+    assert "remaining files wait in" in captured.err and "spool.max_reports = 1" in captured.err
+    assert staged.read_bytes() == good.read_bytes()
+    assert (day / f"{sha}-good.csv").read_bytes() == good.read_bytes()  # the archived file is untouched
+
+
+async def test_submit_reports_a_refused_report_per_file(tmp_path: Path) -> None:
+    from stationflow.engine.intake.submit import submit_files
+
+    data = tmp_path / "data"
+    raw = json.loads(report(16))
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps(raw))
+    with Spool(data) as spool:
+        spool.accept(json.dumps(dict(raw, sn="OTHER")).encode())
+        [result] = await submit_files([mine], spool, STATION, converter="wsjf", intake="submit", workers=1)
+        assert result.error and raw["id"] in result.error and not result.accepted
+        assert json.loads(spool.read(raw["id"]))["sn"] == "OTHER"
+    assert mine.read_text() == json.dumps(raw)

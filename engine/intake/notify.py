@@ -100,7 +100,3 @@ class ChangeNotifier:
         """True when ``path`` was closed by its writer and is still exactly as it was then."""
         with self._lock:
             return self._closed.get(path) == (size, mtime_ns)
-
-    def forget(self, path: str) -> None:
-        with self._lock:
-            self._closed.pop(path, None)
