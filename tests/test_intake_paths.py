@@ -576,3 +576,83 @@ async def test_submit_reports_a_refused_report_per_file(tmp_path: Path) -> None:
         assert result.error and raw["id"] in result.error and not result.accepted
         assert json.loads(spool.read(raw["id"]))["sn"] == "OTHER"
     assert mine.read_text() == json.dumps(raw)
+
+
+# ---------------------------------------------------------------------------------------- site converters
+
+_SITE_CONVERTER = '''
+import os, sys
+
+class Conv:
+    name = "site"
+    patterns = ("*.txt",)
+
+    def convert(self, source, context):
+        text = source.read_text().strip()
+        if text == "crash":
+            os._exit(13)
+        if text == "deep":
+            sys.setrecursionlimit(200)
+            return self.convert(source, context)
+        return [{"type": "T", "pn": "PN", "sn": text, "rev": "A", "processCode": 10, "result": "P",
+                 "start": "2026-11-02T08:00:00+01:00",
+                 "root": {"id": 1, "group": "M", "stepType": "SequenceCall", "name": "Main", "status": "P",
+                          "steps": []}}]
+'''
+
+
+async def test_a_converter_redeployed_broken_mid_run_defers_files_until_it_is_fixed(tmp_path: Path) -> None:
+    """The converter loaded at start; a person then saves a broken version. A crash restarts the
+    worker, which cannot load it: files wait (not rejected, not lost) until the file is fixed."""
+    data, drop = tmp_path / "data", tmp_path / "drop"
+    drop.mkdir()
+    conv = tmp_path / "site_conv.py"
+    conv.write_text(_SITE_CONVERTER)
+    with Spool(data) as spool:
+        intake = Intake([section("site", drop, f"{conv}:Conv", after="delete")], spool, data, STATION,
+                        workers=1, options=FAST)
+        try:
+            (drop / "a.txt").write_text("SN-A")
+            await scan_until(intake, lambda: len(spool.keys()) == 1)
+            (drop / "deep.txt").write_text("deep")  # a converter bug: endless recursion
+            await scan_until(intake, lambda: (data / "rejected" / "site" / "deep.txt.error.txt").exists())
+            assert "recursed too deeply" in (data / "rejected" / "site" / "deep.txt.error.txt").read_text()
+            conv.write_text("raise ValueError('half-saved by the editor')\n")
+            (drop / "crash.txt").write_text("crash")  # kills the worker; its successor cannot load the file
+            await scan_until(intake, lambda: status_of(intake, "site")["problem"] is not None)
+            assert "half-saved by the editor" in status_of(intake, "site")["problem"]
+            (drop / "b.txt").write_text("SN-B")
+            for _ in range(3):
+                await intake.scan_once()
+            assert files_in(drop) == ["b.txt", "crash.txt"] and len(spool.keys()) == 1  # waiting, not rejected
+            assert not (data / "rejected" / "site" / "b.txt").exists()
+            conv.write_text(_SITE_CONVERTER + "\n# fixed\n")
+            await scan_until(intake, lambda: len(spool.keys()) == 2 and not (drop / "crash.txt").exists())
+            crash_note = (data / "rejected" / "site" / "crash.txt.error.txt").read_text()
+            assert "kind:      crash" in crash_note
+            assert status_of(intake, "site")["problem"] is None
+        finally:
+            await intake.aclose()
+    assert files_in(drop) == []
+
+
+async def test_a_module_converter_that_raises_on_import_is_named_with_its_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "mods").mkdir()
+    (tmp_path / "mods" / "stationflow_test_badmod.py").write_text("raise KeyError('LINE_ID not set')\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "mods"))  # the workers inherit it
+    data, drop = tmp_path / "data", tmp_path / "drop"
+    drop.mkdir()
+    (drop / "x.txt").write_text("SN-X")
+    with Spool(data) as spool:
+        intake = Intake([section("mod", drop, "stationflow_test_badmod:Conv", patterns=["*.txt"])], spool, data,
+                        STATION, workers=1, options=FAST)
+        try:
+            await intake.scan_once()
+            problem = status_of(intake, "mod")["problem"]
+            assert problem and "cannot be loaded: KeyError: 'LINE_ID not set'" in problem
+            assert files_in(drop) == ["x.txt"] and not spool.keys()
+        finally:
+            await intake.aclose()
+    with pytest.raises(RuntimeError, match="the worker pool is closed"):
+        await intake.pool.describe("wsjf")
