@@ -614,9 +614,6 @@ async def test_a_converter_redeployed_broken_mid_run_defers_files_until_it_is_fi
         try:
             (drop / "a.txt").write_text("SN-A")
             await scan_until(intake, lambda: len(spool.keys()) == 1)
-            (drop / "deep.txt").write_text("deep")  # a converter bug: endless recursion
-            await scan_until(intake, lambda: (data / "rejected" / "site" / "deep.txt.error.txt").exists())
-            assert "recursed too deeply" in (data / "rejected" / "site" / "deep.txt.error.txt").read_text()
             conv.write_text("raise ValueError('half-saved by the editor')\n")
             (drop / "crash.txt").write_text("crash")  # kills the worker; its successor cannot load the file
             await scan_until(intake, lambda: status_of(intake, "site")["problem"] is not None)
@@ -630,6 +627,9 @@ async def test_a_converter_redeployed_broken_mid_run_defers_files_until_it_is_fi
             await scan_until(intake, lambda: len(spool.keys()) == 2 and not (drop / "crash.txt").exists())
             crash_note = (data / "rejected" / "site" / "crash.txt.error.txt").read_text()
             assert "kind:      crash" in crash_note
+            (drop / "deep.txt").write_text("deep")  # a converter bug: endless recursion
+            await scan_until(intake, lambda: (data / "rejected" / "site" / "deep.txt.error.txt").exists())
+            assert "recursed too deeply" in (data / "rejected" / "site" / "deep.txt.error.txt").read_text()
             assert status_of(intake, "site")["problem"] is None
         finally:
             await intake.aclose()
@@ -656,3 +656,49 @@ async def test_a_module_converter_that_raises_on_import_is_named_with_its_error(
             await intake.aclose()
     with pytest.raises(RuntimeError, match="the worker pool is closed"):
         await intake.pool.describe("wsjf")
+
+
+async def test_the_intakes_own_folders_broken_under_it_cost_a_retry_never_a_file(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """jobs/ replaced by a file: no job record (a restart's help) can be written or removed; the
+    report is accepted and the source archived, and the file shows an unexpected error until the
+    folder is back. copies/ replaced by a file: the source stays untouched until it is back."""
+    data, drop = tmp_path / "data", tmp_path / "drop"
+    drop.mkdir()
+    work = data / "intake" / "own"
+
+    def done() -> int:
+        return int(status_of(intake, "own")["counts"]["done"])
+
+    with Spool(data) as spool:
+        intake = Intake([section("own", drop)], spool, data, STATION, options=FAST)
+        try:
+            assert await intake.scan_once() == 0  # started: its folders exist
+            shutil.rmtree(work / "jobs")
+            (work / "jobs").write_text("in the way")
+            (drop / "j.json").write_bytes(report(17))
+            with caplog.at_level(logging.WARNING, logger="stationflow.engine.intake"):
+                await scan_until(intake, lambda: status_of(intake, "own")["last_error"] is not None)
+            assert "job record of" in caplog.text and "not written" in caplog.text
+            assert rid(report(17)) in spool.keys()
+            assert status_of(intake, "own")["last_error"]["reason"].startswith("unexpected error: NotADirectoryError")
+            assert done() == 0
+            (work / "jobs").unlink()
+            (work / "jobs").mkdir()
+            await scan_until(intake, lambda: done() == 1)
+            assert files_in(drop) == [] and len(files_in(data / "archive")) == 1
+
+            shutil.rmtree(work / "copies")
+            (work / "copies").write_text("in the way")
+            (drop / "c.json").write_bytes(report(18))
+            await scan_until(intake, lambda: status_of(intake, "own")["waiting"] != [])
+            assert status_of(intake, "own")["waiting"][0]["note"].startswith("unexpected error, retrying")
+            assert files_in(drop) == ["c.json"] and rid(report(18)) not in spool.keys()
+            (work / "copies").unlink()
+            (work / "copies").mkdir()
+            await scan_until(intake, lambda: done() == 2)
+        finally:
+            await intake.aclose()
+        assert rid(report(18)) in spool.keys()
+    assert files_in(drop) == [] and len(files_in(data / "archive")) == 2
+    assert files_in(work / "copies") == [] and files_in(work / "tmp") == [] and files_in(work / "jobs") == []
