@@ -325,6 +325,62 @@ def test_atml_unknown_elements_inside_a_test_are_named_in_the_notes() -> None:
     assert "<Oddity>" in notes and "Extension/Gadget" in notes
 
 
+_HANDMADE = """<tr:Test ID="900" name="Handmade">
+  <tr:Extension><ts:TSStepProperties><ts:StepType>NumericLimitTest</ts:StepType><ts:StepGroup>Main</ts:StepGroup>
+  </ts:TSStepProperties></tr:Extension>
+  <tr:Data><c:Note/></tr:Data>
+  <tr:TestResult ID="tr-1" name="Garbled">
+    <tr:TestData><c:Datum value="abc" xsi:type="ts:TS_double"/></tr:TestData>
+    <tr:Weird/>
+    <tr:Outcome value="UserDefined" qualifier="Odd"/>
+    <tr:TestLimits><tr:Limits><c:LimitPair operator="AND"><c:Limit comparator="GE"><c:Datum value="1" xsi:type="ts:TS_double"/>
+    </c:Limit></c:LimitPair></tr:Limits></tr:TestLimits>
+  </tr:TestResult>
+  <tr:TestResult ID="tr-2" name="Flag"><tr:TestData><c:Datum value="true" xsi:type="ts:TS_boolean"/></tr:TestData></tr:TestResult>
+  <tr:TestResult ID="tr-3" name="Text">
+    <tr:TestData><c:Datum xsi:type="ts:TS_string"><c:Value>hello</c:Value></c:Datum></tr:TestData>
+    <tr:TestLimits><tr:Limits><c:SingleLimit comparator="CIEQ"><c:Datum xsi:type="ts:TS_string"><c:Value>HELLO</c:Value>
+    </c:Datum></c:SingleLimit></tr:Limits></tr:TestLimits>
+  </tr:TestResult>
+  <tr:TestResult ID="tr-4" name="Percent">
+    <tr:TestData><c:Datum value="5" xsi:type="ts:TS_double"/></tr:TestData>
+    <tr:TestLimits><tr:Limits><c:LimitPair operator="AND">
+      <c:Limit comparator="GE"><c:Datum value="10" xsi:type="ts:TS_double"/></c:Limit>
+      <c:Limit comparator="LE"><c:Datum value="n/a" xsi:type="ts:TS_double"/></c:Limit></c:LimitPair>
+      <c:Extension><ts:TSLimitProperties><ts:ThresholdType>percentage</ts:ThresholdType>
+      <ts:RawLimits><ts:Nominal value="5"/></ts:RawLimits></ts:TSLimitProperties></c:Extension>
+    </tr:Limits></tr:TestLimits>
+  </tr:TestResult>
+  <tr:Outcome value="Done"/>
+</tr:Test>
+<tr:TestGroup name="x.seq#Grp" ID="901" callerName="Grp">
+  <tr:Extension><ts:TSStepProperties><ts:StepType>SequenceCall</ts:StepType></ts:TSStepProperties></tr:Extension>
+  <tr:TestResult ID="tr-9" name="Params"><tr:TestData><c:Collection><c:Item name="gain"><c:Datum value="2"
+    xsi:type="ts:TS_double"/></c:Item></c:Collection></tr:TestData></tr:TestResult>
+  <tr:Outcome value="Passed"/>
+</tr:TestGroup>
+"""
+
+
+def test_atml_odd_results_are_converted_as_far_as_they_go_and_the_rest_is_noted() -> None:
+    """A hand-made Test in the real sample: a value that is not a number, one limit of a pair, an
+    unknown outcome, a boolean without its own outcome under a Done step, an expected string, a
+    percentage limit with an unreadable bound, and elements this converter does not know."""
+    [report] = convert_atml_bytes(_atml("</tr:ResultSet>", _HANDMADE + "</tr:ResultSet>"), {}, CTX)
+    step = _steps(report)["Handmade"]
+    garbled, percent = step["numericMeas"]
+    assert garbled["value"] is None and (garbled["compOp"], garbled["lowLimit"]) == ("GE", 1.0)
+    assert (percent["compOp"], percent["lowLimit"], percent["highLimit"]) == ("GELE", 4.5, None)
+    assert step["booleanMeas"][0]["status"] == "P"  # TRUE, and the step (Done) says nothing better
+    assert step["stringMeas"][0]["compOp"] == "IGNORECASE" and step["stringMeas"][0]["limit"] == "HELLO"
+    group = _steps(report)["Grp"]  # its only result is a parameter set: kept on the group, no extra step
+    assert [a["name"] for a in group["additionalResults"]] == ["Params"] and not group.get("steps")
+    notes = " ".join(_notes(report))
+    for expected in ("'abc' is not a number; written as null", "TestResult/Weird", "Data/Note", "Garbled"):
+        assert expected in notes, expected
+    _valid(report)
+
+
 def test_an_atml_collection_without_test_results_is_refused() -> None:
     with pytest.raises(ConversionError, match="the ATML file holds no <TestResults>"):
         convert_atml_bytes(b'<trc:TestResultsCollection xmlns:trc="urn:x"></trc:TestResultsCollection>', {}, CTX)
