@@ -702,3 +702,51 @@ async def test_the_intakes_own_folders_broken_under_it_cost_a_retry_never_a_file
         assert rid(report(18)) in spool.keys()
     assert files_in(drop) == [] and len(files_in(data / "archive")) == 2
     assert files_in(work / "copies") == [] and files_in(work / "tmp") == [] and files_in(work / "jobs") == []
+
+
+async def test_a_copy_slower_than_the_copying_timeout_is_abandoned_and_the_source_kept(tmp_path: Path) -> None:
+    """A site lifecycle whose copying state allows 1 µs: the copy of a 3 MB file is abandoned
+    (its partial copy removed), the source stays whole, and status says it took too long."""
+    from stationflow.engine.lifecycle import load_lifecycle
+
+    shipped = (Path(__file__).resolve().parents[1] / "machines" / "conversion.yaml").read_text()
+    assert "    timeout: 5m\n    on_timeout: timeout\n" in shipped
+    site = tmp_path / "lifecycles" / "conversion.yaml"
+    site.parent.mkdir()
+    site.write_text(shipped.replace("    timeout: 5m\n    on_timeout: timeout\n",
+                                    "    timeout: 0.000001\n    on_timeout: timeout\n", 1))
+    lifecycle = load_lifecycle(site)
+    data, drop = tmp_path / "data", tmp_path / "drop"
+    drop.mkdir()
+    big = os.urandom(3 * 1024 * 1024)
+    (drop / "slow.json").write_bytes(big)
+    with Spool(data) as spool:
+        intake = Intake([section("slow", drop)], spool, data, STATION, options=FAST, lifecycle=lifecycle)
+        try:
+            await intake.scan_once()
+            err = status_of(intake, "slow")["last_error"]
+            assert "copying the file took too long" in err["reason"] and err["file"] == str(drop / "slow.json")
+        finally:
+            await intake.aclose()
+        assert not spool.keys()
+    assert (drop / "slow.json").read_bytes() == big
+    work = data / "intake" / "slow"
+    assert files_in(work / "tmp") == [] and files_in(work / "copies") == [] and files_in(data / "rejected") == []
+
+
+async def test_a_reprocess_only_pass_leaves_the_watch_folders_files_to_the_service(tmp_path: Path) -> None:
+    """``stationflow reprocess`` takes only staged files: a file waiting in the watch folder (seen,
+    settle time passed) is not taken by such a pass; the next ordinary pass takes it."""
+    data, drop = tmp_path / "data", tmp_path / "drop"
+    drop.mkdir()
+    (drop / "w.json").write_bytes(report(19))
+    with Spool(data) as spool:
+        intake = Intake([section("ro", drop, settle_ms=100)], spool, data, STATION, options=FAST)
+        try:
+            assert await intake.scan_once() == 0  # seen, not yet settled
+            await anyio.sleep(0.15)  # the settle time passes (this is the behaviour, not a wait for a result)
+            assert await intake.scan_once(only_reprocess=True) == 0
+            assert files_in(drop) == ["w.json"] and not spool.keys()
+            await scan_until(intake, lambda: rid(report(19)) in spool.keys())
+        finally:
+            await intake.aclose()
