@@ -449,7 +449,7 @@ async def test_a_burst_larger_than_the_in_flight_budget_flows_without_waiting_fo
         async with anyio.create_task_group() as tg:
             tg.start_soon(intake.run)
             with anyio.fail_after(50):  # far below the 60 s a second listing would take
-                while len(spool.keys()) < len(raws):
+                while len(spool.keys()) < len(raws) or files_in(drop):  # accepted, and the sources deleted
                     await anyio.sleep(0.02)
             tg.cancel_scope.cancel()
         await intake.aclose()
