@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from stationflow.engine.convert.api import (ConversionError, ConverterLoadError, ConvertContext, converter_patterns,
                                             finish_reports, load_converter)
@@ -24,7 +26,8 @@ from stationflow.engine.convert.csvfile import CsvConverter, convert_csv_text
 from stationflow.engine.convert.preview import preview_files
 from stationflow.engine.convert.wsjfbuild import NOTES_NAME, parse_moment, prop
 from stationflow.engine.convert.wstf import WstfConverter, convert_wstf_text
-from stationflow.engine.convert.wsxf import convert_wsxf_bytes
+from stationflow.engine.convert.wsxf import WsxfConverter, convert_wsxf_bytes
+from stationflow.engine.convert.atml import AtmlConverter
 from stationflow.schemas.config import StationSection
 from stationflow.schemas.wsjf import parse_header
 from tests.conftest import FIXTURES, REPORTS
@@ -181,6 +184,15 @@ def _csv_rows(*rows: str, header: str = "sn,pn,rev,process_code,start,step,value
 def test_csv_refusals_say_what_to_change(text: str, arguments: dict[str, Any], message: str) -> None:
     with pytest.raises(ConversionError, match=re.escape(message)):
         convert_csv_text(text, arguments, CTX)
+
+
+def test_a_csv_header_with_an_unclosed_quote_is_refused_in_one_line() -> None:
+    """Found by the mutation test below: the header's cells were shown with their line breaks, so
+    the CLI printed a message over several lines."""
+    with pytest.raises(ConversionError) as caught:
+        convert_csv_text('"sn;pn;Messwert\nSN1;PN;1\n', {}, CTX)
+    assert "no column 'step' in the header (sn;pn;Messwert SN1;PN;1)" in caught.value.message
+    assert "\n" not in caught.value.message
 
 
 def test_csv_text_comparisons_result_column_and_process_name() -> None:
@@ -436,3 +448,40 @@ async def test_preview_of_a_folder_or_a_missing_file_says_why(tmp_path: Path) ->
     first, second = await preview_files([folder, missing], STATION, converter="wsjf", workers=1)
     assert first.error == "not a regular file" and first.detail and "devices" in first.detail
     assert second.error is not None and second.error.startswith("cannot read") and not second.reports
+
+
+# ------------------------------------------------------------------------------------ any mutation of a real sample
+
+_SAMPLES = [("atml", AtmlConverter, p) for p in sorted((INPUTS / "atml").iterdir())] + [
+    ("wstf", WstfConverter, INPUTS / "wstf" / "wstf-example.txt"),
+    ("wsxf", WsxfConverter, REPORTS / "uut-wsxf-export.xml"),
+    ("wsxf", WsxfConverter, INPUTS / "uur-wsxf.xml"),
+    ("csv", CsvConverter, INPUTS / "fct-sample.csv"),
+    ("csv", CsvConverter, INPUTS / "fct-semicolon.csv"),
+]
+
+
+@pytest.mark.parametrize(("name", "cls", "sample"), _SAMPLES, ids=[f"{n}-{p.name}" for n, _, p in _SAMPLES])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_mutation_of_a_real_sample_converts_or_is_refused_cleanly(tmp_path: Path, name: str, cls: type,
+                                                                     sample: Path, data: st.DataObject) -> None:
+    """Replace any stretch of a real file with any bytes (a flipped byte, a cut, a splice): the
+    converter returns reports the server would take, or refuses with one clear line — never
+    another exception (that would reach the person as a traceback)."""
+    raw = sample.read_bytes()
+    start = data.draw(st.integers(0, len(raw)), label="start")
+    end = data.draw(st.integers(start, min(len(raw), start + 64)), label="end")
+    junk = data.draw(st.binary(max_size=16) | st.sampled_from([b"\t", b"\n", b"<", b">", b'"', b",", b";", b"-"]),
+                     label="junk")
+    source = tmp_path / f"m{data.draw(st.integers(0, 10**9))}{sample.suffix}"
+    source.write_bytes(raw[:start] + junk + raw[end:])
+    try:
+        items = list(cls().convert(source, CTX))
+        finished = finish_reports(items, CTX, sha256="0" * 64, converter=name)
+    except ConversionError as exc:
+        assert exc.message.strip() and "\n" not in exc.message.strip(), exc.message
+        return
+    for report_bytes in finished:
+        parse_header(report_bytes)

@@ -117,7 +117,7 @@ class _Rows:
         for name in ("step",):
             if name not in self.index:
                 label = mapping.get(name, name)
-                shown = ", ".join(h.strip()[:30] for h in header[:12]) + (", ..." if len(header) > 12 else "")
+                shown = ", ".join(" ".join(h.split())[:30] for h in header[:12]) + (", ..." if len(header) > 12 else "")
                 raise ConversionError(f"line {start + 1}: no column {label!r} in the header ({shown}) — name it, "
                                       f"or map it with arguments.columns: {{{name}: <your column>}}")
         self.rows: list[tuple[int, list[str]]] = []
