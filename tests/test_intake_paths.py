@@ -750,3 +750,65 @@ async def test_a_reprocess_only_pass_leaves_the_watch_folders_files_to_the_servi
             await scan_until(intake, lambda: rid(report(19)) in spool.keys())
         finally:
             await intake.aclose()
+
+
+def _failing_dir_sync(monkeypatch: pytest.MonkeyPatch, where: Path) -> dict[str, bool]:
+    """Directory fsyncs under ``where`` fail with EIO while ``state["fail"]`` (a failing disk or a
+    share that refuses them cannot be produced on demand: os.open of the directory is refused)."""
+    import errno
+
+    state = {"fail": True}
+    real_open = os.open
+
+    def open_dir(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if state["fail"] and flags & getattr(os, "O_DIRECTORY", 0) and Path(path).is_relative_to(where):
+            raise OSError(errno.EIO, "Input/output error")
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_dir)
+    return state
+
+
+async def test_an_archive_folder_that_cannot_be_synced_keeps_the_source_until_it_can(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The archived copy is renamed in, but its folder's fsync fails: the source must stay (the
+    archive entry may not survive a power cut). Retries must sync that folder again, not take the
+    rename as done — they used to, and deleted the source at the first retry."""
+    data, drop = tmp_path / "data", tmp_path / "drop"
+    drop.mkdir()
+    state = _failing_dir_sync(monkeypatch, data / "archive")
+    with Spool(data) as spool:
+        intake = Intake([section("as", drop)], spool, data, STATION, options=FAST)
+        try:
+            (drop / "a.json").write_bytes(report(21))
+            for _ in range(4):  # the first try and three retries, all while the disk fails
+                await intake.scan_once()
+                await anyio.sleep(0.06)
+            assert rid(report(21)) in spool.keys()
+            assert files_in(drop) == ["a.json"], "the source went while its archive entry was not durable"
+            [waiting] = status_of(intake, "as")["waiting"]
+            assert "post-action archive failed: cannot open directory" in waiting["note"]
+            state["fail"] = False
+            await scan_until(intake, lambda: status_of(intake, "as")["counts"]["done"] == 1)
+        finally:
+            await intake.aclose()
+    assert files_in(drop) == [] and len(files_in(data / "archive")) == 1
+
+
+async def test_a_watch_folder_that_refuses_directory_fsync_still_has_its_files_deleted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Network shares refuse a directory fsync; after the source is removed that sync is best
+    effort (a resurrected source would only be converted again to the same ids)."""
+    data, drop = tmp_path / "data", tmp_path / "drop"
+    drop.mkdir()
+    _failing_dir_sync(monkeypatch, drop)
+    (drop / "d.json").write_bytes(report(22))
+    with Spool(data) as spool:
+        intake = Intake([section("share", drop, after="delete")], spool, data, STATION, options=FAST)
+        try:
+            assert await intake.scan_once() == 1
+            assert status_of(intake, "share")["last_error"] is None
+        finally:
+            await intake.aclose()
+        assert list(spool.keys()) == [rid(report(22))]
+    assert files_in(drop) == []

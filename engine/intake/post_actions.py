@@ -73,11 +73,14 @@ def post_all(files: list[TrackedFile], *, fsync: bool) -> list[Exception | None]
             if unchanged is False:
                 log.warning("intake %s: %s changed after it was copied; its new content is taken as a new file",
                             file.watch.name, file.path)
-            if after == "archive" and file.copy is not None and file.copy.exists():
+            if after == "archive" and file.copy is not None:
                 target = archive_path(file)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                durable.replace(file.copy, target)
-                archived.setdefault(target.parent, []).append(i)
+                if file.copy.exists():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    durable.replace(file.copy, target)
+                    archived.setdefault(target.parent, []).append(i)
+                elif target.exists():  # renamed in by a try whose folder fsync failed: that sync is still owed
+                    archived.setdefault(target.parent, []).append(i)
         except Exception as exc:
             failures[i] = exc
             unchanged = None
