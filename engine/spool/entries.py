@@ -1,0 +1,91 @@
+"""What the spool hands out and keeps in memory: index entries, claims, accept results, report info.
+
+Kept apart from the store so the store is only the moves; the file-name rule (``<key>.<crc32>.json``)
+lives here, next to the entry that builds names from it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["NAME", "MAX_HISTORY", "Entry", "Accepted", "Claim", "ReportInfo", "read_file", "crc_of"]
+
+#: A report file's name.
+NAME = re.compile(r"^(?P<key>[0-9A-Za-z][0-9A-Za-z_~\-]{0,120})\.(?P<crc>[0-9a-f]{8})\.json$")
+MAX_HISTORY = 50
+
+
+@dataclass(slots=True)
+class Entry:
+    """What the index knows of one report: no content, just where it is."""
+
+    state: str
+    crc: str
+    size: int
+    busy: bool = False
+
+    def filename(self, key: str) -> str:
+        return f"{key}.{self.crc}.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    key: str
+    state: str
+    already_present: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A report taken for sending: its key and the exact bytes to post."""
+
+    key: str
+    data: bytes
+    attempts: int
+
+
+@dataclass
+class ReportInfo:
+    """What ``queue list`` / ``queue show`` print for one report."""
+
+    id: str
+    state: str
+    size: int
+    attempts: int = 0
+    last_error: str | None = None
+    next_attempt: str | None = None
+    source: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    path: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "state": self.state, "attempts": self.attempts, "last_error": self.last_error,
+            "source": self.source, "next_attempt": self.next_attempt, "size": self.size, "path": self.path,
+        }
+
+
+def read_file(path: Path, size: int) -> bytes:
+    """Read a whole spool file in as few system calls as possible (each one gives up the GIL)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        chunks = []
+        got = 0
+        while got < size:  # spool files never change after accept; the crc checks what was read
+            chunk = os.read(fd, size - got)
+            if not chunk:
+                break  # shorter than recorded: the crc check will quarantine it
+            chunks.append(chunk)
+            got += len(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def crc_of(data: bytes) -> str:
+    return f"{zlib.crc32(data) & 0xFFFFFFFF:08x}"

@@ -1,0 +1,170 @@
+"""Opening a spool: the lock, the format check, and the start-up scan that rebuilds the index.
+
+The scan streams every state directory once (``os.scandir``), puts reports found in a working
+state back through that state's ``on_crash`` transition, and quarantines what is not a report
+(never deleting it). Kept apart from the store, which holds the moves between states.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from filelock import FileLock, Timeout
+
+from .. import durable
+from ..clock import now_iso
+from ..errors import AlreadyRunning, MachineDefinitionError
+from ..layout import DataDir
+from .entries import NAME as _NAME, Entry as _Entry, crc_of as _crc
+from .format import check_format
+
+if TYPE_CHECKING:
+    from .store import Spool
+
+__all__ = ["open_spool"]
+
+log = logging.getLogger(__name__)
+
+
+def open_spool(spool: Spool) -> None:
+    if spool.readonly:
+        if not spool.root.is_dir():
+            return
+        check_format(DataDir.of(spool.root.parent).spool_format, record=False)
+        refuse_unknown_states(spool)
+        scan(spool, recover=False)
+        return
+    refuse_unknown_states(spool)
+    for name in ("tmp", "meta", *spool._states):
+        (spool.root / name).mkdir(parents=True, exist_ok=True)
+    spool._filelock = FileLock(str(spool.root / "spool.lock"), thread_local=False)
+    try:
+        spool._filelock.acquire(timeout=0)
+    except Timeout as exc:
+        raise AlreadyRunning(
+            f"the spool in {spool.root} is in use by another stationflow process",
+            hint="stop the running service (`stationflow stop`) or use its control commands",
+        ) from exc
+    try:
+        check_format(DataDir.of(spool.root.parent).spool_format)
+        scan(spool, recover=True)
+        recover_tmp(spool)
+    except BaseException:
+        spool._filelock.release()
+        raise
+
+
+def refuse_unknown_states(spool: Spool) -> None:
+    """Reports in a directory that is no state of the lifecycle in force (the site changed the
+    machine): refuse to open, naming each state and its count. Never delete, never guess."""
+    if not spool.root.is_dir():
+        return
+    problems = []
+    with os.scandir(spool.root) as it:
+        folders = [e for e in it if e.is_dir() and e.name not in ("tmp", "meta", *spool._states)]
+    for folder in sorted(folders, key=lambda e: e.name):
+        with os.scandir(folder.path) as it:
+            count = sum(1 for e in it if _NAME.match(e.name))
+        if count:
+            problems.append(f"{folder.path}: {count} report(s) in state '{folder.name}', which the "
+                            f"report lifecycle in force ({spool.lifecycle.source}) does not have — add the "
+                            f"state back, or start the previous lifecycle and move them on first")
+    if problems:
+        raise MachineDefinitionError(
+            f"the spool holds reports in {len(problems)} state(s) the report lifecycle in force lacks; "
+            "nothing was moved", problems=problems,
+            hint="the spool is untouched; restore a lifecycle that has these states")
+
+
+def recover_tmp(spool: Spool) -> None:
+    """Leftovers of interrupted writes: report temps go to quarantine (never deleted)."""
+    with os.scandir(spool.root / "tmp") as it:
+        leftovers = [e for e in it if e.is_file()]
+    for entry in leftovers:
+        if entry.name.endswith(".meta.tmp"):
+            os.unlink(entry.path)  # our own partial sidecar; the previous sidecar is intact
+            continue
+        quarantine_foreign(spool, Path(entry.path),
+                                 "left in tmp/ by an interrupted write (crash or power loss); it was "
+                                 "never acknowledged as accepted, so its source was kept and may "
+                                 "have been submitted again")
+
+
+def scan(spool: Spool, *, recover: bool) -> None:
+    """Stream every state directory once: rebuild the index, put ``sending`` back, quarantine junk."""
+    spool._meta.scan()
+    pending: list[tuple[float, str]] = []
+    sent: list[tuple[float, str]] = []
+    waiting: list[str] = []
+    junk: list[tuple[Path, str]] = []
+    order = sorted(spool._states, key=lambda s: (s not in spool._final, s not in spool._durable))
+    for state in order:
+        directory = spool._dir(state)
+        if not directory.is_dir():
+            continue
+        with os.scandir(directory) as it:
+            for entry in it:
+                if entry.name.startswith(".") or not entry.is_file():
+                    continue
+                match = _NAME.match(entry.name)
+                if not match or match["key"] in spool._entries:
+                    if recover:
+                        why = ("unexpected file name in the spool" if not match
+                               else f"a second copy of report {match['key']} "
+                                    f"(the other is in {spool._entries[match['key']].state}/)")
+                        junk.append((Path(entry.path), why))
+                    continue
+                key = match["key"]
+                st = entry.stat()
+                spool._add_entry(key, _Entry(state, match["crc"], st.st_size))
+                if state in spool._ready:
+                    pending.append((st.st_mtime, key))
+                elif state in spool._final:
+                    sent.append((st.st_mtime, key))
+                elif state in spool._wait_states:
+                    waiting.append(key)
+    for path, why in junk:
+        quarantine_foreign(spool, path, why)
+    if recover:
+        for state in spool._working:
+            for key in [k for k, e in spool._entries.items() if e.state == state]:
+                # back to rest through the state's recovery transition (on_crash); a ready
+                # state puts it in the queue itself
+                spool._fire_locked_io(key, spool.roles.recover[state],
+                                     note=f"found in {state} (work in flight) at start-up")
+    pending.sort()
+    spool._queue.extend(key for _, key in pending)
+    sent.sort()
+    spool._sent_order.extend(sent)
+    for key in waiting:
+        meta = spool._read_meta(key)
+        spool._schedule(key, meta.get("next_attempt_epoch"))
+
+
+def quarantine_foreign(spool: Spool, path: Path, reason: str) -> None:
+    """Adopt a file that is not (or no longer) a tracked report into quarantine, with its reason."""
+    data = path.read_bytes()
+    match = _NAME.match(path.name)
+    base = match["key"] if match else re.sub(r"[^0-9A-Za-z_\-]", "_", path.name.split(".")[0])[:80] or "file"
+    # Never under the report's own id: the interrupted write may be accepted again whole
+    # (same id, same bytes), and that must not be refused as a duplicate of this leftover.
+    n = 1
+    key = f"{base}~{n}"
+    quarantine = spool.roles.quarantine
+    while key in spool._entries or (spool._dir(quarantine) / f"{key}.{_crc(data)}.json").exists():
+        n += 1
+        key = f"{base}~{n}"
+    entry = _Entry(quarantine, _crc(data), len(data))
+    spool._write_meta(key, {"attempts": 0, "last_error": reason, "original_name": str(path),
+                           "history": [{"at": now_iso(), "from": None, "to": quarantine,
+                                        "trigger": "recovery", "note": reason}]}, sync=True)
+    durable.replace(path, spool._dir(quarantine) / entry.filename(key))
+    spool._sync_dir(quarantine)
+    spool._add_entry(key, entry)
+    note = f"quarantined {path.name}: {reason}"
+    spool.recovery_notes.append(note)
+    log.warning("spool recovery: %s", note)
