@@ -16,6 +16,8 @@ from typing import Any
 
 from .. import durable
 from ..clock import now_iso
+from ..errors import StorageError
+from ...schemas.sidecar import MAX_SIDECAR_BYTES, ValidationError, describe, parse_sidecar
 
 __all__ = ["Sidecars"]
 
@@ -25,10 +27,13 @@ log = logging.getLogger(__name__)
 class Sidecars:
     """The ``meta/`` folder of one spool."""
 
-    def __init__(self, root: Path, *, fsync: bool) -> None:
+    def __init__(self, root: Path, *, fsync: bool, readonly: bool = False, notes: list[str] | None = None) -> None:
         self.root = root
         self.dir = root / "meta"
         self._fsync = fsync
+        self._readonly = readonly
+        #: One line per sidecar set aside (shared with the spool's ``recovery_notes``).
+        self.notes: list[str] = notes if notes is not None else []
         self.with_meta: set[str] = set()  # keys that have a sidecar: no failed open() per claim
         # Keys whose sidecar says only where the report came from (written at accept, 0 attempts):
         # a claim need not read it, and sending at the first attempt adds nothing a person needs,
@@ -45,14 +50,62 @@ class Sidecars:
         return self.dir / f"{key}.json"
 
     def read(self, key: str) -> dict[str, Any]:
+        """The sidecar of ``key`` checked against the schema; {} when there is none. One that cannot
+        be read or does not fit is set aside (renamed, never deleted) and the report goes on with
+        default metadata and a note in its history: a sidecar never stops a report."""
+        path = self.path(key)
         try:
-            data = json.loads(self.path(key).read_bytes())
-            return data if isinstance(data, dict) else {}
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         except FileNotFoundError:
+            self.with_meta.discard(key)
             return {}
-        except (ValueError, OSError) as exc:
-            log.warning("sidecar of report %s is unreadable (%s); starting a new one", key, exc)
-            return {"history": [{"at": now_iso(), "note": f"previous sidecar unreadable: {exc}"}]}
+        except OSError as exc:
+            return self._set_aside(key, f"cannot be opened: {exc.strerror or exc}", rename=False)
+        try:
+            size = os.fstat(fd).st_size
+            if size > MAX_SIDECAR_BYTES:
+                return self._set_aside(key, f"{size} bytes, far more than a sidecar holds (at most {MAX_SIDECAR_BYTES})")
+            data = b""
+            while len(data) < size and (chunk := os.read(fd, size - len(data))):
+                data += chunk
+        except OSError as exc:
+            return self._set_aside(key, f"cannot be read: {exc.strerror or exc}", rename=False)
+        finally:
+            os.close(fd)
+        try:
+            return parse_sidecar(data)
+        except ValidationError as exc:
+            return self._set_aside(key, describe(exc))
+
+    def _set_aside(self, key: str, problem: str, *, rename: bool = True) -> dict[str, Any]:
+        """Rename a bad sidecar to ``<key>.json.bad[-n]`` beside the others and say so; return the
+        default metadata the report goes on with."""
+        path = self.path(key)
+        where = str(path)
+        if rename and not self._readonly:
+            n = 1
+            aside = path.with_name(f"{path.name}.bad")
+            while aside.exists():
+                n += 1
+                aside = path.with_name(f"{path.name}.bad-{n}")
+            try:
+                os.replace(path, aside)
+                self.with_meta.discard(key)
+                self.source_only.discard(key)
+                where = f"{path} (set aside as {aside.name})"
+            except OSError as exc:
+                where = f"{path} (could not be set aside: {exc.strerror or exc})"
+        note = f"sidecar of report {key} ignored, {problem}: {where}; the report goes on with default metadata"
+        log.warning("spool: %s", note)
+        meta: dict[str, Any] = {"history": [{"at": now_iso(), "from": None, "to": None, "trigger": None,
+                                             "note": note}]}
+        if not self._readonly:
+            self.notes.append(note)
+            try:  # the note stays with the report (queue show) even if nothing else is written
+                self.write(key, dict(meta))
+            except StorageError as exc:
+                log.warning("spool: no new sidecar for report %s: %s", key, exc)
+        return meta
 
     def write(self, key: str, meta: dict[str, Any], *, sync: bool = False) -> None:
         meta["id"] = key

@@ -135,8 +135,8 @@ class Spool:
         self._clock_ref = (time.time(), time.monotonic())
         self._filelock: FileLock | None = None
         self.recovery_notes: list[str] = []
+        self._meta = Sidecars(self.root, fsync=fsync, readonly=readonly, notes=self.recovery_notes)
         self._listeners: list[Callable[[], None]] = []
-        self._meta = Sidecars(self.root, fsync=fsync)
         #: When true, renames into final states never fsync in the caller's thread: whoever set it
         #: (the uploader's scheduler) calls ``sync_final()`` at least every ``sent_sync_s``.
         self.final_sync_elsewhere = False
