@@ -6,6 +6,7 @@ lives here, next to the entry that builds names from it.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import zlib
@@ -13,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NAME", "MAX_HISTORY", "Entry", "Accepted", "Claim", "ReportInfo", "read_file", "crc_of"]
+__all__ = ["NAME", "MAX_HISTORY", "Entry", "Accepted", "Claim", "ReportInfo", "read_file", "crc_of", "stamp_file"]
+
+log = logging.getLogger(__name__)
 
 #: A report file's name.
 NAME = re.compile(r"^(?P<key>[0-9A-Za-z][0-9A-Za-z_~\-]{0,120})\.(?P<crc>[0-9a-f]{8})\.json$")
@@ -85,6 +88,14 @@ def read_file(path: Path, size: int) -> bytes:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def stamp_file(path: Path, epoch: float) -> None:
+    """Set a report file's times (informational: a failure costs a wait's timing, never the report)."""
+    try:
+        os.utime(path, (epoch, epoch))
+    except OSError as exc:
+        log.warning("could not set the time of %s: %s", path, exc)
 
 
 def crc_of(data: bytes) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,13 +20,16 @@ from .. import durable
 from ..clock import now_iso
 from ..errors import AlreadyRunning, MachineDefinitionError
 from ..layout import DataDir
-from .entries import NAME as _NAME, Entry as _Entry, crc_of as _crc
+from .entries import NAME as _NAME, Entry as _Entry, crc_of as _crc, stamp_file
 from .format import check_format
 
 if TYPE_CHECKING:
     from .store import Spool
 
-__all__ = ["open_spool"]
+__all__ = ["open_spool", "WAITS_IN_MTIME"]
+
+#: Marker file: the mtime of each report in a waiting state is its due time (see ``schedule_waiting``).
+WAITS_IN_MTIME = "waits-in-mtime"
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +103,7 @@ def scan(spool: Spool, *, recover: bool) -> None:
     spool._meta.scan()
     pending: list[tuple[float, str]] = []
     sent: list[tuple[float, str]] = []
-    waiting: list[str] = []
+    waiting: list[tuple[float, str]] = []
     junk: list[tuple[Path, str]] = []
     order = sorted(spool._states, key=lambda s: (s not in spool._final, s not in spool._durable))
     for state in order:
@@ -126,7 +130,7 @@ def scan(spool: Spool, *, recover: bool) -> None:
                 elif state in spool._final:
                     sent.append((st.st_mtime, key))
                 elif state in spool._wait_states:
-                    waiting.append(key)
+                    waiting.append((st.st_mtime, key))
     for path, why in junk:
         quarantine_foreign(spool, path, why)
     if recover:
@@ -140,9 +144,27 @@ def scan(spool: Spool, *, recover: bool) -> None:
     spool._queue.extend(key for _, key in pending)
     sent.sort()
     spool._sent_order.extend(sent)
-    for key in waiting:
-        meta = spool._read_meta(key)
-        spool._schedule(key, meta.get("next_attempt_epoch"))
+    schedule_waiting(spool, waiting)
+
+
+def schedule_waiting(spool: Spool, waiting: list[tuple[float, str]]) -> None:
+    """Schedule the reports found in waiting states: the due time is the file's mtime (set as the
+    report entered its wait), so no sidecar is read per report. A spool last written by a version
+    that kept due times only in sidecars (no ``WAITS_IN_MTIME`` marker) is read the old way once,
+    and its files' mtimes are set to their due times, before the marker is written."""
+    marker = spool.root / WAITS_IN_MTIME
+    if marker.exists():
+        for mtime, key in waiting:
+            spool._schedule(key, mtime)
+        return
+    for _mtime, key in waiting:
+        recorded = spool._read_meta(key).get("next_attempt_epoch")
+        spool._schedule(key, recorded)
+        if not spool.readonly:
+            entry = spool._entries[key]
+            stamp_file(spool._dir(entry.state) / entry.filename(key), time.time() if recorded is None else recorded)
+    if not spool.readonly:
+        durable.atomic_write(marker, b"due times of waiting reports are their files' mtimes\n")
 
 
 def quarantine_foreign(spool: Spool, path: Path, reason: str) -> None:

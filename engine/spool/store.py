@@ -65,7 +65,7 @@ from ..lifecycle import Lifecycle, load_lifecycle
 from .roles import ReportRoles
 from . import accepting, opening
 from .entries import MAX_HISTORY as _MAX_HISTORY, Accepted, Claim, Entry as _Entry, ReportInfo
-from .entries import crc_of as _crc, read_file as _read_file
+from .entries import crc_of as _crc, read_file as _read_file, stamp_file
 from .sidecar import Sidecars
 
 __all__ = ["Spool", "Accepted", "Claim", "ReportInfo"]
@@ -221,6 +221,8 @@ class Spool:
         waits = dest in self._wait_states
         if waits and next_attempt_s is None:
             next_attempt_s = 0.0  # entered by a person or by recovery: due at once
+        now = time.time()
+        due = now + float(next_attempt_s or 0.0)
         # The hot path writes no sidecar: pending -> sending never, and -> sent only when the report
         # already has one (a report sent at its first attempt has nothing to say; its ctime is when).
         needs_meta = (count_attempt or error or note or waits or dest in self._person_states
@@ -232,7 +234,7 @@ class Spool:
             if error is not None:
                 meta["last_error"] = error
             if waits:
-                meta["next_attempt_epoch"] = time.time() + float(next_attempt_s or 0.0)
+                meta["next_attempt_epoch"] = due
                 meta["next_attempt"] = iso_from_epoch(meta["next_attempt_epoch"])
             else:
                 meta.pop("next_attempt_epoch", None)
@@ -249,6 +251,12 @@ class Spool:
                 # Informational (see the module docstring): a full disk must not hold the report in
                 # a working state, where nothing but a restart would move it again.
                 log.warning("report %s moves to %s without its sidecar (attempts, history): %s", key, dest, exc)
+        if waits or dest in self._final:
+            # The file's mtime says when its state's clock runs out: the due time of a wait, the time
+            # a final state was reached (what keep_sent_days counts from). Set before the rename, so
+            # a file in such a state never carries its accept time; the start-up scan reads it from
+            # the directory listing instead of a sidecar per report.
+            stamp_file(self._dir(source) / entry.filename(key), due if waits else now)
         durable.replace(self._dir(source) / entry.filename(key), self._dir(dest) / entry.filename(key))
         with self._lock:
             self._counts[source] -= 1
@@ -260,9 +268,9 @@ class Spool:
             if dest in self._ready:
                 self._queue.append(key)
             elif waits:
-                self._schedule(key, time.time() + float(next_attempt_s or 0.0))
+                self._schedule(key, due)
             elif dest in self._final:
-                self._sent_order.append((time.time(), key))
+                self._sent_order.append((now, key))
         if dest in self._ready:
             self._notify()
         # The rename is done and the index agrees with the disk; now make it durable (a failure
@@ -424,11 +432,17 @@ class Spool:
         )
 
     def _history_from_file(self, path: Path, state: str) -> list[dict[str, Any]]:
-        """A report with no sidecar went the quiet way: accepted (mtime), then moved (ctime) if it moved."""
+        """A report with no sidecar went the quiet way: accepted (mtime), then moved (ctime) if it
+        moved; in a final state the mtime is when it got there (the accept time is not kept)."""
         try:
             st = path.stat()
         except FileNotFoundError:
             return []
+        if state in self._final:
+            return [{"at": None, "from": None, "to": self._initial, "trigger": "accept",
+                     "note": "time not kept (the file's time is when it reached its final state)"},
+                    {"at": iso_from_epoch(st.st_mtime), "from": None, "to": state, "trigger": None,
+                     "note": "the first attempt (no sidecar: nothing else to record)"}]
         history = [{"at": iso_from_epoch(st.st_mtime), "from": None, "to": self._initial, "trigger": "accept", "note": None}]
         if state != self._initial:
             history.append({"at": iso_from_epoch(st.st_ctime), "from": None, "to": state, "trigger": None,
