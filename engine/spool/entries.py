@@ -14,12 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NAME", "MAX_HISTORY", "Entry", "Accepted", "Claim", "ReportInfo", "read_file", "crc_of", "stamp_file"]
+__all__ = ["NAME", "NAME_ANY_CASE", "MAX_HISTORY", "Entry", "Accepted", "Claim", "ReportInfo", "read_file", "crc_of", "stamp_file"]
 
 log = logging.getLogger(__name__)
 
-#: A report file's name.
-NAME = re.compile(r"^(?P<key>[0-9A-Za-z][0-9A-Za-z_~\-]{0,120})\.(?P<crc>[0-9a-f]{8})\.json$")
+#: A report file's name. The key is lower case, the canonical form of a report id, so the key a
+#: claim hands out is the key every later call finds.
+NAME = re.compile(r"^(?P<key>[0-9a-z][0-9a-z_~\-]{0,120})\.(?P<crc>[0-9a-f]{8})\.json$")
+#: The same shape in any case: what the start-up scan recognises as a report file at all (one in
+#: another case is renamed to the canonical name, or set aside if that name is taken).
+NAME_ANY_CASE = re.compile(NAME.pattern, re.IGNORECASE)
 MAX_HISTORY = 50
 
 

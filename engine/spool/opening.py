@@ -20,7 +20,7 @@ from .. import durable
 from ..clock import now_iso
 from ..errors import AlreadyRunning, MachineDefinitionError
 from ..layout import DataDir
-from .entries import NAME as _NAME, Entry as _Entry, crc_of as _crc, stamp_file
+from .entries import NAME as _NAME, NAME_ANY_CASE, Entry as _Entry, crc_of as _crc, stamp_file
 from .format import check_format
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ def refuse_unknown_states(spool: Spool) -> None:
         folders = [e for e in it if e.is_dir() and e.name not in ("tmp", "meta", *spool._states)]
     for folder in sorted(folders, key=lambda e: e.name):
         with os.scandir(folder.path) as it:
-            count = sum(1 for e in it if _NAME.match(e.name))
+            count = sum(1 for e in it if NAME_ANY_CASE.match(e.name))
         if count:
             problems.append(f"{folder.path}: {count} report(s) in state '{folder.name}', which the "
                             f"report lifecycle in force ({spool.lifecycle.source}) does not have — add the "
@@ -105,6 +105,7 @@ def scan(spool: Spool, *, recover: bool) -> None:
     sent: list[tuple[float, str]] = []
     waiting: list[tuple[float, str]] = []
     junk: list[tuple[Path, str]] = []
+    odd_case: list[tuple[str, str, Path]] = []  # (state, canonical name, path)
     order = sorted(spool._states, key=lambda s: (s not in spool._final, s not in spool._durable))
     for state in order:
         directory = spool._dir(state)
@@ -115,6 +116,9 @@ def scan(spool: Spool, *, recover: bool) -> None:
                 if entry.name.startswith(".") or not entry.is_file():
                     continue
                 match = _NAME.match(entry.name)
+                if not match and recover and NAME_ANY_CASE.match(entry.name):
+                    odd_case.append((state, entry.name.lower(), Path(entry.path)))
+                    continue
                 if not match or match["key"] in spool._entries:
                     if recover:
                         why = ("unexpected file name in the spool" if not match
@@ -131,6 +135,8 @@ def scan(spool: Spool, *, recover: bool) -> None:
                     sent.append((st.st_mtime, key))
                 elif state in spool._wait_states:
                     waiting.append((st.st_mtime, key))
+    for state, name, path in odd_case:
+        canonical(spool, state, name, path, pending, sent, waiting)
     for path, why in junk:
         quarantine_foreign(spool, path, why)
     if recover:
@@ -145,6 +151,31 @@ def scan(spool: Spool, *, recover: bool) -> None:
     sent.sort()
     spool._sent_order.extend(sent)
     schedule_waiting(spool, waiting)
+
+
+def canonical(spool: Spool, state: str, name: str, path: Path, pending: list[tuple[float, str]],
+              sent: list[tuple[float, str]], waiting: list[tuple[float, str]]) -> None:
+    """A report file named in another case (copied in by hand, or from a case-insensitive disk):
+    renamed to its canonical lower-case name in the same state, so the key it is posted under is
+    the key the uploader settles; set aside if another report already has that name."""
+    match = _NAME.match(name)
+    assert match is not None
+    key = match["key"]
+    if key in spool._entries:
+        quarantine_foreign(spool, path, f"a second copy of report {key}, named in another case "
+                                        f"(the other is in {spool._entries[key].state}/)")
+        return
+    target = path.with_name(name)
+    durable.replace(path, target)
+    spool._sync_dir(state)
+    st = target.stat()
+    spool._add_entry(key, _Entry(state, match["crc"], st.st_size))
+    for role, found in ((spool._ready, pending), (spool._final, sent), (spool._wait_states, waiting)):
+        if state in role:
+            found.append((st.st_mtime, key))
+    note = f"renamed {path.name} to {name} in {state}/ (report file names are lower case)"
+    spool.recovery_notes.append(note)
+    log.warning("spool recovery: %s", note)
 
 
 def schedule_waiting(spool: Spool, waiting: list[tuple[float, str]]) -> None:
@@ -170,8 +201,8 @@ def schedule_waiting(spool: Spool, waiting: list[tuple[float, str]]) -> None:
 def quarantine_foreign(spool: Spool, path: Path, reason: str) -> None:
     """Adopt a file that is not (or no longer) a tracked report into quarantine, with its reason."""
     data = path.read_bytes()
-    match = _NAME.match(path.name)
-    base = match["key"] if match else re.sub(r"[^0-9A-Za-z_\-]", "_", path.name.split(".")[0])[:80] or "file"
+    match = NAME_ANY_CASE.match(path.name)
+    base = (match["key"] if match else re.sub(r"[^0-9A-Za-z_\-]", "_", path.name.split(".")[0])[:80] or "file").lower()
     # Never under the report's own id: the interrupted write may be accepted again whole
     # (same id, same bytes), and that must not be refused as a duplicate of this leftover.
     n = 1
