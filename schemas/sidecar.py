@@ -7,11 +7,12 @@ claim. Unknown fields are kept (a newer version may add some); the known ones ar
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-__all__ = ["MAX_SIDECAR_BYTES", "HistoryEntry", "Sidecar", "ValidationError", "describe", "parse_sidecar"]
+__all__ = ["MAX_SIDECAR_BYTES", "HistoryEntry", "Sidecar", "SidecarError", "parse_sidecar"]
 
 #: Largest sidecar read (50 history entries with long errors fit many times over); a larger one is
 #: damaged or hostile and is set aside unread.
@@ -45,10 +46,26 @@ class Sidecar(BaseModel):
     history: list[HistoryEntry] = Field(default_factory=list)
 
 
+class SidecarError(ValueError):
+    """The bytes are no sidecar; the message says what was wrong, on one line."""
+
+
 def parse_sidecar(data: bytes) -> dict[str, Any]:
-    """The sidecar in ``data`` as the plain dict the spool works with; ValidationError if it does not
-    fit (not JSON, not UTF-8, not an object, a field of the wrong type)."""
-    model = Sidecar.model_validate_json(data)
+    """The sidecar in ``data`` as the plain dict the spool works with; SidecarError if it does not
+    fit (not JSON, not UTF-8, not an object, a field of the wrong type).
+
+    Parsed by the standard library first: file names that are not UTF-8 reach sidecars as lone
+    surrogates (``"caf\\udce9.json"``), which Python's JSON keeps and a strict parser refuses."""
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise SidecarError(f"not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise SidecarError(f"not a JSON object but {type(obj).__name__}")
+    try:
+        model = Sidecar.model_validate(obj)
+    except ValidationError as exc:
+        raise SidecarError(describe(exc)) from None
     return model.model_dump(by_alias=True, exclude_unset=True)
 
 

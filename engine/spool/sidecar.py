@@ -17,7 +17,7 @@ from typing import Any
 from .. import durable
 from ..clock import now_iso
 from ..errors import StorageError
-from ...schemas.sidecar import MAX_SIDECAR_BYTES, ValidationError, describe, parse_sidecar
+from ...schemas.sidecar import MAX_SIDECAR_BYTES, SidecarError, parse_sidecar
 
 __all__ = ["Sidecars"]
 
@@ -74,8 +74,8 @@ class Sidecars:
             os.close(fd)
         try:
             return parse_sidecar(data)
-        except ValidationError as exc:
-            return self._set_aside(key, describe(exc))
+        except SidecarError as exc:
+            return self._set_aside(key, str(exc))
 
     def _set_aside(self, key: str, problem: str, *, rename: bool = True) -> dict[str, Any]:
         """Rename a bad sidecar to ``<key>.json.bad[-n]`` beside the others and say so; return the
