@@ -16,7 +16,7 @@ from .. import durable
 from ..clock import now_iso
 from ..errors import DuplicateReport, InvalidReport, SpoolFull, StorageError
 from ...schemas.wsjf import ReportValidationError, parse_header
-from .entries import Accepted, Entry as _Entry, crc_of as _crc
+from .entries import SOURCE_META, Accepted, Entry as _Entry, crc_of as _crc
 
 if TYPE_CHECKING:
     from .store import Spool
@@ -131,7 +131,7 @@ def write_sources(spool: Spool, written: list[tuple[int, str]], items: list[tupl
             spool._write_meta(key, {"attempts": 0, "source": source,
                                    "history": [{"at": now_iso(), "from": None, "to": spool._initial,
                                                 "trigger": "accept", "note": None}]})
-            spool._meta.source_only.add(key)
+            spool._entries[key].meta = SOURCE_META
         except StorageError as exc:  # informational; the report itself is durable
             log.warning("report %s accepted without its sidecar (source): %s", key, exc)
 

@@ -20,7 +20,7 @@ from .. import durable
 from ..clock import now_iso
 from ..errors import AlreadyRunning, MachineDefinitionError
 from ..layout import DataDir
-from .entries import NAME as _NAME, NAME_ANY_CASE, Entry as _Entry, crc_of as _crc, stamp_file
+from .entries import HAS_META, MAYBE_META, NAME as _NAME, NAME_ANY_CASE, Entry as _Entry, crc_of as _crc, stamp_file
 from .format import check_format
 
 if TYPE_CHECKING:
@@ -100,41 +100,46 @@ def recover_tmp(spool: Spool) -> None:
 
 def scan(spool: Spool, *, recover: bool) -> None:
     """Stream every state directory once: rebuild the index, put ``sending`` back, quarantine junk."""
-    spool._meta.scan()
     pending: list[tuple[float, str]] = []
     sent: list[tuple[float, str]] = []
     waiting: list[tuple[float, str]] = []
     junk: list[tuple[Path, str]] = []
     odd_case: list[tuple[str, str, Path]] = []  # (state, canonical name, path)
     order = sorted(spool._states, key=lambda s: (s not in spool._final, s not in spool._durable))
+    entries = spool._entries
     for state in order:
         directory = spool._dir(state)
         if not directory.is_dir():
             continue
+        # Per file: one regex match, one stat, one small slotted entry (the hot loop at 100,000).
+        found = (pending if state in spool._ready else sent if state in spool._final
+                 else waiting if state in spool._wait_states else None)
+        count = size = 0
         with os.scandir(directory) as it:
-            for entry in it:
-                if entry.name.startswith(".") or not entry.is_file():
+            for item in it:
+                name = item.name
+                if name.startswith(".") or not item.is_file():
                     continue
-                match = _NAME.match(entry.name)
-                if not match and recover and NAME_ANY_CASE.match(entry.name):
-                    odd_case.append((state, entry.name.lower(), Path(entry.path)))
+                match = _NAME.match(name)
+                if match is None and recover and NAME_ANY_CASE.match(name):
+                    odd_case.append((state, name.lower(), Path(item.path)))
                     continue
-                if not match or match["key"] in spool._entries:
+                if match is None or match.group(1) in entries:
                     if recover:
-                        why = ("unexpected file name in the spool" if not match
-                               else f"a second copy of report {match['key']} "
-                                    f"(the other is in {spool._entries[match['key']].state}/)")
-                        junk.append((Path(entry.path), why))
+                        why = ("unexpected file name in the spool" if match is None
+                               else f"a second copy of report {match.group(1)} "
+                                    f"(the other is in {entries[match.group(1)].state}/)")
+                        junk.append((Path(item.path), why))
                     continue
-                key = match["key"]
-                st = entry.stat()
-                spool._add_entry(key, _Entry(state, match["crc"], st.st_size))
-                if state in spool._ready:
-                    pending.append((st.st_mtime, key))
-                elif state in spool._final:
-                    sent.append((st.st_mtime, key))
-                elif state in spool._wait_states:
-                    waiting.append((st.st_mtime, key))
+                key, crc = match.group(1, 2)
+                st = item.stat()
+                entries[key] = _Entry(state, crc, st.st_size, False, MAYBE_META)
+                count += 1
+                size += st.st_size
+                if found is not None:
+                    found.append((st.st_mtime, key))
+        spool._counts[state] += count
+        spool._bytes[state] += size
     for state, name, path in odd_case:
         canonical(spool, state, name, path, pending, sent, waiting)
     for path, why in junk:
@@ -169,7 +174,7 @@ def canonical(spool: Spool, state: str, name: str, path: Path, pending: list[tup
     durable.replace(path, target)
     spool._sync_dir(state)
     st = target.stat()
-    spool._add_entry(key, _Entry(state, match["crc"], st.st_size))
+    spool._add_entry(key, _Entry(state, match["crc"], st.st_size, False, MAYBE_META))
     for role, found in ((spool._ready, pending), (spool._final, sent), (spool._wait_states, waiting)):
         if state in role:
             found.append((st.st_mtime, key))
@@ -185,8 +190,7 @@ def schedule_waiting(spool: Spool, waiting: list[tuple[float, str]]) -> None:
     and its files' mtimes are set to their due times, before the marker is written."""
     marker = spool.root / WAITS_IN_MTIME
     if marker.exists():
-        for mtime, key in waiting:
-            spool._schedule(key, mtime)
+        spool._schedule_many(waiting)
         return
     for _mtime, key in waiting:
         recorded = spool._read_meta(key).get("next_attempt_epoch")
@@ -211,7 +215,7 @@ def quarantine_foreign(spool: Spool, path: Path, reason: str) -> None:
     while key in spool._entries or (spool._dir(quarantine) / f"{key}.{_crc(data)}.json").exists():
         n += 1
         key = f"{base}~{n}"
-    entry = _Entry(quarantine, _crc(data), len(data))
+    entry = _Entry(quarantine, _crc(data), len(data), False, HAS_META)
     spool._write_meta(key, {"attempts": 0, "last_error": reason, "original_name": str(path),
                            "history": [{"at": now_iso(), "from": None, "to": quarantine,
                                         "trigger": "recovery", "note": reason}]}, sync=True)

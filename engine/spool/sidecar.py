@@ -2,7 +2,8 @@
 
 Informational (see the store's durability argument): written without fsync except before a report
 moves to a state a person reads, and a missing or unreadable one costs history, never the report.
-Which keys have one is kept in memory, so the hot path never tries to open a file that is not there.
+Which reports have one is kept in the index (``Entry.meta``), so the hot path never tries to open a
+file that is not there.
 """
 
 from __future__ import annotations
@@ -34,31 +35,19 @@ class Sidecars:
         self._readonly = readonly
         #: One line per sidecar set aside (shared with the spool's ``recovery_notes``).
         self.notes: list[str] = notes if notes is not None else []
-        self.with_meta: set[str] = set()  # keys that have a sidecar: no failed open() per claim
-        # Keys whose sidecar says only where the report came from (written at accept, 0 attempts):
-        # a claim need not read it, and sending at the first attempt adds nothing a person needs,
-        # so -> sent does not rewrite it.
-        self.source_only: set[str] = set()
-
-    def scan(self) -> None:
-        """Learn which keys have a sidecar (one directory listing)."""
-        if self.dir.is_dir():
-            with os.scandir(self.dir) as it:
-                self.with_meta.update(e.name[:-5] for e in it if e.name.endswith(".json"))
 
     def path(self, key: str) -> Path:
         return self.dir / f"{key}.json"
 
-    def read(self, key: str) -> dict[str, Any]:
-        """The sidecar of ``key`` checked against the schema; {} when there is none. One that cannot
+    def read(self, key: str) -> dict[str, Any] | None:
+        """The sidecar of ``key`` checked against the schema; None when there is none. One that cannot
         be read or does not fit is set aside (renamed, never deleted) and the report goes on with
         default metadata and a note in its history: a sidecar never stops a report."""
         path = self.path(key)
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         except FileNotFoundError:
-            self.with_meta.discard(key)
-            return {}
+            return None
         except OSError as exc:
             return self._set_aside(key, f"cannot be opened: {exc.strerror or exc}", rename=False)
         try:
@@ -90,8 +79,6 @@ class Sidecars:
                 aside = path.with_name(f"{path.name}.bad-{n}")
             try:
                 os.replace(path, aside)
-                self.with_meta.discard(key)
-                self.source_only.discard(key)
                 where = f"{path} (set aside as {aside.name})"
             except OSError as exc:
                 where = f"{path} (could not be set aside: {exc.strerror or exc})"
@@ -112,14 +99,10 @@ class Sidecars:
         tmp = self.root / "tmp" / f"{key}.{threading.get_ident()}.meta.tmp"
         durable.write_file(tmp, json.dumps(meta, indent=1).encode(), sync=sync and self._fsync)
         durable.replace(tmp, self.path(key))
-        self.with_meta.add(key)
-        self.source_only.discard(key)
         if sync and self._fsync:
             durable.fsync_dir(self.dir)
 
     def unlink(self, key: str) -> None:
-        self.with_meta.discard(key)
-        self.source_only.discard(key)
         try:
             os.unlink(self.path(key))
         except FileNotFoundError:

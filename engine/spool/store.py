@@ -64,6 +64,7 @@ from ..errors import IllegalTransition, ReportNotFound, StorageError
 from ..lifecycle import Lifecycle, load_lifecycle
 from .roles import ReportRoles
 from . import accepting, opening
+from .entries import HAS_META, MAYBE_META, NO_META, SOURCE_META
 from .entries import MAX_HISTORY as _MAX_HISTORY, Accepted, Claim, Entry as _Entry, ReportInfo
 from .entries import crc_of as _crc, read_file as _read_file, stamp_file
 from .sidecar import Sidecars
@@ -126,8 +127,7 @@ class Spool:
         self._counts: collections.Counter[str] = collections.Counter()
         self._bytes: collections.Counter[str] = collections.Counter()
         self._queue: collections.deque[str] = collections.deque()
-        self._waiting: list[tuple[float, int, str]] = []
-        self._wait_seq = 0
+        self._waiting: list[tuple[float, str]] = []  # (monotonic due time, key); keys break ties
         self._sent_order: collections.deque[tuple[float, str]] = collections.deque()
         self._unsynced_final: set[str] = set()
         self._final_renames = 0
@@ -227,8 +227,9 @@ class Spool:
         # already has one (a report sent at its first attempt has nothing to say; its ctime is when).
         needs_meta = (count_attempt or error or note or waits or dest in self._person_states
                       or source in self._person_states)
-        if needs_meta or (dest in self._final and key in self._meta.with_meta and key not in self._meta.source_only):
-            meta = self._read_meta(key)
+        rewrite = dest in self._final and entry.meta in (HAS_META, MAYBE_META)
+        meta = self._read_meta(key, entry) if needs_meta or rewrite else {}
+        if needs_meta or (rewrite and entry.meta == HAS_META):
             if count_attempt:
                 meta["attempts"] = int(meta.get("attempts", 0)) + 1
             if error is not None:
@@ -306,8 +307,14 @@ class Spool:
         # A wall clock that jumped (or was set back before a restart) leaves an absurd delay:
         # never wait longer than the retry policy's cap.
         delay = min(max(delay, 0.0), self.max_wait_s)
-        self._wait_seq += 1
-        heapq.heappush(self._waiting, (now_mono + delay, self._wait_seq, key))
+        heapq.heappush(self._waiting, (now_mono + delay, key))
+
+    def _schedule_many(self, found: list[tuple[float, str]]) -> None:
+        """``_schedule`` for the waiting reports found at start-up: one heap built at once."""
+        now_wall, now_mono = time.time(), time.monotonic()
+        cap = self.max_wait_s
+        self._waiting.extend((now_mono + min(max(due - now_wall, 0.0), cap), key) for due, key in found)
+        heapq.heapify(self._waiting)
 
     def release_due(self, *, limit: int = 1000) -> int:
         """Fire the ``then`` trigger of waiting reports whose time has come; return how many."""
@@ -318,7 +325,7 @@ class Spool:
             with self._lock:
                 if not self._waiting or self._waiting[0][0] > now:
                     break
-                _, _, key = heapq.heappop(self._waiting)
+                _, key = heapq.heappop(self._waiting)
                 entry = self._entries.get(key)
                 if entry is None or entry.state not in self._wait_states or entry.busy:
                     continue
@@ -371,8 +378,8 @@ class Spool:
                         f"content does not match its checksum (crc32 {_crc(data)}, expected {entry.crc}): "
                         "the file was damaged after it was accepted"))
                     continue
-                attempts = (int(self._read_meta(key).get("attempts", 0))
-                            if key in self._meta.with_meta and key not in self._meta.source_only else 0)
+                attempts = (int(self._read_meta(key, entry).get("attempts", 0))
+                            if entry.meta in (HAS_META, MAYBE_META) else 0)
                 return Claim(key, data, attempts)
             finally:
                 entry.busy = False
@@ -499,11 +506,19 @@ class Spool:
 
     # ------------------------------------------------------------------ sidecars
 
-    def _read_meta(self, key: str) -> dict[str, Any]:
-        return self._meta.read(key)
+    def _read_meta(self, key: str, entry: _Entry | None = None) -> dict[str, Any]:
+        """The report's sidecar ({} if none); with ``entry`` (held busy by the caller), the index
+        learns whether there is one."""
+        meta = self._meta.read(key)
+        if entry is not None and entry.meta != SOURCE_META:
+            entry.meta = NO_META if meta is None else HAS_META
+        return meta or {}
 
     def _write_meta(self, key: str, meta: dict[str, Any], *, sync: bool = False) -> None:
         self._meta.write(key, meta, sync=sync)
+        entry = self._entries.get(key)
+        if entry is not None:
+            entry.meta = HAS_META
 
     def _unlink_meta(self, key: str) -> None:
         self._meta.unlink(key)
