@@ -77,7 +77,7 @@ def test_a_bad_sidecar_is_set_aside_and_the_report_goes_on(data_dir: Path, state
     with Spool(data_dir) as spool:  # start-up: recovery of sending, due times of retry_wait
         assert sum(spool.counts().values()) == 1
         info = spool.info(key)  # queue show reads the sidecar too
-        assert info.attempts == 0 and info.source is None
+        assert info.attempts == 0 and info.source == "/drop/a.json"  # from the sources journal
         assert any("ignored" in (h.get("note") or "") for h in info.history)
         _drive_to_sent(spool, key)
         notes = [n for n in spool.recovery_notes if key in n]

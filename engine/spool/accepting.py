@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import durable
-from ..clock import now_iso
 from ..errors import DuplicateReport, InvalidReport, SpoolFull, StorageError
 from ...schemas.wsjf import ReportValidationError, parse_header
-from .entries import SOURCE_META, Accepted, Entry as _Entry, crc_of as _crc
+from .entries import Accepted, Entry as _Entry, crc_of as _crc
 
 if TYPE_CHECKING:
     from .store import Spool
@@ -107,8 +106,6 @@ def accept_many(spool: Spool, items: list[tuple[bytes, str | None]]) -> list[Acc
                 written = []
             finally:
                 try:
-                    # Before the reports can be claimed: an uploader's transition rewrites the
-                    # sidecar from what it reads, and would drop a source written meanwhile.
                     write_sources(spool, written, items)
                 finally:
                     # The files are in the initial state on disk whatever the fsync said, so
@@ -122,18 +119,13 @@ def accept_many(spool: Spool, items: list[tuple[bytes, str | None]]) -> list[Acc
 
 
 def write_sources(spool: Spool, written: list[tuple[int, str]], items: list[tuple[bytes, str | None]]) -> None:
-    """The sidecar of each new report that has a source (informational: a failure is logged)."""
-    for index, key in written:
-        source = items[index][1]
-        if source is None:
-            continue
-        try:
-            spool._write_meta(key, {"attempts": 0, "source": source,
-                                   "history": [{"at": now_iso(), "from": None, "to": spool._initial,
-                                                "trigger": "accept", "note": None}]})
-            spool._entries[key].meta = SOURCE_META
-        except StorageError as exc:  # informational; the report itself is durable
-            log.warning("report %s accepted without its sidecar (source): %s", key, exc)
+    """Where the new reports came from: one append to the sources journal, no sidecar per report
+    (informational: a failure is logged; the reports themselves are durable)."""
+    pairs = [(key, source) for index, key in written if (source := items[index][1]) is not None]
+    try:
+        spool._meta.append_sources(pairs)
+    except OSError as exc:
+        log.warning("%d report(s) accepted without their source recorded: %s", len(pairs), exc)
 
 
 def stage(spool: Spool, raw: bytes) -> Accepted | tuple[str, _Entry, Path, int]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NAME", "NAME_ANY_CASE", "MAX_HISTORY", "NO_META", "HAS_META", "SOURCE_META", "MAYBE_META", "Entry", "Accepted", "Claim", "ReportInfo", "read_file", "crc_of", "stamp_file"]
+__all__ = ["NAME", "NAME_ANY_CASE", "MAX_HISTORY", "NO_META", "HAS_META", "MAYBE_META", "Entry", "Accepted", "Claim", "ReportInfo", "read_file", "crc_of", "stamp_file"]
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +27,9 @@ NAME_ANY_CASE = re.compile(NAME.pattern, re.IGNORECASE)
 MAX_HISTORY = 50
 
 # What the index knows of a report's sidecar (``Entry.meta``), so the hot path never opens a file
-# that is not there and start-up need not list ``meta/``: none, one, one that only names the source
-# (a claim need not read it; a first-attempt send need not rewrite it), or not known yet (found at
+# that is not there and start-up need not list ``meta/``: none, one, or not known yet (found at
 # start-up: learnt the first time a move needs it).
-NO_META, HAS_META, SOURCE_META, MAYBE_META = 0, 1, 2, 3
+NO_META, HAS_META, MAYBE_META = 0, 1, 3
 
 
 @dataclass(slots=True)

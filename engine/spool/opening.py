@@ -57,6 +57,7 @@ def open_spool(spool: Spool) -> None:
         check_format(DataDir.of(spool.root.parent).spool_format)
         scan(spool, recover=True)
         recover_tmp(spool)
+        spool._meta.end_torn_line()
     except BaseException:
         spool._filelock.release()
         raise

@@ -64,7 +64,7 @@ from ..errors import IllegalTransition, ReportNotFound, StorageError
 from ..lifecycle import Lifecycle, load_lifecycle
 from .roles import ReportRoles
 from . import accepting, opening
-from .entries import HAS_META, MAYBE_META, NO_META, SOURCE_META
+from .entries import HAS_META, MAYBE_META, NO_META
 from .entries import MAX_HISTORY as _MAX_HISTORY, Accepted, Claim, Entry as _Entry, ReportInfo
 from .entries import crc_of as _crc, read_file as _read_file, stamp_file
 from .sidecar import Sidecars
@@ -434,7 +434,7 @@ class Spool:
             history = self._history_from_file(path, entry.state)
         return ReportInfo(
             id=key, state=entry.state, size=entry.size, attempts=int(meta.get("attempts", 0)),
-            last_error=meta.get("last_error"), next_attempt=meta.get("next_attempt"), source=meta.get("source"),
+            last_error=meta.get("last_error"), next_attempt=meta.get("next_attempt"), source=meta.get("source") or self._meta.source_of(key),
             history=history, path=str(path),
         )
 
@@ -502,6 +502,11 @@ class Spool:
                 pass
             self._unlink_meta(key)
             pruned += 1
+        if pruned and not self.readonly:
+            try:  # the sources of pruned reports are no longer needed
+                self._meta.compact_sources(lambda key: key in self._entries)
+            except (OSError, StorageError) as exc:
+                log.warning("sources journal not compacted: %s", exc)
         return pruned
 
     # ------------------------------------------------------------------ sidecars
@@ -510,7 +515,7 @@ class Spool:
         """The report's sidecar ({} if none); with ``entry`` (held busy by the caller), the index
         learns whether there is one."""
         meta = self._meta.read(key)
-        if entry is not None and entry.meta != SOURCE_META:
+        if entry is not None:
             entry.meta = NO_META if meta is None else HAS_META
         return meta or {}
 
