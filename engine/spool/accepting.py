@@ -10,12 +10,13 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .. import durable
 from ..errors import DuplicateReport, InvalidReport, SpoolFull, StorageError
 from ...schemas.wsjf import ReportValidationError, parse_header
-from .entries import Accepted, Entry as _Entry, crc_of as _crc
+from .entries import KEY, Accepted, Entry as _Entry, crc_of as _crc
 
 if TYPE_CHECKING:
     from .store import Spool
@@ -25,7 +26,8 @@ __all__ = ["accept_many"]
 log = logging.getLogger(__name__)
 
 
-def accept_many(spool: Spool, items: list[tuple[bytes, str | None]]) -> list[Accepted | Exception]:
+def accept_many(spool: Spool, items: list[tuple[bytes, str | None]],
+                validated_keys: Sequence[str | None] | None = None) -> list[Accepted | Exception]:
     """Accept several reports under one directory fsync; one result per item, in order.
 
     Each report is written to ``tmp/``, fsynced and renamed into the initial state; then the
@@ -51,7 +53,7 @@ def accept_many(spool: Spool, items: list[tuple[bytes, str | None]]) -> list[Acc
                 results[index] = stop
                 continue
             try:
-                prepared = stage(spool, raw)
+                prepared = stage(spool, raw, validated_keys[index] if validated_keys is not None else None)
             except (InvalidReport, DuplicateReport) as exc:
                 results[index] = exc
                 continue
@@ -128,14 +130,17 @@ def write_sources(spool: Spool, written: list[tuple[int, str]], items: list[tupl
         log.warning("%d report(s) accepted without their source recorded: %s", len(pairs), exc)
 
 
-def stage(spool: Spool, raw: bytes) -> Accepted | tuple[str, _Entry, Path, int]:
-    """Validate, check room, and write the report in tmp/ (not yet fsynced): its key, index
-    entry (busy), tmp file and open descriptor; or Accepted if these bytes are already here."""
-    try:
-        header = parse_header(raw)
-    except ReportValidationError as exc:
-        raise InvalidReport(f"report refused: {exc}", detail="; ".join(exc.problems)) from exc
-    key = header.key
+def stage(spool: Spool, raw: bytes, validated_key: str | None = None) -> Accepted | tuple[str, _Entry, Path, int]:
+    """Validate (unless the caller already did and gives the key), check room, and write the report
+    in tmp/ (not yet fsynced): its key, index entry (busy), tmp file and open descriptor; or
+    Accepted if these bytes are already here."""
+    if validated_key and KEY.fullmatch(validated_key):
+        key = validated_key
+    else:
+        try:
+            key = parse_header(raw).key
+        except ReportValidationError as exc:
+            raise InvalidReport(f"report refused: {exc}", detail="; ".join(exc.problems)) from exc
     crc = _crc(raw)
     with spool._lock:
         existing = spool._entries.get(key)

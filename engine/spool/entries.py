@@ -14,13 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NAME", "NAME_ANY_CASE", "MAX_HISTORY", "NO_META", "HAS_META", "MAYBE_META", "Entry", "Accepted", "Claim", "ReportInfo", "read_file", "crc_of", "stamp_file"]
+__all__ = ["NAME", "NAME_ANY_CASE", "KEY", "MAX_HISTORY", "NO_META", "HAS_META", "MAYBE_META", "Entry", "Accepted", "Claim", "ReportInfo", "read_file", "crc_of", "stamp_file"]
 
 log = logging.getLogger(__name__)
 
 #: A report file's name. The key is lower case, the canonical form of a report id, so the key a
 #: claim hands out is the key every later call finds.
 NAME = re.compile(r"^(?P<key>[0-9a-z][0-9a-z_~\-]{0,120})\.(?P<crc>[0-9a-f]{8})\.json$")
+#: A canonical report id as ``parse_header`` gives it (a lower-case GUID): the only key a caller
+#: that validated a report itself may hand to ``accept_many``.
+KEY = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 #: The same shape in any case: what the start-up scan recognises as a report file at all (one in
 #: another case is renamed to the canonical name, or set aside if that name is taken).
 NAME_ANY_CASE = re.compile(NAME.pattern, re.IGNORECASE)

@@ -51,7 +51,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -166,15 +166,23 @@ class Spool:
             raise result
         return result
 
-    def accept_many(self, items: list[tuple[bytes, str | None]]) -> list[Accepted | Exception]:
+    def accept_many(self, items: list[tuple[bytes, str | None]], *,
+                    validated_keys: Sequence[str | None] | None = None) -> list[Accepted | Exception]:
         """Accept several reports under one directory fsync; one result per item, in order (the
         durability argument is in the module docstring, the work in ``accepting.py``).
 
         A refusal of one item (invalid, different report under the same id) is that item's
         result and the others go on; a full spool or a storage error stops the call, and every
         item not yet stored gets that error.
+
+        ``validated_keys`` (one per item; None or "" where unknown) is for intake alone: the converter
+        worker has already checked these very bytes with ``parse_header`` and gives their canonical
+        ids, so they are not parsed a second time (0.2 ms at 50 KB). Every other caller lets the
+        spool validate.
         """
-        return accepting.accept_many(self, items)
+        if validated_keys is not None and len(validated_keys) != len(items):
+            raise ValueError("validated_keys must give one key per item")
+        return accepting.accept_many(self, items, validated_keys)
 
     # ------------------------------------------------------------------ transitions
 
