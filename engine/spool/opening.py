@@ -7,6 +7,7 @@ state back through that state's ``on_crash`` transition, and quarantines what is
 
 from __future__ import annotations
 
+import array
 import logging
 import os
 import re
@@ -101,9 +102,7 @@ def recover_tmp(spool: Spool) -> None:
 
 def scan(spool: Spool, *, recover: bool) -> None:
     """Stream every state directory once: rebuild the index, put ``sending`` back, quarantine junk."""
-    pending: list[tuple[float, str]] = []
-    sent: list[tuple[float, str]] = []
-    waiting: list[tuple[float, str]] = []
+    pending, sent, waiting = Found(), Found(), Found()
     junk: list[tuple[Path, str]] = []
     odd_case: list[tuple[str, str, Path]] = []  # (state, canonical name, path)
     order = sorted(spool._states, key=lambda s: (s not in spool._final, s not in spool._durable))
@@ -138,7 +137,8 @@ def scan(spool: Spool, *, recover: bool) -> None:
                 count += 1
                 size += st.st_size
                 if found is not None:
-                    found.append((st.st_mtime, key))
+                    found.keys.append(key)
+                    found.times.append(st.st_mtime)
         spool._counts[state] += count
         spool._bytes[state] += size
     for state, name, path in odd_case:
@@ -152,15 +152,29 @@ def scan(spool: Spool, *, recover: bool) -> None:
                 # state puts it in the queue itself
                 spool._fire_locked_io(key, spool.roles.recover[state],
                                      note=f"found in {state} (work in flight) at start-up")
-    pending.sort()
-    spool._queue.extend(key for _, key in pending)
-    sent.sort()
-    spool._sent_order.extend(sent)
-    schedule_waiting(spool, waiting)
+    spool._queue.extend(pending.oldest_first())
+    spool._sent_order.extend((sent.times[i], sent.keys[i]) for i in sent.order())
+    schedule_waiting(spool, list(zip(waiting.times, waiting.keys)))
 
 
-def canonical(spool: Spool, state: str, name: str, path: Path, pending: list[tuple[float, str]],
-              sent: list[tuple[float, str]], waiting: list[tuple[float, str]]) -> None:
+class Found:
+    """Keys found in one role's folders with their files' mtimes, kept flat (an array of doubles,
+    not a tuple and a float object per report) so 100,000 of them leave little behind."""
+
+    __slots__ = ("keys", "times")
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.times = array.array("d")
+
+    def order(self) -> list[int]:
+        return sorted(range(len(self.keys)), key=self.times.__getitem__)
+
+    def oldest_first(self) -> list[str]:
+        return [self.keys[i] for i in self.order()]
+
+
+def canonical(spool: Spool, state: str, name: str, path: Path, pending: Found, sent: Found, waiting: Found) -> None:
     """A report file named in another case (copied in by hand, or from a case-insensitive disk):
     renamed to its canonical lower-case name in the same state, so the key it is posted under is
     the key the uploader settles; set aside if another report already has that name."""
@@ -178,7 +192,8 @@ def canonical(spool: Spool, state: str, name: str, path: Path, pending: list[tup
     spool._add_entry(key, _Entry(state, match["crc"], st.st_size, False, MAYBE_META))
     for role, found in ((spool._ready, pending), (spool._final, sent), (spool._wait_states, waiting)):
         if state in role:
-            found.append((st.st_mtime, key))
+            found.keys.append(key)
+            found.times.append(st.st_mtime)
     note = f"renamed {path.name} to {name} in {state}/ (report file names are lower case)"
     spool.recovery_notes.append(note)
     log.warning("spool recovery: %s", note)
