@@ -159,3 +159,18 @@ async def test_the_service_starts_and_delivers_reports_whose_sidecars_are_bad(tm
         assert emulator.received_ids() == set(raws)
     assert set(assert_whole_once(data, raws).values()) == {"sent"}
     assert len(list((data / "spool" / "meta").glob("*.json.bad"))) == len(raws)
+
+
+def test_a_sidecar_that_cannot_be_read_is_left_in_place_and_the_report_goes_on(data_dir: Path) -> None:
+    raw = make_report_bytes(1, seed=35)
+    with Spool(data_dir) as spool:
+        key = _put_in(spool, raw, "retry_wait")
+    meta = data_dir / "spool" / "meta" / f"{key}.json"
+    meta.unlink()
+    meta.mkdir()  # opens, but reading fails (EISDIR): nothing to rename it to safely
+    with Spool(data_dir) as spool:
+        spool.release_due()
+        _drive_to_sent(spool, key)
+        assert any("cannot be" in n and str(meta) in n for n in spool.recovery_notes)
+    assert meta.is_dir()
+    assert assert_whole_once(data_dir, {key: raw}) == {key: "sent"}

@@ -41,3 +41,28 @@ def test_a_torn_journal_line_costs_only_that_source(data_dir: Path) -> None:
         second = spool.accept(make_report_bytes(2, seed=62), source="/drop/two.json").key
         assert spool.info(first).source == "/drop/one.json"
         assert spool.info(second).source == "/drop/two.json"  # the open ended the torn line
+
+
+def test_a_journal_that_cannot_be_used_costs_the_sources_never_a_report(data_dir: Path) -> None:
+    Spool(data_dir).close()
+    journal = data_dir / "spool" / "meta" / SOURCES_LOG
+    journal.mkdir()  # neither readable nor appendable as a file
+    with Spool(data_dir, keep_sent_days=0) as spool:
+        key = spool.accept(make_report_bytes(1, seed=63), source="/drop/one.json").key
+        assert spool.info(key).source is None and spool.state_of(key) == "pending"
+        claim = spool.claim_next()
+        assert claim is not None
+        spool.fire(key, "accepted")
+        spool._meta.compact_bytes = 0
+        assert spool.prune_sent() == 1  # compaction fails quietly; the prune stands
+
+
+def test_pruning_without_a_journal_is_quiet(data_dir: Path) -> None:
+    with Spool(data_dir, keep_sent_days=0) as spool:
+        spool.accept(make_report_bytes(1, seed=64))
+        claim = spool.claim_next()
+        assert claim is not None
+        spool.fire(claim.key, "accepted")
+        spool._meta.compact_bytes = 0
+        assert spool.prune_sent() == 1
+    assert not (data_dir / "spool" / "meta" / SOURCES_LOG).exists()

@@ -171,11 +171,11 @@ class Sidecars:
                 found[key] = source
         return found
 
-    def compact_sources(self, keep: Callable[[str], bool], *, force: bool = False) -> None:
+    def compact_sources(self, keep: Callable[[str], bool]) -> None:
         """Drop the lines of reports that ``keep`` says are gone, once the journal has grown."""
         with self._sources_lock:
             try:
-                if not force and self.sources_path.stat().st_size < self.compact_bytes:
+                if self.sources_path.stat().st_size < self.compact_bytes:
                     return
             except OSError:
                 return
