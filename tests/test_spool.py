@@ -392,14 +392,15 @@ def test_accept_many_reports_a_failed_directory_fsync_for_every_new_report(data_
         assert spool.counts()["pending"] == 3
 
 
-def test_a_source_only_sidecar_is_neither_read_nor_rewritten_but_attempts_still_count(data_dir: Path) -> None:
+def test_accept_writes_no_sidecar_the_source_is_journalled_and_attempts_still_count(data_dir: Path) -> None:
     with Spool(data_dir) as spool:
         first, second = spool.accept(_report(1), source="/drop/a.json"), spool.accept(_report(2), source="/drop/b.json")
+        assert not list((data_dir / "spool" / "meta").glob("*.json"))  # one journal line each, no file per report
         claim = spool.claim_next()
         assert claim is not None and claim.key == first.key and claim.attempts == 0
-        spool.fire(claim.key, "accepted")  # sent at the first attempt: the sidecar stays as accepted
-        meta = json.loads((data_dir / "spool" / "meta" / f"{first.key}.json").read_bytes())
-        assert meta["source"] == "/drop/a.json" and [h["trigger"] for h in meta["history"]] == ["accept"]
+        spool.fire(claim.key, "accepted")  # sent at the first attempt: still no sidecar
+        assert not (data_dir / "spool" / "meta" / f"{first.key}.json").exists()
+        assert spool.info(first.key).source == "/drop/a.json"
         claim = spool.claim_next()
         assert claim is not None and claim.key == second.key
         spool.fire(claim.key, "transient_error", error="503", next_attempt_s=0.0, count_attempt=True)

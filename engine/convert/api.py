@@ -261,8 +261,9 @@ def _serialise(report: dict[str, Any]) -> bytes:
 
 
 def finish_reports(items: Iterable[dict[str, Any] | bytes], context: ConvertContext, *, sha256: str,
-                   converter: str, max_reports: int = 100_000) -> list[bytes]:
+                   converter: str, max_reports: int = 100_000, keys: list[str] | None = None) -> list[bytes]:
     """Stamp, give ids, serialise once and validate every report; raise before returning any.
+    ``keys``, if given, receives each report's canonical id (so the spool need not parse it again).
 
     A ``bytes`` item that already satisfies the server is returned untouched (the fast path for
     WSJF input); otherwise it is parsed, stamped and written again.
@@ -274,7 +275,10 @@ def finish_reports(items: Iterable[dict[str, Any] | bytes], context: ConvertCont
             raise ConversionError(f"the converter produced more than {max_reports} reports from one file")
         label = f"report #{index + 1}"
         try:
-            out.append(_finish_one(item, context, sha256, converter, index))
+            raw, key = _finish_one(item, context, sha256, converter, index)
+            out.append(raw)
+            if keys is not None:
+                keys.append(key)
         except ReportValidationError as exc:
             problems.extend(f"{label}: {p}" for p in (exc.problems or [exc.message]))
         except ConversionError as exc:
@@ -290,12 +294,11 @@ def finish_reports(items: Iterable[dict[str, Any] | bytes], context: ConvertCont
 
 
 def _finish_one(item: dict[str, Any] | bytes, context: ConvertContext, sha256: str, converter: str,
-                index: int) -> bytes:
+                index: int) -> tuple[bytes, str]:
     if isinstance(item, (bytes, bytearray, memoryview)):
         raw = bytes(item)
         try:
-            parse_header(raw)
-            return raw
+            return raw, parse_header(raw).key
         except ReportValidationError as exc:
             try:
                 data = json.loads(raw)
@@ -310,7 +313,7 @@ def _finish_one(item: dict[str, Any] | bytes, context: ConvertContext, sha256: s
     _stamp(report, context, sha256, converter, index)
     raw = _serialise(report)
     try:
-        parse_header(raw)
+        key = parse_header(raw).key
     except ReportValidationError as exc:
         problems = []
         for problem in exc.problems or [exc.message]:
@@ -319,4 +322,4 @@ def _finish_one(item: dict[str, Any] | bytes, context: ConvertContext, sha256: s
                 problem += f" (set {_STAMP_HINT[field_name]} in the config to stamp it)"
             problems.append(problem)
         raise ReportValidationError(exc.message, problems) from None
-    return raw
+    return raw, key

@@ -153,8 +153,9 @@ def _convert_one(cls: Any, name: str, item: dict[str, Any], max_reports: int) ->
     try:
         converter = cls()
         items = converter.convert(Path(item["source"]), context)
+        keys: list[str] = []
         reports = finish_reports(items if items is not None else [], context, sha256=item["sha256"],
-                                 converter=name, max_reports=max_reports)
+                                 converter=name, max_reports=max_reports, keys=keys)
     except ConversionError as exc:
         return {"ok": False, "kind": "invalid", "message": exc.message, "detail": exc.detail, "converter": name}, []
     except MemoryError as exc:
@@ -167,7 +168,7 @@ def _convert_one(cls: Any, name: str, item: dict[str, Any], max_reports: int) ->
     except Exception as exc:
         return {"ok": False, "kind": "error", "converter": name,
                 "message": f"the converter raised {type(exc).__name__}: {exc}", "traceback": _short_traceback(exc)}, []
-    return {"ok": True, "name": name, "count": len(reports)}, reports
+    return {"ok": True, "name": name, "count": len(reports), "ids": keys}, reports
 
 
 def _answers(request: dict[str, Any]) -> Iterator[tuple[dict[str, Any], list[bytes]]]:
@@ -274,6 +275,7 @@ class ConversionFailed(Exception):
 class Converted:
     converter: str
     reports: list[bytes] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)  # each report's id as the worker validated it
 
 
 class _Worker:
@@ -480,7 +482,9 @@ class WorkerPool:
             return ConversionFailed(answer.get("kind", "error"), answer.get("message", "conversion failed"),
                                     converter=answer.get("converter"), detail=answer.get("detail"),
                                     traceback_text=answer.get("traceback"))
-        return Converted(answer.get("name", spec), reports)
+        ids: Any = answer.get("ids")
+        valid = isinstance(ids, list) and len(ids) == len(reports) and all(isinstance(i, str) for i in ids)
+        return Converted(answer.get("name", spec), reports, list(ids) if valid else [])
 
     async def convert(self, spec: str, source: Path, context: Any, *, sha256: str, timeout: float,
                       max_reports: int = 100_000) -> Converted:

@@ -533,7 +533,8 @@ class Intake:
         """Accept every report of the converted files in one call (one directory fsync)."""
         items: list[tuple[bytes, str | None]] = [(raw, str(file.path)) for file, result in converted
                                                  for raw in result.reports]
-        results = await anyio.to_thread.run_sync(self.spool.accept_many, items) if items else []
+        keys = [k for _, r in converted for k in (r.ids or [""] * len(r.reports))]  # ids the worker validated
+        results = await anyio.to_thread.run_sync(lambda: self.spool.accept_many(items, validated_keys=keys)) if items else []
         finished = 0
         spooled: list[TrackedFile] = []
         at = 0
