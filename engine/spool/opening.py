@@ -168,7 +168,8 @@ class Found:
         self.times = array.array("d")
 
     def order(self) -> list[int]:
-        return sorted(range(len(self.keys)), key=self.times.__getitem__)
+        # Equal mtimes (a coarse clock, a burst) fall back to the key, as the sort of (mtime, key) did.
+        return sorted(range(len(self.keys)), key=lambda i: (self.times[i], self.keys[i]))
 
     def oldest_first(self) -> list[str]:
         return [self.keys[i] for i in self.order()]
