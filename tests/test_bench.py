@@ -9,18 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from stationflow.engine.devtools import bench_intake
-from stationflow.engine.devtools import bench_pipeline
-
-
-def test_pipeline_benchmark_runs_against_a_real_service_and_emulator(tmp_path: Path) -> None:
-    lines: list[str] = []
-    figures = bench_pipeline.run(tmp_path, n=40, queued=0, sizes=(1000,), concurrencies=(2,), out=lines.append)
-    [(size, uploads, raw, pipe)] = figures.rows
-    assert 900 < size < 1200 and uploads == 2
-    assert raw > 0 and pipe > 0
-    assert figures.queued and figures.queued[0][0] == 0 and figures.queued[0][1] > 0
-    assert any("worst pipeline/raw ratio" in line for line in lines)
-    assert list(tmp_path.iterdir()) == []  # the stations and spools it made are removed
 
 
 def test_intake_benchmark_runs(capsys) -> None:

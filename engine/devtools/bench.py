@@ -189,10 +189,7 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.pipeline:
         from . import bench_pipeline
 
-        bench_pipeline.run(args.dir, n=args.pipeline_n, queued=args.queued, rounds=args.pipeline_rounds,
-                           sizes=tuple(int(v) for v in str(args.pipeline_sizes).split(",") if v),
-                           concurrencies=tuple(int(v) for v in str(args.pipeline_uploads).split(",") if v),
-                           latency_s=args.pipeline_latency_s)
+        bench_pipeline.run_from(args)
         return 0
     figures = run(args.dir, report_bytes=args.size, n=args.n, queued=args.queued)
     upload: dict[str, float] = {}
