@@ -455,7 +455,7 @@ def fuzz_rig(tmp_path_factory: pytest.TempPathFactory) -> Any:
     root = tmp_path_factory.mktemp("fuzz")
     spool = Spool(root / "data", fsync=False)
     with start_blocking_portal() as portal:
-        pool = WorkerPool(2, memory_limit=512 * 1024**2, recycle_after=10**9)  # no planned restarts
+        pool = WorkerPool(2, memory_limit=512 * 1024**2, memory_growth=2**40)  # replaced only after a failure
         tally = {"n": 0, "spooled": 0, "refused": 0}
         yield root, spool, portal, pool, tally
         portal.call(pool.aclose)

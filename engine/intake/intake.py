@@ -105,7 +105,8 @@ class Intake:
         # when the spool was opened), else the shipped one
         self.lifecycle = lifecycle or getattr(spool, "machines", {}).get("conversion") or load_lifecycle("conversion")
         self.workers = max(1, workers)
-        self.pool = WorkerPool(self.workers, memory_limit=self.options.memory_limit_bytes)
+        self.pool = WorkerPool(self.workers, memory_limit=self.options.memory_limit_bytes,
+                               memory_growth=self.options.worker_memory_growth_bytes)
         self._watches = [Watch(s, self.data_dir, self.lifecycle) for s in sections]
         self._limiter = anyio.CapacityLimiter(self.workers)
         self._manual_pause: str | None = None
@@ -161,7 +162,7 @@ class Intake:
             "paused_reason": self.paused_reason,
             "draining": self._draining,
             "in_flight": len(self._in_flight),
-            "workers": {"size": self.workers, "started": self.pool.started},
+            "workers": {"size": self.workers, "started": self.pool.started, "recycled": self.pool.recycled},
             "intakes": {
                 w.name: {
                     "watch": str(w.root),

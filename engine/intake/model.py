@@ -22,7 +22,7 @@ import anyio
 
 from ..clock import now_iso
 from ..durable import retry_held
-from ..convert.worker import DEFAULT_MEMORY_LIMIT
+from ..convert.worker import DEFAULT_MEMORY_GROWTH, DEFAULT_MEMORY_LIMIT
 from ..layout import DataDir
 from ..lifecycle import Lifecycle
 from ..lifecycle.roles import ConversionRoles
@@ -63,6 +63,9 @@ class IntakeOptions:
     archive_keep_days: float = 30.0
     #: Address-space limit of each converter worker process (POSIX).
     memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT
+    #: A converter worker is replaced once its resident memory grew this much past its size after
+    #: its first file (a leaking converter); otherwise it lives as long as the service.
+    worker_memory_growth_bytes: int = DEFAULT_MEMORY_GROWTH
     #: How often an intake paused by a full spool tries again.
     full_retry_s: float = 2.0
     #: How often a failed post-action (a locked source, an unreachable move_to) is tried again.
