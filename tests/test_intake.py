@@ -467,7 +467,8 @@ async def test_cancelling_mid_conversion_keeps_the_source_and_a_restart_finishes
         await intake.aclose()
         assert spool.keys() == [] and files_in(drop) == ["a.txt"]
         [job] = (data / "intake" / "s" / "jobs").iterdir()
-        assert json.loads(job.read_bytes())["state"] == "copied"
+        [record] = json.loads(job.read_bytes())["files"]  # one job record per batch, listing its files
+        assert record["state"] == "copied"
         done, _ = await scans(spool, data, sec)
         assert done == 1
         sha = hashlib.sha256(b"SN-1").hexdigest()

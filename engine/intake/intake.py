@@ -8,8 +8,8 @@ file's life follows the ``conversion`` lifecycle (``machines/conversion.yaml``):
 
 1. **Settle.** A file is taken once its size and mtime have not changed for ``settle_ms``
    (and, on Windows, once it can be opened for writing, i.e. the equipment has closed it).
-2. **Copy.** The file is copied into ``<data_dir>/intake/<name>/copies/<job>/<file name>`` and
-   fsynced, and a job record is written, *before* the converter runs. The converter reads the copy.
+2. **Copy.** The file is copied into ``<data_dir>/intake/<name>/copies/<batch>/<file name>`` and
+   fsynced, and its batch's job record is written, *before* the converter runs. The converter reads the copy.
 3. **Convert** in a worker process (``convert/worker.py``), with the intake's timeout and a
    memory limit. Every report is stamped, given an id if it has none and validated before the
    first is accepted. A file larger than ``max_file_bytes`` is rejected without being read.
@@ -74,10 +74,10 @@ from ..lifecycle import Lifecycle, load_lifecycle
 from ..spool.store import Accepted, Spool
 from ...schemas.config import IntakeSection, StationSection
 from ..clock import now_iso
-from .copying import Changed, CopyTimeout, TooLarge, Vanished, copy_all, write_record
+from .copying import Changed, CopyTimeout, TooLarge, Vanished, copy_all
 from .detect import detect, list_candidates, next_pass_in, settle_seen
 from .notify import ChangeNotifier
-from .model import BATCH_FILES, FileOutcome, IntakeOptions, TrackedFile, Watch, disk_full, unlink_quietly
+from .model import BATCH_FILES, FileOutcome, IntakeOptions, TrackedFile, Watch, disk_full
 from .post_actions import after_action, drop_records, post_all, prune_archive, source_unchanged, write_kept
 from .recovery import recover
 from .rejects import move_to_rejected
@@ -575,11 +575,7 @@ class Intake:
         file.fire("defer")
         self._full_pause = f"the spool refuses new reports: {exc}"
         self._full_retry_at = time.monotonic() + self.options.full_retry_s
-        file.note = "waiting for room in the spool"
-        try:
-            await anyio.to_thread.run_sync(write_record, file)
-        except StorageError as record_exc:  # the record on disk still says copied
-            log.warning("intake %s: job record of %s not updated: %s", watch.name, file.path, record_exc)
+        file.note = "waiting for room in the spool"  # its batch's job record says copied: resumed from the copy
         log.warning("intake %s: %s — %s stays in place; retrying every %g s", watch.name,
                     self._full_pause, file.path, self.options.full_retry_s)
 
@@ -662,8 +658,7 @@ class Intake:
             return
         file.pending_reject = None
         watch.files.pop(str(file.path), None)
-        if file.job:
-            unlink_quietly(watch.jobs / f"{file.job}.json")
+        watch.release_record(file)
         watch.rejected += 1
         self._note_error(watch, file.path, reason, error_file=error_file)
         self.outcomes.append(FileOutcome(watch.name, str(file.path), file.state, list(file.reports), file.already,

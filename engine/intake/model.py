@@ -13,6 +13,7 @@ import fnmatch
 import math
 import os
 import sys
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,6 +107,12 @@ class TrackedFile:
     mtime_ns: int
     stable_since: float
     job: str | None = None
+    #: The batch whose job record (``jobs/<batch>.json``) lists this file; None once released.
+    batch: str | None = None
+    #: Whether the source was renamed to its private name (post_actions.claim_source): False for a
+    #: file copied in this run (its job id is new, nobody else uses that name), None when unknown
+    #: (resumed after a restart: the disk says).
+    claimed: bool | None = None
     sha256: str | None = None
     copy: Path | None = None
     reports: list[str] = field(default_factory=list)
@@ -165,6 +172,33 @@ class Watch:
         self.excluded: list[Path] = []
         self.listed_at = -math.inf  # monotonic time of the last listing of the watch folder
         self.links_ignored: list[str] = []  # symbolic links seen at the last listing (never taken)
+        #: Files not yet finished per job record (batch): the record and the batch's copy folder go
+        #: when the last one finishes. Finished from the event loop and from file threads: locked.
+        self.batches: dict[str, int] = {}
+        self._batches_lock = threading.Lock()
+
+    def hold_record(self, batch: str, files: int) -> None:
+        """``files`` tracked files are listed in ``jobs/<batch>.json``."""
+        with self._batches_lock:
+            self.batches[batch] = self.batches.get(batch, 0) + files
+
+    def release_record(self, file: TrackedFile) -> None:
+        """``file`` is finished (done or rejected): once no file of its batch is left, its job
+        record and the batch's copy folder go. Idempotent per file."""
+        batch, file.batch = file.batch, None
+        if batch is None:
+            return
+        with self._batches_lock:
+            left = self.batches.get(batch, 1) - 1
+            if left > 0:
+                self.batches[batch] = left
+                return
+            self.batches.pop(batch, None)
+        unlink_quietly(self.jobs / f"{batch}.json")
+        try:
+            os.rmdir(self.copies / batch)
+        except OSError:
+            pass  # never made (every copy of the batch had a name of its own), or not empty
 
     def matches(self, name: str) -> bool:
         return any(fnmatch.fnmatch(name, p) for p in self.patterns)

@@ -46,9 +46,9 @@ def after_action(file: TrackedFile) -> str:
 def source_unchanged(file: TrackedFile) -> bool | None:
     """True: the source is as it was copied; False: it changed since; None: it is gone. A source
     already claimed for removal by an earlier try (see :func:`claim_source`) counts as the source."""
-    claimed = private_name(file) if file.job else None
+    claimed = private_name(file) if file.job and file.claimed is not False else None
     try:
-        st = os.stat(claimed if claimed is not None and claimed.exists() else file.path)
+        st = os.stat(claimed if claimed is not None and (file.claimed or claimed.exists()) else file.path)
     except FileNotFoundError:
         return None
     return (st.st_size, st.st_mtime_ns) == (file.size, file.mtime_ns) and (
@@ -66,6 +66,7 @@ def post_all(files: list[TrackedFile], *, fsync: bool) -> list[Exception | None]
     failures: list[Exception | None] = [None] * len(files)
     plans: list[tuple[str, bool | None]] = []
     archived: dict[Path, list[int]] = {}
+    moved: set[int] = set()
     for i, file in enumerate(files):
         after = after_action(file)
         try:
@@ -76,10 +77,13 @@ def post_all(files: list[TrackedFile], *, fsync: bool) -> list[Exception | None]
             if after == "archive" and file.copy is not None:
                 target = archive_path(file)
                 if file.copy.exists():
-                    target.parent.mkdir(parents=True, exist_ok=True)
+                    if target.parent not in archived:  # one mkdir per archive folder and batch
+                        target.parent.mkdir(parents=True, exist_ok=True)
                     durable.replace(file.copy, target)
+                    moved.add(i)
                     archived.setdefault(target.parent, []).append(i)
                 elif target.exists():  # renamed in by a try whose folder fsync failed: that sync is still owed
+                    moved.add(i)
                     archived.setdefault(target.parent, []).append(i)
         except Exception as exc:
             failures[i] = exc
@@ -97,7 +101,7 @@ def post_all(files: list[TrackedFile], *, fsync: bool) -> list[Exception | None]
                 folders = remove_source(file)
             elif unchanged and after == "move":
                 folders = move_source(file, Path(file.watch.section.move_to or ""), fsync=fsync)
-            drop_copy(file.copy)
+            drop_copy(file, moved=i in moved)
         except Exception as exc:
             failures[i] = exc
             continue
@@ -120,9 +124,9 @@ def sync_folders(folders: dict[Path, tuple[bool, list[int]]], failures: list[Exc
 
 
 def drop_records(files: list[TrackedFile]) -> None:
+    """The files are finished: each leaves its batch's job record (which goes with the last one)."""
     for file in files:
-        if file.job:
-            unlink_quietly(file.watch.jobs / f"{file.job}.json")
+        file.watch.release_record(file)
 
 
 def archive_path(file: TrackedFile) -> Path:
@@ -149,11 +153,14 @@ def claim_source(file: TrackedFile) -> Path | None:
     so it is taken as a new file.
     """
     private = private_name(file)
-    if not private.exists():  # not claimed by an earlier try that crashed or failed after the rename
+    # Not claimed by an earlier try that crashed or failed after the rename (known in this run;
+    # after a restart the disk says).
+    if not file.claimed and (file.claimed is False or not private.exists()):
         try:
             held("rename", file.path, lambda: os.rename(file.path, private))
         except FileNotFoundError:
             return None
+    file.claimed = True
     st = os.stat(private)
     same = (st.st_size, st.st_mtime_ns) == (file.size, file.mtime_ns) and (
         file.identity == (0, 0) or (st.st_dev, st.st_ino) == file.identity)
@@ -165,6 +172,7 @@ def claim_source(file: TrackedFile) -> Path | None:
     if same:
         return private
     _put_back(private, file.path)
+    file.claimed = False
     log.warning("intake %s: %s was replaced after it was copied; the new file is taken as a new file",
                 file.watch.name, file.path)
     return None
@@ -173,9 +181,10 @@ def claim_source(file: TrackedFile) -> Path | None:
 def release_claim(file: TrackedFile) -> None:
     """Undo :func:`claim_source` (a restart that takes the file from the start): the claimed file
     goes back under its name, or beside it if that name is taken again."""
-    private = private_name(file) if file.job else None
+    private = private_name(file) if file.job and file.claimed is not False else None
     if private is not None and private.exists():
         _put_back(private, file.path)
+    file.claimed = False
 
 
 def _sha256_of(path: Path) -> str:
@@ -309,15 +318,21 @@ def free_name(target: Path, *, also: str = "") -> Path:
     return candidate
 
 
-def drop_copy(copy: Path | None) -> None:
-    """Remove a job's copy (if still there) and its folder once no other copy of the batch is in it."""
+def drop_copy(file: TrackedFile, *, moved: bool = False) -> None:
+    """Remove a job's copy (unless it was just moved away into the archive or the error folder).
+    A copy in a folder of its own (a name repeated in its batch, see copying.place_copy) takes the
+    folder along; the batch's shared folder goes with the batch's job record
+    (``Watch.release_record``) instead of a failing rmdir per file."""
+    copy = file.copy
     if copy is None:
         return
-    unlink_quietly(copy)
-    try:
-        os.rmdir(copy.parent)
-    except OSError:
-        pass
+    if not moved:
+        unlink_quietly(copy)
+    if file.job and copy.parent.name == file.job:
+        try:
+            os.rmdir(copy.parent)
+        except OSError:
+            pass
 
 
 def archived_name(path: Path) -> str:

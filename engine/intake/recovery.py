@@ -1,8 +1,11 @@
 """Start-up: pick up what a previous run of intake left in the data dir, losing nothing.
 
-Partial copies in ``tmp/`` are dropped (their sources are untouched); a job record resumes its
-file from its copy (converting again gives the same report ids: "already present" in the spool);
-a copy that no record names was never recorded, so its source is untouched and it goes.
+Partial copies in ``tmp/`` are dropped (their sources are untouched); a job record (one per
+batch, listing its files; or one per file, as older versions wrote) resumes each file whose copy
+is still there (converting again gives the same report ids: "already present" in the spool); an
+entry whose copy is gone was finished, or its copy lost, and its source (if still there) is taken
+from the start; a copy that no record names was never recorded, so its source is untouched and it
+goes. A record stays until the last file it lists is finished.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 from ..layout import REPROCESS_ORIGINS
 from .post_actions import release_claim
@@ -42,31 +46,30 @@ def recover(watch: Watch) -> None:
             continue
         try:
             record = json.loads(Path(entry.path).read_bytes())
-            state = record["state"]
-            watch.lifecycle.state(state)
-        except (ValueError, OSError, KeyError) as exc:
-            log.warning("intake %s: job record %s is unreadable (%s); its source is taken again",
+            batch = Path(entry.name).stem
+            entries = record["files"] if "files" in record else [record]  # one per batch, or per file (older)
+            files = [_resumed(watch, item, batch) for item in entries]
+        except (ValueError, OSError, KeyError, TypeError) as exc:
+            log.warning("intake %s: job record %s is unreadable (%s); its sources are taken again",
                         watch.name, entry.path, exc)
             unlink_quietly(entry.path)
             continue
-        copy = watch.copies / record["copy"] if record.get("copy") else None
-        roles = watch.roles
-        if state != roles.spooled:
-            state = roles.copied  # records are written in copied or spooled; anything else resumes from the copy
-        file = TrackedFile(watch, Path(record["source"]), record.get("rel") or Path(record["source"]).name,
-                     record.get("origin", "watch"), state, int(record["size"]), int(record["mtime_ns"]),
-                     time.monotonic(), job=record["job"], sha256=record.get("sha256"), copy=copy,
-                     reports=list(record.get("reports") or []), identity=_identity(record.get("identity")))
-        if copy is not None and not copy.exists() and state != roles.spooled:
-            # The copy is gone (archived, or lost to a power cut): take the source from the start.
-            # A source already claimed for removal goes back under its name first (post_actions).
-            release_claim(file)
+        live = 0
+        for file in files:
+            if file.copy is not None and not file.copy.exists() and file.state != watch.roles.spooled:
+                # The copy is gone (finished, archived, or lost to a power cut): take the source from
+                # the start. A source already claimed for removal goes back under its name first.
+                release_claim(file)
+                continue
+            if file.copy is not None:
+                owned.add(f"{file.copy.parent.name}/{file.copy.name}")
+            watch.files[str(file.path)] = file
+            live += 1
+            log.info("intake %s: resuming %s from state %s", watch.name, file.path, file.state)
+        if live:
+            watch.hold_record(batch, live)
+        else:
             unlink_quietly(entry.path)
-            continue
-        if copy is not None:
-            owned.add(f"{copy.parent.name}/{copy.name}")
-        watch.files[str(file.path)] = file
-        log.info("intake %s: resuming %s from state %s", watch.name, file.path, state)
     for entry in os.scandir(watch.copies):
         # A copy no job record refers to was never recorded: its source is untouched.
         if not entry.is_dir(follow_symlinks=False):
@@ -85,6 +88,19 @@ def recover(watch: Watch) -> None:
             pass  # still holds copies of jobs being resumed
     watch.rejected = sum(1 for e in os.scandir(watch.rejected_dir)
                          if e.is_file() and not e.name.endswith(ERROR_SUFFIX))
+
+
+def _resumed(watch: Watch, record: dict[str, Any], batch: str) -> TrackedFile:
+    """The tracked file a job record's entry describes (raises on a malformed entry)."""
+    state = record["state"]
+    watch.lifecycle.state(state)
+    if state != watch.roles.spooled:
+        state = watch.roles.copied  # records are written in copied or spooled; anything else resumes from the copy
+    copy = watch.copies / record["copy"] if record.get("copy") else None
+    return TrackedFile(watch, Path(record["source"]), record.get("rel") or Path(record["source"]).name,
+                       record.get("origin", "watch"), state, int(record["size"]), int(record["mtime_ns"]),
+                       time.monotonic(), job=record["job"], batch=batch, sha256=record.get("sha256"), copy=copy,
+                       reports=list(record.get("reports") or []), identity=_identity(record.get("identity")))
 
 
 def _identity(value: object) -> tuple[int, int]:

@@ -54,7 +54,7 @@ def move_to_rejected(file: TrackedFile, kind: str, reason: str, detail: str | No
     error_path = target.with_name(target.name + ERROR_SUFFIX)
     if file.copy is not None and file.copy.exists():
         durable.replace(file.copy, target)
-        drop_copy(file.copy)
+        drop_copy(file, moved=True)
     elif not keep_source:
         move_into(file.path, target, fsync=fsync)
     else:
