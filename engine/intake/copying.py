@@ -184,6 +184,7 @@ def place_copy(file: TrackedFile, copy: Copy, batch: str, names: set[str]) -> No
     names.add(name)
     durable.replace(copy.tmp, target)  # no directory fsync: see intake.py's durability argument
     file.job, file.sha256, file.copy = copy.job, copy.sha256, target
+    file.claimed = False  # a new job id: no private name of it exists (post_actions.claim_source)
     file.identity = (before.st_dev, before.st_ino)
 
 
