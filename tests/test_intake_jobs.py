@@ -155,3 +155,35 @@ async def test_no_failing_mkdir_rmdir_unlink_or_stat_per_file(tmp_path: Path, mo
     # Now: folders made at start and once per batch, nothing that names a file.
     assert not [f for f in summary if "rNN" in f or ".taking" in f or "/X/" in f], summary
     assert len(failed) <= 12, summary
+
+
+async def test_a_move_that_failed_once_is_retried_from_the_source_put_back(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The source is claimed (renamed to its private name), the move fails and puts it back: the
+    retry claims it again (it must not trust the earlier claim) and the move completes."""
+    data, drop, moved = tmp_path / "data", tmp_path / "drop", tmp_path / "moved"
+    drop.mkdir()
+    moved.mkdir()
+    (drop / "a.json").write_bytes(report(42))
+    real_replace = os.replace
+    refused: list[str] = []
+
+    def replace(src: Any, dst: Any) -> None:
+        if str(dst).startswith(str(moved)) and not refused:
+            refused.append(str(dst))
+            raise PermissionError(errno.EACCES, "refused once by the test", str(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with Spool(data) as spool:
+        intake = intake_for(spool, data, section("m", drop, after="move", move_to=str(moved)))
+        try:
+            finished = 0
+            with anyio.fail_after(30):
+                while finished < 1:
+                    finished += await intake.scan_once()
+                    await anyio.sleep(0.05)
+        finally:
+            await intake.aclose()
+        assert spool.keys() == [rid(report(42)).lower()]
+    assert refused and files_in(drop) == [] and files_in(moved) == ["a.json"]

@@ -234,6 +234,7 @@ def move_source(file: TrackedFile, folder: Path, *, fsync: bool) -> list[tuple[P
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             _put_back(private, file.path)  # as it was; the move is tried again later
+            file.claimed = False
             raise
         # Another file system: write a whole, fsynced copy first, then remove the source.
         copy_whole(file.copy if file.copy and file.copy.exists() else private, target, fsync=fsync)
