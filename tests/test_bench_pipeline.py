@@ -22,6 +22,7 @@ from stationflow.engine.devtools.bench_upload import start_emulator_process
 from stationflow.engine.devtools.bench_verdict import Check, spread, verdict
 
 
+@pytest.mark.slow  # a real service, emulator and latency rounds: a minute or two on a busy machine
 def test_the_pipeline_benchmark_prints_every_figure_and_a_verdict(tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     assert bench_pipeline.main(["--dir", str(tmp_path), "--pipeline-n", "12", "--queued", "20",
@@ -73,6 +74,7 @@ def test_the_verdict_says_not_met_and_never_passes_what_was_not_measured() -> No
     assert spread([3.0, 1.0, 2.0]) == "2 (1–3)" and spread([2.5], ".1f") == "2.5" and spread([]) == "n/a"
 
 
+@pytest.mark.slow  # an emulator process
 def test_the_floor_loop_leaves_every_report_sent_and_no_source(tmp_path: Path) -> None:
     """The floor does the durable steps for real: every report posted, in sent/, fsynced files."""
     from stationflow.engine.devtools.bench_pipeline import report_maker
