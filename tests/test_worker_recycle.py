@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from stationflow.engine.convert.api import ConvertContext
 from stationflow.engine.convert.worker import Converted, ConversionFailed, WorkerPool, resident_bytes
 from stationflow.engine.devtools.samples import make_report_bytes
@@ -86,3 +88,20 @@ def test_resident_memory_is_measured_with_and_without_proc() -> None:
     del ballast
     peak = resident_bytes(statm=str(Path("/nonexistent/statm")))  # no /proc: the peak, from getrusage
     assert peak is not None and peak >= grown - 1024**2
+
+
+def test_without_proc_or_resource_memory_is_unknown_and_windows_asks_the_working_set(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from stationflow.engine.convert import worker
+
+    missing = str(Path("/nonexistent/statm"))
+    monkeypatch.setitem(sys.modules, "resource", None)  # as on Windows: no POSIX resource module
+    assert resident_bytes(statm=missing) is None  # unknown: only a crash replaces the worker
+    asked: list[str] = []
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setattr(worker, "_working_set", lambda: asked.append("ws") or 123_456_789)
+    assert resident_bytes(statm=missing) == 123_456_789 and asked == ["ws"]
+    monkeypatch.undo()
+    assert worker._working_set() is None  # not Windows: no kernel32, an honest "unknown"
