@@ -92,8 +92,14 @@ def test_kill_9_at_random_moments_loses_nothing(tmp_path: Path, emulator: Emulat
     while_running = 0
     for kill in range(kills):
         station.start(wait=False)
-        # One kill in four lands early (interpreter start, lock, spool recovery), the rest while working.
-        time.sleep(rng.uniform(0.1, 0.7) if kill % 4 == 0 else rng.uniform(0.7, 2.5))
+        # One kill in four lands early (interpreter start, lock, spool recovery), the rest while working:
+        # those wait until the service runs (start-up takes seconds on a busy machine or under coverage,
+        # and a fixed delay then killed every start before anything was sent).
+        if kill % 4 == 0:
+            time.sleep(rng.uniform(0.1, 0.7))
+        else:
+            station.wait_running(60 * scale)
+            time.sleep(rng.uniform(0.2, 2.0))
         while_running += station.is_running()
         station.kill()
         station.check(emulator).assert_ok(f"after kill {kill + 1}")
