@@ -24,8 +24,6 @@ from typing import Any
 
 OK, WARNING, ERROR = "ok", "warning", "error"
 _RANK = {OK: 0, WARNING: 1, ERROR: 2}
-#: Report states that are neither delivered nor waiting for a person: they will be sent by themselves.
-_SETTLED = ("sent", "failed", "quarantined")
 
 
 def health_of(status: dict[str, Any]) -> dict[str, Any]:
@@ -169,26 +167,52 @@ def _intake(status: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _roles(status: dict[str, Any]) -> dict[str, Any]:
+    """The report machine's roles as the status gives them (``report_roles``), else the shipped
+    machine's: a site machine may call its states anything, and ``held`` reports wait for a person."""
+    roles = status.get("report_roles")
+    if isinstance(roles, dict) and isinstance(roles.get("refused"), str):
+        return roles
+    return {"refused": "failed", "quarantine": "quarantined", "person": ["failed"], "final": ["sent"]}
+
+
 def _reports(status: dict[str, Any]) -> list[dict[str, Any]]:
     reports = status.get("reports") or {}
     if not isinstance(reports, dict):
         return []
+    roles = _roles(status)
+    refused, quarantine = str(roles["refused"]), str(roles["quarantine"])
     out = []
-    failed, quarantined = int(reports.get("failed") or 0), int(reports.get("quarantined") or 0)
+
+    def count(state: str) -> int:
+        n = reports.get(state)
+        return n if isinstance(n, int) else 0
+
+    failed = count(refused)
+    quarantined = count(quarantine) if quarantine != refused else 0  # one state, said once
     if failed:
         out.append(_reason(WARNING, f"{failed} report{'s were' if failed != 1 else ' was'} refused by the server "
                                     "— see Problems; fix the cause, then Retry"))
     if quarantined:
         out.append(_reason(WARNING, f"{quarantined} report{'s are' if quarantined != 1 else ' is'} quarantined "
                                     "(unreadable or unexplained) — see Problems"))
+    for state in roles.get("person") or []:
+        n = count(str(state))
+        if n and state not in (refused, quarantine):
+            out.append(_reason(WARNING, f"{n} report{'s wait' if n != 1 else ' waits'} in '{state}' for a person "
+                                        "(an operator trigger: stationflow queue fire, or the Problems page)"))
     return out
 
 
 def _waiting(status: dict[str, Any]) -> int:
+    """Reports the station will still send by itself: not done, not waiting for a person."""
     reports = status.get("reports") or {}
     if not isinstance(reports, dict):
         return 0
-    return sum(int(n) for state, n in reports.items() if state not in _SETTLED and isinstance(n, int))
+    roles = _roles(status)
+    settled = {*map(str, roles.get("final") or []), *map(str, roles.get("person") or []),
+               str(roles["refused"]), str(roles["quarantine"])}
+    return sum(int(n) for state, n in reports.items() if state not in settled and isinstance(n, int))
 
 
 def _all_well(status: dict[str, Any]) -> str:

@@ -229,6 +229,7 @@ def disk_status(cfg: StationConfig, why: str = "") -> dict[str, Any]:
         "service": {"state": state, "pid": pid, "note": _from_disk(why), "data_dir": str(cfg.data_dir),
                     "spool_locked": spool_held},
         "reports": spool_counts(cfg),
+        "report_roles": ReportRoles.of(in_force_checked_once(cfg.lifecycles)["report"]).summary(),
         "uploader": None,
         "intake": {"paused": False, "intakes": {
             intake.name: {"watch": intake.watch, "converter": intake.converter,

@@ -630,6 +630,7 @@ class Service:
             },
             "tasks": self.supervisor.status() if self.supervisor else {},
             "reports": self.spool.counts() if self.spool else {},
+            "report_roles": self.spool.roles.summary() if self.spool else None,
             "uploader": uploader.status() if uploader else None,
             "intake": intake_status,
             "metrics": {

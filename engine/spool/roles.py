@@ -21,6 +21,7 @@ here from the definition (which the checker has already proven safe, so each rol
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..lifecycle import Lifecycle
 
@@ -81,3 +82,9 @@ class ReportRoles:
                              if st.durable and not st.final and not engine_exits[name]),
             refused=lifecycle.next_state(sender, s.outcomes["refused"]),
         )
+
+    def summary(self) -> dict[str, Any]:
+        """The roles a status reader needs (health, the configurator), as plain JSON: which states
+        hold refused and quarantined reports, which wait for a person, which are done."""
+        return {"refused": self.refused, "quarantine": self.quarantine,
+                "person": sorted(self.person), "final": sorted(self.final)}
