@@ -36,22 +36,18 @@ def _fill(spool: Spool, n: int, start: int = 0) -> set[str]:
     return {spool.accept(make_report_bytes(i, seed=5)).key for i in range(start, start + n)}
 
 
-def _run(uploader: Uploader, until: Callable[[], bool], *, timeout: float = 20.0,
-         during: Callable[[float], None] | None = None) -> float:
+async def _run(uploader: Uploader, until: Callable[[], bool], *, timeout: float = 20.0,
+               during: Callable[[float], None] | None = None) -> float:
     """Serve until ``until()`` holds (then drain), failing after ``timeout`` seconds."""
     started = time.monotonic()
-
-    async def main() -> None:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(uploader.run)
-            with anyio.fail_after(timeout):
-                while not until():
-                    if during:
-                        await anyio.to_thread.run_sync(during, time.monotonic() - started)
-                    await anyio.sleep(0.02)
-            uploader.drain()
-
-    anyio.run(main)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(uploader.run)
+        with anyio.fail_after(timeout):
+            while not until():
+                if during:
+                    await anyio.to_thread.run_sync(during, time.monotonic() - started)
+                await anyio.sleep(0.02)
+        uploader.drain()
     return time.monotonic() - started
 
 
@@ -59,11 +55,11 @@ def _all_sent(spool: Spool, n: int) -> Callable[[], bool]:
     return lambda: spool.counts()["sent"] == n
 
 
-def test_every_report_reaches_the_server_once(data_dir: Path, emulator: Emulator) -> None:
+async def test_every_report_reaches_the_server_once(data_dir: Path, emulator: Emulator) -> None:
     with Spool(data_dir) as spool:
         ids = _fill(spool, 60)
         uploader = Uploader(spool, _server(emulator.url), _upload())
-        _run(uploader, _all_sent(spool, 60))
+        await _run(uploader, _all_sent(spool, 60))
         assert emulator.received_ids() == ids
         stats = emulator.stats()
         assert stats.posts == 60 and stats.duplicates == 0
@@ -73,19 +69,19 @@ def test_every_report_reaches_the_server_once(data_dir: Path, emulator: Emulator
             assert emulator.report(key) == spool.read(key)
 
 
-def test_rejected_reports_go_to_failed_with_the_servers_message(data_dir: Path, emulator: Emulator) -> None:
+async def test_rejected_reports_go_to_failed_with_the_servers_message(data_dir: Path, emulator: Emulator) -> None:
     with Spool(data_dir) as spool:
         good = _fill(spool, 5)
         emulator.set_faults(reject_rate=1.0)  # the server refuses every report with 400 and a message
         uploader = Uploader(spool, _server(emulator.url), _upload())
-        _run(uploader, lambda: spool.counts()["failed"] == 5)
+        await _run(uploader, lambda: spool.counts()["failed"] == 5)
         for key in good:
             info = spool.info(key)
             assert info.state == "failed" and "400" in info.last_error and info.attempts == 1
         assert uploader.mode == "stopped" and uploader.counters["failed"] == 5
 
 
-def test_bad_token_pauses_sending_until_the_config_is_fixed(data_dir: Path, emulator: Emulator) -> None:
+async def test_bad_token_pauses_sending_until_the_config_is_fixed(data_dir: Path, emulator: Emulator) -> None:
     with Spool(data_dir) as spool:
         ids = _fill(spool, 10)
         uploader = Uploader(spool, _server(emulator.url, token="d3Jvbmc6dG9rZW4="), _upload())
@@ -101,7 +97,7 @@ def test_bad_token_pauses_sending_until_the_config_is_fixed(data_dir: Path, emul
                 seen["failed"] = spool.counts()["failed"]
                 uploader.update_server(_server(emulator.url))
 
-        _run(uploader, _all_sent(spool, 10), during=fix_token)
+        await _run(uploader, _all_sent(spool, 10), during=fix_token)
         assert "token" in str(seen["paused"]) and "401" in str(seen["paused"])
         assert seen["pending"] == 10 and seen["failed"] == 0  # nothing was burned while paused
         assert emulator.received_ids() == ids
@@ -109,16 +105,16 @@ def test_bad_token_pauses_sending_until_the_config_is_fixed(data_dir: Path, emul
             assert spool.info(key).attempts == 0  # a pause is not an attempt
 
 
-def test_wrong_url_pauses_with_a_clear_reason(data_dir: Path, emulator: Emulator) -> None:
+async def test_wrong_url_pauses_with_a_clear_reason(data_dir: Path, emulator: Emulator) -> None:
     with Spool(data_dir) as spool:
         _fill(spool, 3)
         uploader = Uploader(spool, _server(emulator.url + "/wats"), _upload())
-        _run(uploader, lambda: uploader.mode == PAUSED)
+        await _run(uploader, lambda: uploader.mode == PAUSED)
         assert "404" in uploader.reason and "server.url" in uploader.reason
         assert spool.counts()["pending"] == 3
 
 
-def test_server_errors_back_off_honour_retry_after_and_recover(data_dir: Path, emulator: Emulator) -> None:
+async def test_server_errors_back_off_honour_retry_after_and_recover(data_dir: Path, emulator: Emulator) -> None:
     with Spool(data_dir) as spool:
         ids = _fill(spool, 20)
         emulator.set_faults(error_rate=1.0, error_status=503, retry_after=0.25)
@@ -135,7 +131,7 @@ def test_server_errors_back_off_honour_retry_after_and_recover(data_dir: Path, e
             if elapsed > 1.5 and emulator.faults.error_rate:
                 emulator.clear_faults()
 
-        _run(uploader, _all_sent(spool, 20), during=watch)
+        await _run(uploader, _all_sent(spool, 20), during=watch)
         assert OFFLINE in modes  # several failures in a row: one probe at a time instead of a stampede
         assert max(waits) <= 0.3 + 0.05  # never beyond the cap
         assert emulator.received_ids() == ids
@@ -144,7 +140,7 @@ def test_server_errors_back_off_honour_retry_after_and_recover(data_dir: Path, e
         assert uploader.counters["went_online"] >= 1
 
 
-def test_server_down_then_back_loses_nothing(data_dir: Path, emulator: Emulator) -> None:
+async def test_server_down_then_back_loses_nothing(data_dir: Path, emulator: Emulator) -> None:
     with Spool(data_dir) as spool:
         ids = _fill(spool, 30)
         emulator.go_down()
@@ -156,29 +152,29 @@ def test_server_down_then_back_loses_nothing(data_dir: Path, emulator: Emulator)
             if elapsed > 1.0 and not emulator.is_up:
                 emulator.come_back()
 
-        _run(uploader, _all_sent(spool, 30), during=outage)
+        await _run(uploader, _all_sent(spool, 30), during=outage)
         assert OFFLINE in modes and uploader.counters["went_online"] >= 1
         assert emulator.received_ids() == ids
 
 
-def test_lost_acknowledgements_resend_the_same_id(data_dir: Path, emulator: Emulator) -> None:
+async def test_lost_acknowledgements_resend_the_same_id(data_dir: Path, emulator: Emulator) -> None:
     with Spool(data_dir) as spool:
         ids = _fill(spool, 40)
         emulator.set_faults(drop_after_rate=0.3)
         uploader = Uploader(spool, _server(emulator.url), _upload(offline_after=1000))
-        _run(uploader, _all_sent(spool, 40))
+        await _run(uploader, _all_sent(spool, 40))
         stats = emulator.stats()
         assert stats.dropped_after > 0
         assert emulator.received_ids() == ids  # no new ids, ever
         assert stats.duplicates == stats.dropped_after  # each lost ack costs exactly one resend of the same id
 
 
-def test_a_hung_server_is_a_timeout_not_a_hang(data_dir: Path, emulator: Emulator) -> None:
+async def test_a_hung_server_is_a_timeout_not_a_hang(data_dir: Path, emulator: Emulator) -> None:
     with Spool(data_dir) as spool:
         key = next(iter(_fill(spool, 1)))
         emulator.set_faults(latency_s=1.5)
         uploader = Uploader(spool, _server(emulator.url, timeout_s=0.3), _upload(offline_after=1000))
-        _run(uploader, lambda: spool.info(key).attempts >= 1, timeout=10)
+        await _run(uploader, lambda: spool.info(key).attempts >= 1, timeout=10)
         assert "did not answer in time" in spool.info(key).last_error
 
 
@@ -192,7 +188,7 @@ def test_backoff_is_capped_and_jittered() -> None:
     assert backoff.delay(1, retry_after=10_000) == 300  # Retry-After honoured, but never beyond the cap
 
 
-def test_token_bucket_limits_the_rate_without_blocking_the_loop() -> None:
+async def test_token_bucket_limits_the_rate_without_blocking_the_loop() -> None:
     bucket = TokenBucket(20.0, burst=1)
     ticks = 0
 
@@ -202,35 +198,29 @@ def test_token_bucket_limits_the_rate_without_blocking_the_loop() -> None:
             ticks += 1
             await anyio.sleep(0.01)
 
-    async def main() -> float:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(ticker)
-            started = time.monotonic()
-            for _ in range(11):
-                await bucket.acquire()
-            elapsed = time.monotonic() - started
-            tg.cancel_scope.cancel()
-        return elapsed
-
-    elapsed = anyio.run(main)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        started = time.monotonic()
+        for _ in range(11):
+            await bucket.acquire()
+        elapsed = time.monotonic() - started
+        tg.cancel_scope.cancel()
     assert elapsed >= 0.45  # 10 tokens after the first, at 20/s
     assert ticks >= 20  # the loop kept running while the bucket waited
 
 
-def test_cancelled_uploads_go_back_to_pending(data_dir: Path, emulator: Emulator) -> None:
+async def test_cancelled_uploads_go_back_to_pending(data_dir: Path, emulator: Emulator) -> None:
     with Spool(data_dir) as spool:
         _fill(spool, 4)
         emulator.set_faults(latency_s=5)
         uploader = Uploader(spool, _server(emulator.url, timeout_s=30), _upload())
 
-        async def main() -> None:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(uploader.run)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(uploader.run)
+            with anyio.fail_after(20):
                 while uploader.in_flight < 4:
                     await anyio.sleep(0.02)
-                tg.cancel_scope.cancel()
-
-        anyio.run(main)
+            tg.cancel_scope.cancel()
         assert spool.counts()["sending"] == 0 and spool.counts()["pending"] == 4
 
 
@@ -242,7 +232,7 @@ TLS = Path(__file__).resolve().parents[1] / "fixtures" / "tls"
     ("expired.pem", "ca.pem", "expired"),                # known CA, expired certificate
     ("server.pem", "ca.pem", None),                      # the station trusts the internal CA: sent
 ])
-def test_tls_failures_pause_with_the_reason_and_a_ca_bundle_fixes_them(
+async def test_tls_failures_pause_with_the_reason_and_a_ca_bundle_fixes_them(
         data_dir: Path, cert: str, ca_bundle: str | None, expect: str | None) -> None:
     with Emulator(port=0, tls=(TLS / cert, TLS / "server.key")) as emu, Spool(data_dir) as spool:
         ids = _fill(spool, 3)
@@ -250,15 +240,15 @@ def test_tls_failures_pause_with_the_reason_and_a_ca_bundle_fixes_them(
                                ca_bundle=str(TLS / ca_bundle) if ca_bundle else None)
         uploader = Uploader(spool, server, _upload())
         if expect is None:
-            _run(uploader, _all_sent(spool, 3))
+            await _run(uploader, _all_sent(spool, 3))
             assert emu.received_ids() == ids
         else:
-            _run(uploader, lambda: uploader.mode == PAUSED)
+            await _run(uploader, lambda: uploader.mode == PAUSED)
             assert expect in uploader.reason and "TLS" in uploader.reason
             assert spool.counts()["pending"] == 3 and not emu.received_ids()
 
 
-def test_thirty_percent_faults_over_two_thousand_reports(data_dir: Path) -> None:
+async def test_thirty_percent_faults_over_two_thousand_reports(data_dir: Path) -> None:
     """5xx, 429 with Retry-After, resets before reading, lost acknowledgements: all sent, none lost."""
     with Emulator(port=0, seed=11, keep_in_memory=False) as emu, Spool(data_dir) as spool:
         ids = _fill(spool, 2000)
@@ -272,7 +262,7 @@ def test_thirty_percent_faults_over_two_thousand_reports(data_dir: Path) -> None
             else:
                 emu.set_faults(error_status=503, retry_after=None)
 
-        _run(uploader, _all_sent(spool, 2000), timeout=120, during=alternate)
+        await _run(uploader, _all_sent(spool, 2000), timeout=120, during=alternate)
         stats = emu.stats()
         assert emu.received_ids() == ids
         assert stats.unique_ids == 2000
@@ -281,7 +271,7 @@ def test_thirty_percent_faults_over_two_thousand_reports(data_dir: Path) -> None
         assert spool.counts()["failed"] == 0 and spool.counts()["quarantined"] == 0
 
 
-def test_a_slow_disk_moves_spool_work_off_the_event_loop(data_dir: Path, emulator: Emulator,
+async def test_a_slow_disk_moves_spool_work_off_the_event_loop(data_dir: Path, emulator: Emulator,
                                                           caplog: pytest.LogCaptureFixture) -> None:
     with Spool(data_dir) as spool:
         ids = _fill(spool, 20)
@@ -306,7 +296,7 @@ def test_a_slow_disk_moves_spool_work_off_the_event_loop(data_dir: Path, emulato
                 uploader._inline_retry_at = time.monotonic()  # the while is over: the loop is tried again
                 seen["more"] = _fill(spool, 5, start=20)
 
-        _run(uploader, lambda: spool.counts()["sent"] == 25, during=later)
+        await _run(uploader, lambda: spool.counts()["sent"] == 25, during=later)
         assert seen["inline after the stall"] is False  # after the stall, spool work ran in threads
         assert seen["next wait"] == 120  # a second stall would wait twice as long
         assert "disk is slow" in caplog.text and "again in 60 s" in caplog.text
@@ -315,7 +305,7 @@ def test_a_slow_disk_moves_spool_work_off_the_event_loop(data_dir: Path, emulato
         assert not spool._unsynced_final  # the batched fsync of sent/ happened before run() returned
 
 
-def test_a_pending_report_that_cannot_be_claimed_does_not_spin_the_loop(data_dir: Path, emulator: Emulator) -> None:
+async def test_a_pending_report_that_cannot_be_claimed_does_not_spin_the_loop(data_dir: Path, emulator: Emulator) -> None:
     """Found by the disk-full chaos scenario: pending > 0 but nothing claimable must not busy-loop."""
     with Spool(data_dir) as spool:
         key = next(iter(_fill(spool, 1)))
@@ -323,26 +313,21 @@ def test_a_pending_report_that_cannot_be_claimed_does_not_spin_the_loop(data_dir
         uploader = Uploader(spool, _server(emulator.url), _upload())
         ticks = 0
 
-        async def main() -> None:
+        async def ticker() -> None:
             nonlocal ticks
+            while True:
+                ticks += 1
+                await anyio.sleep(0.01)
 
-            async def ticker() -> None:
-                nonlocal ticks
-                while True:
-                    ticks += 1
-                    await anyio.sleep(0.01)
-
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(uploader.run)
-                tg.start_soon(ticker)
-                await anyio.sleep(0.5)
-                spool._entries[key].busy = False  # the other move finished
-                with anyio.fail_after(5):
-                    while spool.counts()["sent"] < 1:
-                        await anyio.sleep(0.02)
-                uploader.drain()
-                tg.cancel_scope.cancel()
-
-        anyio.run(main)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(uploader.run)
+            tg.start_soon(ticker)
+            await anyio.sleep(0.5)
+            spool._entries[key].busy = False  # the other move finished
+            with anyio.fail_after(5):
+                while spool.counts()["sent"] < 1:
+                    await anyio.sleep(0.02)
+            uploader.drain()
+            tg.cancel_scope.cancel()
         assert ticks >= 20  # the loop kept running while the report could not be claimed
         assert emulator.received_ids() == {key}
