@@ -119,8 +119,11 @@ def _uploader(status: dict[str, Any]) -> list[dict[str, Any]]:
     safe = f" — {waiting} report{'s' if waiting != 1 else ''} safe in the spool, waiting"
     if mode == "paused":
         code = next((c for c in ("401", "403", "404") if c in reason), None)
-        if code in ("401", "403"):
-            return [_reason(ERROR, f"the server refuses the token ({code}){when}{safe}; set a valid token",
+        if code == "401":
+            return [_reason(ERROR, f"the server refuses the token (401){when}{safe}; set a valid token",
+                            "server.token")]
+        if code == "403":  # the reason says what the server said and how the pause ends
+            return [_reason(ERROR, f"the server refuses reports with this token{when}{safe}: {reason}",
                             "server.token")]
         if code == "404":
             return [_reason(ERROR, f"the server does not know this address (404){when}{safe}; check the URL",

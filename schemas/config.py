@@ -16,7 +16,7 @@ import math
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     AfterValidator,
@@ -35,6 +35,22 @@ from pydantic_core import PydanticCustomError, core_schema
 
 #: How a secret looks wherever the config is shown (CLI, logs, the control protocol).
 MASK = "********"
+
+
+
+def masked_url(url: str) -> str:
+    """``url`` with a password written into it (``http://admin:pw@host``) shown as the mask: what a
+    person reads (``config show``, status, logs, the connection test) never carries it."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None or "@" not in parts.netloc:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{hostport}"))
+
 
 #: Converters that ship with stationflow; anything else must be a ``path.py:Class`` / ``module:Class`` spec.
 BUILTIN_CONVERTERS = ("wsjf", "wsxf", "csv", "atml", "wstf")
@@ -228,6 +244,13 @@ class ServerSection(_Section):
         if parts.query or parts.fragment:
             raise rule_error("must not have a ?query or #fragment — give the server's base address")
         return text.rstrip("/")
+
+    @field_serializer("url")
+    def _mask_url(self, url: str, info: Any) -> str:
+        """A password in the URL is masked like the token, unless the caller asks (saving the file)."""
+        if isinstance(info.context, dict) and info.context.get("reveal_secrets"):
+            return url
+        return masked_url(url)
 
     @field_serializer("token")
     def _mask_token(self, token: SecretStr | None, info: Any) -> str | None:

@@ -159,6 +159,7 @@ COMMANDS: dict[str, tuple[type[BaseModel], str]] = {
     "queue.fire": (QueueFireArgs, "fire an operator trigger (by: operator) of the report lifecycle on reports"),
     "intake.pause": (IntakePauseArgs, "stop picking up new files (reports already taken go on)"),
     "intake.resume": (NoArgs, "pick up files again"),
+    "upload.resume": (NoArgs, "lift a pause of the uploads once its cause is fixed: probe the server, then send"),
     "config.get": (NoArgs, "the config file's settings, token masked"),
     "config.validate": (ConfigDataArgs, "check a config without saving it"),
     "config.apply": (ConfigDataArgs, "validate, save atomically (old file kept as .bak), reload"),

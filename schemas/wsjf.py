@@ -24,7 +24,9 @@ Rules, as the server applies them (see the samples in ``fixtures/reports``):
   ``root``; an ``R`` report usually has none (its data is in ``uur``).
 - ``pn``, ``sn``, ``rev``, ``machineName``, ``location``, ``purpose``: non-empty, at most 100
   characters.
-- ``processCode``: a JSON integer.
+- ``processCode``: a JSON integer that fits 32 bits (the server's type; 99999999999999999999999 is refused).
+- every number in the report is finite: ``NaN``, ``Infinity`` and ``1e999`` (infinite as a double) are
+  refused (the converters write a missing measurement as null).
 - ``result``: ``P`` passed, ``F`` failed, ``E`` error, ``T`` terminated, ``D`` done.
 - ``start``: ISO 8601 local time with its UTC offset, e.g. ``2026-01-30T22:01:41.4707353+01:00``
   (WATS writes up to 7 fractional digits; kept as written).
@@ -34,6 +36,8 @@ Rules, as the server applies them (see the samples in ``fixtures/reports``):
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -48,6 +52,7 @@ __all__ = [
     "Step",
     "ReportValidationError",
     "parse_header",
+    "refuse_non_finite",
     "load_report",
     "dump_report",
     "normalise_id",
@@ -102,6 +107,7 @@ ReportType = Literal["T", "R"]
 ReportResult = Literal["P", "F", "E", "T", "D"]
 StepStatus = Literal["P", "F", "S", "T", "D", "E"]
 NonEmpty = Annotated[str, Field(min_length=1)]
+ProcessCode = Annotated[StrictInt, Field(ge=-(2**31), le=2**31 - 1)]
 
 REQUIRED_FIELDS: tuple[str, ...] = (
     "id", "type", "pn", "sn", "rev", "processCode", "result", "start", "machineName", "location",
@@ -115,7 +121,7 @@ _ALLOWED: dict[str, str] = {
     "pn": "text of 1 to 100 characters (the part number)",
     "sn": "text of 1 to 100 characters (the serial number)",
     "rev": "text of 1 to 100 characters (the part revision)",
-    "processCode": "a whole number, e.g. 10 (the process code)",
+    "processCode": "a whole number from -2147483648 to 2147483647, e.g. 10 (the process code)",
     "result": "one of " + ", ".join(repr(r) for r in REPORT_RESULTS)
               + " (passed, failed, error, terminated, done)",
     "start": "an ISO 8601 local time with its UTC offset, e.g. 2026-01-30T22:01:41.47+01:00",
@@ -159,7 +165,7 @@ class ReportHeader(BaseModel):
     pn: HeaderText
     sn: HeaderText
     rev: HeaderText
-    processCode: StrictInt
+    processCode: ProcessCode
     result: ReportResult
     start: StartTime
     machineName: HeaderText
@@ -226,7 +232,7 @@ class Report(BaseModel):
     sn: HeaderText
     rev: HeaderText
     productName: Any = None
-    processCode: StrictInt
+    processCode: ProcessCode
     processCodeFormat: Any = None
     processName: Any = None
     result: ReportResult
@@ -260,17 +266,61 @@ class Report(BaseModel):
 def parse_header(raw: bytes | str) -> ReportHeader:
     """Validate what the server requires, straight from the bytes. Raises ReportValidationError."""
     try:
-        return ReportHeader.model_validate_json(raw)
+        header = ReportHeader.model_validate_json(raw)
     except ValidationError as exc:
         raise _refusal(exc) from None
+    refuse_non_finite(raw)
+    return header
 
 
 def load_report(raw: bytes | str) -> Report:
     """Read a whole report, keeping every field. Raises ReportValidationError."""
     try:
-        return Report.model_validate_json(raw)
+        report = Report.model_validate_json(raw)
     except ValidationError as exc:
         raise _refusal(exc) from None
+    refuse_non_finite(raw)
+    return report
+
+
+# An exponent of three digits or more: the only way a JSON number can be infinite as a double.
+# Two literal-led patterns: measured ~0.1 ms each on a 97 KB report, where one pattern led by a
+# character class took 1.5 ms (the header model itself takes ~0.35 ms).
+_BIG_EXPONENT = (re.compile(rb"e\+?[0-9]{3}"), re.compile(rb"E\+?[0-9]{3}"))
+
+
+class _NotFinite(ValueError):
+    pass
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(text)
+    return value
+
+
+def _constant(text: str) -> float:
+    raise _NotFinite(text)
+
+
+def refuse_non_finite(raw: bytes | str) -> None:
+    """Refuse ``NaN``, ``Infinity`` and numbers too large for a double (``1e999``) anywhere in the
+    report: Python's and pydantic's JSON readers take them, the server cannot store them. Only a
+    report that contains such a spelling somewhere (a step named "NaN check" does) is read whole."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if b"NaN" not in data and b"Infinity" not in data and not any(p.search(data) for p in _BIG_EXPONENT):
+        return
+    try:
+        json.loads(data, parse_constant=_constant, parse_float=_finite)
+    except _NotFinite as exc:
+        found = str(exc)
+        raise ReportValidationError(
+            f"invalid WSJF report: a number is {found}",
+            [f"{found}: not a finite number — WATS cannot store NaN, Infinity or numbers beyond ±1.8e308; "
+             "write null for a missing value"]) from None
+    except ValueError:
+        return  # not JSON at all: the model has said what it had to say
 
 
 def dump_report(report: Report) -> bytes:

@@ -56,6 +56,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("trigger", metavar="TRIGGER")
     p.add_argument("ids", nargs="+", metavar="ID")
     p.set_defaults(func=cmd_queue_fire)
+    p = q.add_parser("resume", help="lift a pause of the uploads (e.g. the token now may submit): probe, then send")
+    p.set_defaults(func=cmd_queue_resume)
+
+
+def cmd_queue_resume(args: argparse.Namespace) -> int:
+    """``queue resume``: the running service's uploader probes the server now and sends if it answers."""
+    from ..control.client import ControlClient
+
+    _, cfg = load_station(args.config)
+    answer = ControlClient(cfg.data_dir).call("upload.resume")
+    if answer["resumed"]:
+        print(f"uploads resumed: checking the server, then sending (mode now {answer['mode']})")
+    else:
+        print(f"uploads were not paused (mode {answer['mode']}); nothing to resume")
+    return 0
 
 
 def cmd_submit(args: argparse.Namespace) -> int:

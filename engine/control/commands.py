@@ -35,7 +35,7 @@ from ..health import health_of
 from ..station_access import rejected_counts
 from .server import AfterReply, BadArguments, Handler, error_code, problems_of
 from ..errors import ConfigError, InvalidInput, ReportNotFound, StationflowError
-from ...schemas.config import MASK, StationConfig
+from ...schemas.config import MASK, StationConfig, masked_url
 from ...schemas.control import (
     COMMANDS,
     ConfigDataArgs,
@@ -92,6 +92,7 @@ def build_handlers(service: ControlledService) -> dict[str, Handler]:
         "queue.fire": commands.queue_fire,
         "intake.pause": commands.intake_pause,
         "intake.resume": commands.intake_resume,
+        "upload.resume": commands.upload_resume,
         "config.get": commands.config_get,
         "config.validate": commands.config_validate,
         "config.apply": commands.config_apply,
@@ -234,6 +235,13 @@ class _Commands:
         intake.resume()
         return intake.status()
 
+    async def upload_resume(self, _: NoArgs) -> dict[str, Any]:
+        uploader = getattr(self.service, "uploader", None)
+        if uploader is None:
+            raise StationflowError("the uploader is not running", hint="start the service with `stationflow run`")
+        resumed = uploader.resume()
+        return {"resumed": resumed, **uploader.status()}
+
     # ------------------------------------------------------------------ config
 
     def _stored(self) -> tuple[StationConfig, str, list[str]]:
@@ -253,8 +261,15 @@ class _Commands:
         return await self._thread(read)
 
     def _unmask(self, data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-        """Put the stored token back where the client sent the mask it got from ``config.get``."""
+        """Put the stored token back where the client sent the mask it got from ``config.get`` (and
+        the stored URL, when its password came back masked)."""
         server = data.get("server")
+        if isinstance(server, dict) and isinstance(server.get("url"), str) and MASK in server["url"]:
+            stored_url = self._stored()[0].server.url
+            if masked_url(stored_url) == server["url"]:
+                data = copy.deepcopy(data)
+                server = data["server"]
+                server["url"] = stored_url
         if not isinstance(server, dict) or server.get("token") != MASK:
             return data, []
         stored = self._stored()[0].server.token

@@ -22,9 +22,9 @@ from typing import Any
 
 import httpx
 
-from .answers import server_message
+from .answers import WEB_PAGE, Reply, read_reply_sync, server_message
 from .uploader import PROBE_PATH
-from ...schemas.config import ServerSection
+from ...schemas.config import ServerSection, masked_url
 
 #: The longest a test may take, whatever the config's timeouts say: a person is waiting.
 MAX_WAIT_S = 15.0
@@ -58,24 +58,25 @@ def check_connection(server: ServerSection, *, base_dir: str | Path | None = Non
     if server.token is not None:
         headers["Authorization"] = f"Basic {server.token.get_secret_value()}"
     timeout = httpx.Timeout(min(server.timeout_s, max_wait_s), connect=min(server.connect_timeout_s, max_wait_s))
-    url = server.url
+    url = masked_url(server.url)  # what a person reads: never a password written into the URL
     try:
-        with httpx.Client(base_url=url, headers=headers, timeout=timeout, verify=verify,
+        with httpx.Client(base_url=server.url, headers=headers, timeout=timeout, verify=verify,
                           follow_redirects=False, trust_env=False) as client:
             started = time.perf_counter()
-            first = client.get(PROBE_PATH)
+            first = read_reply_sync(client.send(client.build_request("GET", PROBE_PATH), stream=True))
             first_ms = (time.perf_counter() - started) * 1000
-            if first.status_code != 200:
+            if first.status != 200 or first.is_web_page:
                 return _refusal(first, url)
             started = time.perf_counter()
-            second = client.get(PROBE_PATH)
+            second = read_reply_sync(client.send(client.build_request("GET", PROBE_PATH), stream=True))
             rtt_ms = min(first_ms, (time.perf_counter() - started) * 1000)
-            if second.status_code != 200:
+            if second.status != 200 or second.is_web_page:
                 return _refusal(second, url)
     except httpx.HTTPError as exc:
         return _transport_failure(exc, url)
     except (OSError, ValueError) as exc:  # e.g. a ca_bundle that is not a PEM file
-        return ConnectionResult(False, f"cannot talk to {url}: {exc}", error_kind="network")
+        return ConnectionResult(False, f"cannot talk to {url}: {_masked(str(exc), server.url)}",
+                                error_kind="network")
     version = _version(first)
     return ConnectionResult(True, f"connected: server version {version}, round trip {rtt_ms:.1f} ms",
                             version=version, rtt_ms=round(rtt_ms, 2), status=200)
@@ -102,7 +103,7 @@ def _verify(server: ServerSection, base_dir: str | Path | None) -> ssl.SSLContex
         raise _BadSetting(f"server.ca_bundle: {path} is not a usable PEM certificate file ({exc})") from None
 
 
-def _version(response: httpx.Response) -> str:
+def _version(response: Reply) -> str:
     """WATS answers a JSON string; the emulator an object with ``version``; anything else as text."""
     try:
         data = response.json()
@@ -117,8 +118,10 @@ def _version(response: httpx.Response) -> str:
     return str(data)[:100]
 
 
-def _refusal(response: httpx.Response, url: str) -> ConnectionResult:
-    code = response.status_code
+def _refusal(response: Reply, url: str) -> ConnectionResult:
+    code = response.status
+    if 200 <= code < 300:  # a proxy's login page
+        return ConnectionResult(False, f"{WEB_PAGE} ({code} from {url})", error_kind="http", status=code)
     said = server_message(response, limit=300)
     said_part = f" (server said: {said})" if said else ""
     if code == 401:
@@ -171,6 +174,12 @@ def _transport_failure(exc: httpx.HTTPError, url: str) -> ConnectionResult:
         return ConnectionResult(False, f"nothing answers at {url} (connection refused) — is the server "
                                        "running, and is the port right?", error_kind="refused")
     return ConnectionResult(False, f"cannot talk to {url}: {exc or type(exc).__name__}", error_kind="network")
+
+
+def _masked(text: str, url: str) -> str:
+    """``text`` with the URL's password (if one is written in it) masked."""
+    password = httpx.URL(url).password
+    return text.replace(password, "***") if password else text
 
 
 __all__ = ["MAX_WAIT_S", "ConnectionResult", "check_connection"]

@@ -9,14 +9,17 @@ answer (outcome)                       the report                   the uploader
 =====================================  ===========================  ====================================
 2xx (acknowledged)                     ``accepted`` → sent          counts consecutive failures back to 0
 400, 413, 422, other 4xx (refused)     ``rejected`` → failed        goes on
-401, 403 (bad token), 404, 3xx (URL)   ``recover`` → pending        pauses all sending, probes until fixed
-  (paused)
+401, 403 (bad token), 404, 3xx (URL)   ``recover`` → pending        pauses all sending until the config
+  (paused)                                                          changes, ``queue resume``, or a long
+                                                                    wait (hold.py); a probe cannot lift it
+TLS failure, proxy failure (paused)    ``recover`` → pending        pauses; probes until fixed
+2xx with an HTML page (a proxy's)      ``transient_error``          as any transient failure
 408, 429, 5xx, refused, reset          ``transient_error``          backoff (Retry-After honoured); after
   (transient)                          → retry_wait                 ``offline_after`` in a row: offline, one
 no answer within the state's timeout   ``on_timeout`` of the state  probe at a time until the server answers
 =====================================  ===========================  ====================================
 
-The bytes posted are the bytes the spool accepted, so a report whose answer never came is sent
+At most ``answers.BODY_LIMIT`` (64 KiB) of any answer is read. The bytes posted are the bytes the spool accepted, so a report whose answer never came is sent
 again with the same id, never a new one. One pooled ``httpx.AsyncClient`` serves every worker.
 """
 
@@ -32,7 +35,6 @@ import ssl
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -43,9 +45,10 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ..errors import IllegalTransition
 from ..backoff import backoff_delay
 from ..lifecycle import Lifecycle, load_lifecycle
-from .answers import server_message
+from .answers import Answer, classify_exception, classify_reply, read_reply
+from .hold import Hold, describe
 from ..spool.store import Claim, Spool
-from ...schemas.config import RetrySection, ServerSection, UploadSection
+from ...schemas.config import RetrySection, ServerSection, UploadSection, masked_url
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +69,6 @@ PROBE_PATH = "/api/App/Version"
 #: The states of the shipped connection lifecycle (``machines/connection.yaml``). The uploader itself
 #: finds them by role (see ``Link``), so a site file may rename them.
 ONLINE, OFFLINE, PAUSED, STOPPED = "online", "offline", "paused", "stopped"
-_REJECT_CODES = {400, 413, 422}
-_PAUSE_CODES = {401: "the server refused the token (401) — set server.token, see `stationflow config show`",
-                403: "the token is not allowed to submit reports (403) — check its rights on the WATS server",
-                404: "the server has no report endpoint at this address (404) — check server.url"}
-_TRANSIENT_CODES = {408, 425, 429}
 _INLINE_LIMIT_S = 0.02  # spool work slower than this on the event loop moves to threads
 #: After moving spool work to threads, try the event loop again this much later (doubling each
 #: time it is slow again, up to the maximum): one journal commit that stalled a rename must not
@@ -133,75 +131,6 @@ class TokenBucket:
                 self._tokens -= 1
                 return
             await anyio.sleep((1 - self._tokens) / self.rate)
-
-
-@dataclass
-class Answer:
-    """What one attempt came to, in the uploader's terms."""
-
-    kind: str  # accepted | rejected | pause | transient | timeout
-    message: str
-    retry_after: float | None = None
-    status: int | None = None
-
-
-def classify_response(response: httpx.Response) -> Answer:
-    code = response.status_code
-    if 200 <= code < 300:
-        return Answer("accepted", f"{code}", status=code)
-    text = server_message(response)
-    if code in _PAUSE_CODES:
-        return Answer("pause", _PAUSE_CODES[code] + (f" (server said: {text})" if text else ""), status=code)
-    if 300 <= code < 400:
-        where = response.headers.get("location", "?")
-        return Answer("pause", f"the server redirects to {where} ({code}) — set server.url to the final address",
-                      status=code)
-    if code in _TRANSIENT_CODES or code >= 500:
-        return Answer("transient", f"server answered {code}" + (f": {text}" if text else ""),
-                      retry_after=_retry_after(response), status=code)
-    return Answer("rejected", f"server rejected the report ({code})" + (f": {text}" if text else ""), status=code)
-
-
-def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
-    """The ssl error behind an httpx error, if the failure was the TLS handshake."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def classify_exception(exc: BaseException) -> Answer:
-    tls = _tls_failure(exc)
-    if tls is not None or "CERTIFICATE_VERIFY_FAILED" in str(exc):
-        detail = getattr(tls, "verify_message", None) or getattr(tls, "reason", None) or str(exc)
-        return Answer("pause", f"TLS check of the server failed ({detail}) — renew the server's certificate, "
-                               "or set server.ca_bundle to the CA that signed it")
-    if isinstance(exc, httpx.ConnectError):
-        return Answer("transient", f"cannot connect to the server: {exc or type(exc).__name__}")
-    if isinstance(exc, httpx.TimeoutException):
-        return Answer("transient", f"the server did not answer in time ({type(exc).__name__})")
-    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.NetworkError)):
-        return Answer("transient", f"the connection broke before the answer: {exc or type(exc).__name__}")
-    return Answer("transient", f"{type(exc).__name__}: {exc}")
-
-
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
 
 
 def build_client(server: ServerSection, upload: UploadSection) -> httpx.AsyncClient:
@@ -294,6 +223,7 @@ class Uploader:
         self.last_error: str | None = None
         self._on_event = on_event
         self._resume = anyio.Event()
+        self.hold = Hold()
         self._draining = False
         self._roles = spool.roles
         self._sending_state = spool.roles.sender
@@ -383,13 +313,26 @@ class Uploader:
             old = self.client
             self.client = build_client(server, self.upload)
             self._close_later(old)
+        if changed:
+            self.hold.lift()
             if self.mode == self.link.paused:
                 self._set_mode("reconfigured", "configuration changed; checking the server")
 
+    def resume(self) -> bool:
+        """An operator says the cause of a pause is fixed (e.g. the token was given the right to
+        submit on the server): probe at once, then send. False when sending was not paused."""
+        self.hold.lift()
+        if self.mode != self.link.paused:
+            return False
+        self._set_mode("reconfigured", "resumed by an operator; checking the server")
+        return True
+
     def status(self) -> dict[str, Any]:
         return {
-            "mode": self.mode, "reason": self.reason, "since": self.since, "server": self.server.url,
+            "mode": self.mode, "reason": self.reason, "since": self.since, "server": masked_url(self.server.url),
             "consecutive_failures": self.consecutive_failures, "in_flight": self.in_flight,
+            # a held pause (hold.py): seconds until the server is tried again by itself
+            "held_for_s": round(self.hold.remaining(), 1) if self.hold.active else None,
             "counters": dict(self.counters), "latency": self.latencies.percentiles(), "last_error": self.last_error,
             # which report lifecycle drives the uploads: shipped or a site file, and its sha256
             "lifecycle": {"file": self.spool.lifecycle.source, "sha256": self.spool.lifecycle.sha256,
@@ -557,12 +500,11 @@ class Uploader:
     async def _post(self, claim: Claim) -> Answer:
         with anyio.move_on_after(self._send_timeout) as scope:
             try:
-                response = await self.client.post(REPORT_PATH, content=claim.data)
-            except httpx.HTTPError as exc:
+                request = self.client.build_request("POST", REPORT_PATH, content=claim.data)
+                reply = await read_reply(await self.client.send(request, stream=True))
+            except (httpx.HTTPError, ssl.SSLError) as exc:
                 return classify_exception(exc)
-            except ssl.SSLError as exc:
-                return classify_exception(exc)
-            return classify_response(response)
+            return classify_reply(reply)
         assert scope.cancelled_caught
         return Answer("timeout", f"no answer within the {self._send_timeout:g} s limit of the "
                                  f"'{self._sending_state}' state")
@@ -574,6 +516,7 @@ class Uploader:
         if answer.kind == "accepted":
             self.counters["sent"] += 1
             self.consecutive_failures = 0
+            self.hold.acknowledged()
             return outcomes["acknowledged"], {}
         self.last_error = answer.message
         # Whatever state the YAML leads this answer to, a waiting state needs its time.
@@ -583,7 +526,11 @@ class Uploader:
             log.warning("report %s rejected: %s", claim.key, answer.message)
             return outcomes["refused"], {"error": answer.message, "count_attempt": True, "next_attempt_s": delay}
         if answer.kind == "pause":
-            self._set_mode("refused", answer.message)
+            reason = answer.message
+            if answer.hold:
+                reason += (f" — sending stays paused until server settings change, `stationflow queue resume`, "
+                           f"or {describe(self.hold.start())} from the refusal")
+            self._set_mode("refused", reason)
             return outcomes["paused"], {"note": f"not sent: {answer.message}", "next_attempt_s": delay}
         self.counters["retried"] += 1
         self.consecutive_failures += 1
@@ -621,10 +568,19 @@ class Uploader:
                 attempt = 0
                 await self._wait_resume()
                 continue
+            if self.mode == self.link.paused and self.hold.active:
+                # A probe cannot tell that a refused POST would now go through (hold.py): wait for
+                # the hold to end, a config change or an operator's resume.
+                if self.hold.remaining() > 0:
+                    with anyio.move_on_after(self.hold.remaining()):
+                        await self._wait_resume()
+                    continue
+                self.hold.expire()
+                log.info("the pause of %s is over; trying the server again", describe(self.hold.length_s))
             attempt += 1
             ok, message = await self.probe()
             if ok:
-                log.info("server %s answers again; sending resumes", self.server.url)
+                log.info("server %s answers again; sending resumes", masked_url(self.server.url))
                 self.consecutive_failures = 0
                 self._set_mode("answered", None)
                 continue
@@ -637,12 +593,14 @@ class Uploader:
     async def probe(self) -> tuple[bool, str]:
         """One authenticated ``GET /api/App/Version``: (answers well, what happened)."""
         try:
-            response = await self.client.get(PROBE_PATH)
+            reply = await read_reply(await self.client.send(self.client.build_request("GET", PROBE_PATH),
+                                                            stream=True))
         except (httpx.HTTPError, ssl.SSLError) as exc:
             return False, classify_exception(exc).message
-        if 200 <= response.status_code < 300:
-            return True, response.text[:200]
-        return False, classify_response(response).message
+        answer = classify_reply(reply)
+        if answer.kind == "accepted":
+            return True, reply.text[:200]
+        return False, answer.message
 
     # ------------------------------------------------------------------ plumbing
 
