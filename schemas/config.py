@@ -287,6 +287,11 @@ class IntakeSection(_Section):
     patterns: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] = Field(
         default_factory=lambda: ["*"], description="File name patterns to pick up (glob, e.g. '*.json').")
     recursive: bool = Field(default=False, description="Also watch the folders inside the watch folder.")
+    follow_links: Literal["never", "inside"] = Field(
+        default="never",
+        description="Symbolic links in the watch folder: never (ignored, with a note in status) or inside "
+                    "(followed when the file or folder they point to is inside the watch folder; the file itself "
+                    "is taken, archived or deleted, the link is left). A link out of the folder is never followed.")
     converter: str = Field(
         description="How to turn a file into reports: a built-in (wsjf, wsxf, csv, atml, wstf) or a custom converter as "
                     "'path/to/file.py:ClassName' or 'module:ClassName'.",

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 from ..layout import REPROCESS_ORIGINS
 from .model import WINDOWS, TrackedFile, Watch
@@ -20,14 +22,36 @@ from .model import WINDOWS, TrackedFile, Watch
 log = logging.getLogger(__name__)
 
 
-def walk(root: Path, recursive: bool, excluded: list[Path],
-         links: list[str] | None = None) -> Iterable[os.DirEntry[str]]:
+class Linked(NamedTuple):
+    """A file reached through a link that stays inside the watch folder (``follow_links: inside``):
+    named by its own path under the watch folder, so the file itself is copied and acted on."""
+
+    path: str
+    name: str
+
+    def stat(self) -> os.stat_result:
+        return os.stat(self.path, follow_symlinks=False)
+
+
+def walk(root: Path, recursive: bool, excluded: list[Path], links: list[str] | None = None,
+         follow_inside: bool = False) -> Iterable[os.DirEntry[str] | Linked]:
     """Regular files under ``root`` (sub-folders too when ``recursive``), hidden names skipped.
 
-    Symbolic links are never followed nor taken (their paths go to ``links``): a user who may write
+    Symbolic links are not followed nor taken (their paths go to ``links``): a user who may write
     into a watch folder must not make the service read, move or delete files elsewhere (a link to
     the control token was copied into the error folder, readable by all), and a link loop must not
-    make the listing endless."""
+    make the listing endless. With ``follow_inside`` a link whose target resolves inside ``root`` is
+    followed: each folder is listed once (by device and inode, so ``ln -s . loop`` ends) and each
+    file is yielded once, under its own path."""
+    inside = _real(root) if follow_inside else None
+    visited: set[tuple[int, int]] = set()
+    yielded: set[str] = set()
+    if inside is not None:
+        try:
+            st = os.stat(root)
+            visited.add((st.st_dev, st.st_ino))
+        except OSError:
+            pass
     stack = [root]
     while stack:
         folder = stack.pop()
@@ -44,17 +68,61 @@ def walk(root: Path, recursive: bool, excluded: list[Path],
                 continue
             try:
                 if entry.is_symlink():
-                    if links is not None:
-                        links.append(entry.path)
+                    target = _inside_target(entry.path, inside, root) if inside is not None else None
+                    if target is None:
+                        if links is not None:
+                            links.append(entry.path)
+                        continue
+                    st = os.stat(target, follow_symlinks=False)
+                    if stat.S_ISDIR(st.st_mode):
+                        if recursive and (st.st_dev, st.st_ino) not in visited \
+                                and not any(same_or_inside(Path(target), x) for x in excluded):
+                            visited.add((st.st_dev, st.st_ino))
+                            stack.append(Path(target))
+                    elif stat.S_ISREG(st.st_mode) and target not in yielded:
+                        yielded.add(target)
+                        yield Linked(target, os.path.basename(target))
                     continue
                 if entry.is_dir(follow_symlinks=False):
                     if recursive and not any(same_or_inside(Path(entry.path), x) for x in excluded):
+                        if inside is not None:
+                            st = entry.stat(follow_symlinks=False)
+                            if (st.st_dev, st.st_ino) in visited:
+                                continue  # already listed through a link
+                            visited.add((st.st_dev, st.st_ino))
                         stack.append(Path(entry.path))
                     continue
                 if entry.is_file(follow_symlinks=False):
+                    if inside is not None:
+                        if entry.path in yielded:
+                            continue  # already taken through a link
+                        yielded.add(entry.path)
                     yield entry
             except OSError:
                 continue
+
+
+def _real(path: Path) -> str | None:
+    try:
+        return os.path.realpath(path, strict=True)
+    except (OSError, RuntimeError):
+        return None
+
+
+def _inside_target(link: str, inside: str | None, root: Path) -> str | None:
+    """Where ``link`` leads, as a path under ``root`` — or None when it leads out of the watch
+    folder, nowhere (dangling) or round in a circle."""
+    if inside is None:
+        return None
+    try:
+        real = os.path.realpath(link, strict=True)
+    except (OSError, RuntimeError):
+        return None
+    if real == inside:
+        return str(root)
+    if not real.startswith(inside.rstrip(os.sep) + os.sep):
+        return None
+    return os.path.join(root, os.path.relpath(real, inside))
 
 
 def list_candidates(watch: Watch, only_reprocess: bool) -> tuple[list[tuple[str, str, str, int, int]], bool]:
@@ -69,7 +137,8 @@ def list_candidates(watch: Watch, only_reprocess: bool) -> tuple[list[tuple[str,
     found = []
     links: list[str] = []
     for root, origin, recursive in sources:
-        for entry in walk(root, recursive, watch.excluded if origin == "watch" else [], links):
+        follow = origin == "watch" and watch.section.follow_links == "inside"
+        for entry in walk(root, recursive, watch.excluded if origin == "watch" else [], links, follow):
             if origin == "watch" and not watch.matches(entry.name):
                 continue
             try:
