@@ -68,6 +68,8 @@ class Faults:
     drop_after_rate: float = 0.0      # store the report, then close without answering: ack lost
     reject_rate: float = 0.0          # answer 400 to a valid report (the server said no)
     down: bool = False                # every API request gets 503 (the process is up, the service is not)
+    overload_rps: float | None = None # API requests per second above this get 503 with Retry-After (a busy server)
+    overload_retry_after: float = 1.0 # the Retry-After of those 503s, in seconds
 
     def __post_init__(self) -> None:
         for name in ("error_rate", "drop_before_rate", "drop_after_rate", "reject_rate"):
@@ -82,6 +84,12 @@ class Faults:
             raise ValueError(f"fault retry_after: {self.retry_after!r} — must be seconds (0 or more) or null")
         if not isinstance(self.latency_s, (int, float)) or isinstance(self.latency_s, bool) or self.latency_s < 0:
             raise ValueError(f"fault latency_s: {self.latency_s!r} — must be seconds, 0 or more")
+        if self.overload_rps is not None and (not isinstance(self.overload_rps, (int, float))
+                                              or isinstance(self.overload_rps, bool) or self.overload_rps <= 0):
+            raise ValueError(f"fault overload_rps: {self.overload_rps!r} — must be requests per second (above 0) or null")
+        if not isinstance(self.overload_retry_after, (int, float)) or isinstance(self.overload_retry_after, bool) \
+                or self.overload_retry_after < 0:
+            raise ValueError(f"fault overload_retry_after: {self.overload_retry_after!r} — must be seconds, 0 or more")
         if not isinstance(self.down, bool):
             raise ValueError(f"fault down: {self.down!r} — must be true or false")
 
@@ -115,6 +123,7 @@ class EmulatorStats:
     bytes_received: int = 0    # report bodies read
     requests: int = 0          # every HTTP request, control endpoint included
     handler_errors: int = 0    # unexpected exceptions in a request handler (a bug: see the log)
+    overloaded: int = 0        # answered 503 because API requests came faster than ``overload_rps``
 
     def line(self) -> str:
         """One line for a person watching the emulator."""
@@ -157,6 +166,8 @@ class Emulator:
         self._connections: set[socket.socket] = set()
         self._conn_lock = threading.Lock()
         self._outage: threading.Timer | None = None
+        self._per_second: dict[int, int] = {}  # API requests per whole second of time.monotonic()
+        self._load_tokens, self._load_at = 0.0, time.monotonic()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -269,6 +280,12 @@ class Emulator:
         with self._lock:
             return dataclasses.replace(self._stats)
 
+    def requests_per_second(self) -> dict[int, int]:
+        """API requests (report posts and version/ping probes, answered or refused) per second of
+        ``time.monotonic()``: how hard a fleet of stations hit the server, second by second."""
+        with self._lock:
+            return dict(self._per_second)
+
     def received_ids(self) -> set[str]:
         """Canonical (lower-case) ids of every report stored."""
         with self._lock:
@@ -306,6 +323,7 @@ class Emulator:
             self._reports.clear()
             self._stored_times.clear()
             self.first_stored.clear()
+            self._per_second.clear()
 
     # ------------------------------------------------------------------ used by the handler
 
@@ -313,6 +331,25 @@ class Emulator:
         with self._lock:
             for name, amount in increments.items():
                 setattr(self._stats, name, getattr(self._stats, name) + amount)
+
+    def _api_request(self) -> bool:
+        """Count one API request; whether it is beyond ``overload_rps`` (a token bucket holding a
+        tenth of a second's requests, so a burst is absorbed but a stampede is not)."""
+        limit = self._faults.overload_rps
+        now = time.monotonic()
+        with self._lock:
+            second = int(now)
+            self._per_second[second] = self._per_second.get(second, 0) + 1
+            if limit is None:
+                return False
+            burst = max(1.0, limit / 10)
+            self._load_tokens = min(burst, self._load_tokens + (now - self._load_at) * limit)
+            self._load_at = now
+            if self._load_tokens >= 1.0:
+                self._load_tokens -= 1.0
+                return False
+            self._stats.overloaded += 1
+            return True
 
     def _roll(self, rate: float) -> bool:
         if rate <= 0.0:
@@ -462,6 +499,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if path.startswith(CONTROL_PREFIX):
                 self._control(method, path[len(CONTROL_PREFIX):])
+            elif path in (REPORT_PATH, VERSION_PATH, PING_PATH) and emulator._api_request():
+                self._discard_body()
+                self._send(503, {"message": "the server is busy; try again later"},
+                           {"Retry-After": _seconds(emulator.faults.overload_retry_after)})
             elif path == REPORT_PATH and method == "POST":
                 self._post_report()
             elif path in (VERSION_PATH, PING_PATH) and method == "GET":

@@ -47,6 +47,7 @@ from ..backoff import backoff_delay
 from ..lifecycle import Lifecycle, load_lifecycle
 from .answers import Answer, classify_exception, classify_reply, read_reply
 from .hold import Hold, describe
+from .pace import Pace, TokenBucket
 from ..spool.store import Claim, Spool
 from ...schemas.config import RetrySection, ServerSection, UploadSection, masked_url
 
@@ -69,6 +70,9 @@ PROBE_PATH = "/api/App/Version"
 #: The states of the shipped connection lifecycle (``machines/connection.yaml``). The uploader itself
 #: finds them by role (see ``Link``), so a site file may rename them.
 ONLINE, OFFLINE, PAUSED, STOPPED = "online", "offline", "paused", "stopped"
+#: Busy answers (429/503 with Retry-After) in a row, no acknowledgement between, that make the whole
+#: station wait and slow down: a busy server answers so to most posts, a random one to a few.
+BUSY_IN_A_ROW = 2
 _INLINE_LIMIT_S = 0.02  # spool work slower than this on the event loop moves to threads
 #: After moving spool work to threads, try the event loop again this much later (doubling each
 #: time it is slow again, up to the maximum): one journal commit that stalled a rename must not
@@ -98,39 +102,17 @@ class Backoff:
         return backoff_delay(attempt, initial_s=self.initial, max_s=self.cap, multiplier=self.multiplier,
                              jitter=self.jitter, rng=self._rng, retry_after=retry_after)
 
+    def full_jitter(self, attempt: int) -> float:
+        """Anywhere from 0 to the capped exponential wait ("full jitter"): for the probe of a server
+        that is down, so a fleet that lost it at the same instant does not find it again together."""
+        base = backoff_delay(attempt, initial_s=self.initial, max_s=self.cap, multiplier=self.multiplier,
+                             jitter=0.0, rng=self._rng)
+        return self._rng.uniform(0.0, base)
 
-class TokenBucket:
-    """A rate limit that waits with ``anyio.sleep`` (never blocks the event loop)."""
-
-    def __init__(self, rate_per_s: float | None, burst: float | None = None) -> None:
-        self.rate = rate_per_s
-        self.capacity = burst if burst is not None else max(1.0, (rate_per_s or 0) / 10)
-        self._tokens = self.capacity
-        self._last = time.monotonic()
-
-    def try_acquire(self) -> bool:
-        """Take a token if one is there now; never waits."""
-        if not self.rate:
-            return True
-        now = time.monotonic()
-        self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return True
-        return False
-
-    async def acquire(self) -> None:
-        if not self.rate:
-            return
-        while True:
-            now = time.monotonic()
-            self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
-            self._last = now
-            if self._tokens >= 1:
-                self._tokens -= 1
-                return
-            await anyio.sleep((1 - self._tokens) / self.rate)
+    def spread(self, retry_after: float) -> float:
+        """The server's Retry-After, spread over as long again (never sooner; capped): stations told
+        the same by a busy server do not all come back in the same instant."""
+        return min(retry_after * (1.0 + self._rng.random()), self.cap)
 
 
 def build_client(server: ServerSection, upload: UploadSection) -> httpx.AsyncClient:
@@ -211,6 +193,7 @@ class Uploader:
         self.client = client or build_client(server, upload)
         self.backoff = Backoff(upload.retry, rng)
         self.bucket = TokenBucket(upload.rate_per_s)
+        self.pace = Pace()  # the station's own rate after a busy server's answers (pace.py)
         self.latencies = Latencies()
         machines = getattr(spool, "machines", {})
         self.link = Link(machines.get("connection") or load_lifecycle("connection"))
@@ -224,6 +207,12 @@ class Uploader:
         self._on_event = on_event
         self._resume = anyio.Event()
         self.hold = Hold()
+        self._not_before = 0.0  # monotonic: no post before (a busy server's Retry-After, for the station)
+        # One post at a time until one is acknowledged: after a busy server's Retry-After and when the
+        # server answers again after an outage, so a fleet's first round is one post per station, not
+        # ``concurrency`` refused ones.
+        self._cautious = False
+        self._busy_in_a_row = 0  # 429/503 answers with Retry-After since the last acknowledgement
         self._draining = False
         self._roles = spool.roles
         self._sending_state = spool.roles.sender
@@ -333,6 +322,7 @@ class Uploader:
             "consecutive_failures": self.consecutive_failures, "in_flight": self.in_flight,
             # a held pause (hold.py): seconds until the server is tried again by itself
             "held_for_s": round(self.hold.remaining(), 1) if self.hold.active else None,
+            "pace_rps": round(self.pace.rate, 1) if self.pace.rate is not None else None,  # after busy answers
             "counters": dict(self.counters), "latency": self.latencies.percentiles(), "last_error": self.last_error,
             # which report lifecycle drives the uploads: shipped or a site file, and its sha256
             "lifecycle": {"file": self.spool.lifecycle.source, "sha256": self.spool.lifecycle.sha256,
@@ -356,14 +346,22 @@ class Uploader:
                 if self.mode != self.link.online:
                     await self._wait_resume()
                     continue
+                busy_for = self._not_before - time.monotonic()
+                if busy_for > 0:  # the server asked for a pause: no claims until it is over
+                    with anyio.move_on_after(busy_for):
+                        await self._wait_resume()
+                    continue
                 room = ready.statistics().max_buffer_size - ready.statistics().current_buffer_used
+                if self._cautious:
+                    room = 0 if self.in_flight or ready.statistics().current_buffer_used else 1
                 if not self.spool.has_pending() or room <= 0:
                     with anyio.move_on_after(0.5):  # woken by the spool's listener or a free slot
                         await self._work.wait()
                     continue
                 await self.bucket.acquire()
+                await self.pace.acquire()
                 n = 1
-                while n < room and self.bucket.try_acquire():
+                while n < room and self.pace.try_acquire() and self.bucket.try_acquire():
                     n += 1
                 if self._draining or self.mode != self.link.online:
                     continue
@@ -431,7 +429,7 @@ class Uploader:
         """Post one report at a time; hand the outcome to the settler."""
         async with ready:
             async for claim in ready:
-                if self._draining or self.mode != self.link.online:
+                if self._draining or self.mode != self.link.online or self._not_before > time.monotonic():
                     await self._outcomes.send((claim, self._put_back_trigger, {}))  # claimed, not sent: back in line
                     continue
                 answer = await self._send(claim)
@@ -516,11 +514,16 @@ class Uploader:
         if answer.kind == "accepted":
             self.counters["sent"] += 1
             self.consecutive_failures = 0
+            self._cautious = False
+            self._busy_in_a_row = 0
+            self.pace.acknowledged()
             self.hold.acknowledged()
             return outcomes["acknowledged"], {}
         self.last_error = answer.message
         # Whatever state the YAML leads this answer to, a waiting state needs its time.
         delay = self.backoff.delay(claim.attempts + 1, answer.retry_after)
+        if answer.retry_after:  # the server said when: that (spread), not this report's growing backoff
+            delay = max(self.backoff.spread(answer.retry_after), self.backoff.initial)
         if answer.kind == "rejected":
             self.counters["failed"] += 1
             log.warning("report %s rejected: %s", claim.key, answer.message)
@@ -534,6 +537,14 @@ class Uploader:
             return outcomes["paused"], {"note": f"not sent: {answer.message}", "next_attempt_s": delay}
         self.counters["retried"] += 1
         self.consecutive_failures += 1
+        self._busy_in_a_row = self._busy_in_a_row + 1 if answer.retry_after else 0
+        if self._busy_in_a_row >= BUSY_IN_A_ROW:
+            # The server is busy, not unlucky (one 429 among acknowledgements is not a reason to slow
+            # the station): the whole station waits its Retry-After, then paces itself (pace.py).
+            if time.monotonic() >= self._not_before:
+                self.pace.busy()  # once per pause: the answers in flight all say the same
+            self._not_before = max(self._not_before, time.monotonic() + self.backoff.spread(answer.retry_after or 0))
+            self._cautious = True
         if self.consecutive_failures >= self.upload.retry.offline_after and self.mode == self.link.online:
             self._set_mode("unreachable", f"{self.consecutive_failures} failures in a row; last: {answer.message}")
         trigger = self._roles.on_timeout if answer.kind == "timeout" else outcomes["transient"]
@@ -582,12 +593,15 @@ class Uploader:
             if ok:
                 log.info("server %s answers again; sending resumes", masked_url(self.server.url))
                 self.consecutive_failures = 0
+                self._cautious = True
+                if self.mode == self.link.offline:
+                    self.pace.start()
                 self._set_mode("answered", None)
                 continue
             if self.mode == self.link.paused and message != self.reason:
                 self.reason = message if "401" in message or "403" in message or "404" in message else self.reason
             self.counters["probes_failed"] += 1
-            with anyio.move_on_after(self.backoff.delay(attempt)):
+            with anyio.move_on_after(self.backoff.full_jitter(attempt)):
                 await self._wait_resume()
 
     async def probe(self) -> tuple[bool, str]:
