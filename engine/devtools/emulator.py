@@ -13,7 +13,9 @@ Faults (``Faults``) are set at construction, with ``set_faults`` or through the 
 ``/_emulator/faults``; they apply to report posts: an error status (with ``Retry-After``), added
 latency, a connection dropped before the report is read, a connection dropped *after* the report is
 stored (the acknowledgement is lost: the client must send the same id again), a rejection (400),
-or the whole API answering 503. ``go_down``/``come_back`` close and reopen the listening socket on
+or the whole API answering 503, or — ``overload_rps`` — 503 with Retry-After to the API requests
+beyond a rate, as a busy server does (``requests_per_second`` says how hard it was hit, second by
+second: the fleet benchmark's measure). ``go_down``/``come_back`` close and reopen the listening socket on
 the same port, which is what a dead server looks like to a client (connection refused).
 
 It is built on ``http.server`` for zero dependencies and sized for hundreds of requests per second:

@@ -19,8 +19,14 @@ TLS failure, proxy failure (paused)    ``recover`` → pending        pauses; pr
 no answer within the state's timeout   ``on_timeout`` of the state  probe at a time until the server answers
 =====================================  ===========================  ====================================
 
-At most ``answers.BODY_LIMIT`` (64 KiB) of any answer is read. The bytes posted are the bytes the spool accepted, so a report whose answer never came is sent
-again with the same id, never a new one. One pooled ``httpx.AsyncClient`` serves every worker.
+A busy server (``BUSY_IN_A_ROW`` answers 429/503 with Retry-After, none acknowledged between) makes
+the whole station wait its Retry-After, then post one report at a time until one is acknowledged,
+at its own pace (pace.py); probes of a server that is down wait a full-jitter backoff. Together they
+keep a fleet back from an outage from hitting the server in the same second (bench_fleet.py).
+
+At most ``answers.BODY_LIMIT`` (64 KiB) of any answer is read. The bytes posted are the bytes the
+spool accepted, so a report whose answer never came is sent again with the same id, never a new one.
+One pooled ``httpx.AsyncClient`` serves every worker.
 """
 
 from __future__ import annotations
