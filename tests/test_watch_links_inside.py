@@ -102,6 +102,7 @@ def _wait(what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow  # a real service process
 def test_a_running_service_takes_files_through_links_inside_only(tmp_path: Path) -> None:
     (tmp_path / "station.yaml").write_text(CONFIG)
     drop, outside = tmp_path / "drop", tmp_path / "outside"
