@@ -76,7 +76,7 @@ class Pace:
 
     def start(self) -> None:
         """The server answers again after an outage: begin slowly, grow with each acknowledgement."""
-        self._set(min(self.rate, PACE_START_RPS) if self.rate is not None else PACE_START_RPS)
+        self._set(PACE_START_RPS)  # what was learned before the outage is stale
 
     def acknowledged(self) -> None:
         self._acks.append(time.monotonic())
