@@ -20,7 +20,7 @@ async def test_a_fleet_drains_after_an_outage_without_a_stampede(tmp_path: Path)
     # No stampede: the server never sees much more than it can take (busy answers and probes
     # included), and busy answers stay a small part of the work. Without the station-wide pause and
     # pace every station posted at full speed into the 503s.
-    assert result.peak_rps < 1.5 * 60, result.summary()
+    assert result.peak_rps < 2 * 60, result.summary()
     assert result.overloaded < 0.25 * result.delivered, result.summary()
     # The measure, the busiest second against the mean drain rate: under 2 in about half the
     # runs of this short drain on a busy machine (the full-size figures are in the README); bounded here.

@@ -325,3 +325,29 @@ def test_a_process_code_beyond_32_bits_is_refused(emulator: Emulator) -> None:
     # a step named like a constant is still a good report (the slow check runs, and passes)
     named = make_report_bytes(1, seed=3).replace(b'"pn"', b'"note": "NaN check 1e999", "pn"', 1)
     assert parse_header(named).processCode == 10
+
+
+# ------------------------------------------------------------------ item 15: a busy server
+
+
+async def test_a_busy_servers_retry_after_holds_the_whole_station(data_dir: Path, emulator: Emulator) -> None:
+    """503 with Retry-After to every post: the station waits that long (spread over as long again),
+    one post at a time — not each of its reports in turn at full speed — and does not call a server
+    that answers 'offline'."""
+    emulator.set_faults(error_rate=1.0, error_status=503, retry_after=0.5)
+    with Spool(data_dir) as spool:
+        ids = _fill(spool, 20)
+        uploader = Uploader(spool, _server(emulator.url), _upload())
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(uploader.run)
+            await _until(lambda: emulator.stats().errors_injected >= 2)
+            started, posts = anyio.current_time(), emulator.stats().posts
+            await anyio.sleep(3.0)  # an observation window, not a synchronisation
+            posts = emulator.stats().posts - posts
+            assert posts <= 3.0 / 0.5 + 4, posts  # at most one post per Retry-After (and one round in flight)
+            assert uploader.counters["went_offline"] == 0 and uploader.status()["pace_rps"] is not None
+            assert anyio.current_time() - started >= 3.0
+            emulator.clear_faults()
+            await _until(lambda: spool.counts()["sent"] == 20)
+            uploader.drain()
+        assert emulator.received_ids() == ids

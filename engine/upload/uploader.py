@@ -542,7 +542,8 @@ class Uploader:
             self._set_mode("refused", reason)
             return outcomes["paused"], {"note": f"not sent: {answer.message}", "next_attempt_s": delay}
         self.counters["retried"] += 1
-        self.consecutive_failures += 1
+        if not answer.retry_after:  # a busy server answers: its Retry-After is honoured below, not "offline"
+            self.consecutive_failures += 1
         self._busy_in_a_row = self._busy_in_a_row + 1 if answer.retry_after else 0
         if self._busy_in_a_row >= BUSY_IN_A_ROW:
             # The server is busy, not unlucky (one 429 among acknowledgements is not a reason to slow
