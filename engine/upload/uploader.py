@@ -12,7 +12,7 @@ answer (outcome)                       the report                   the uploader
 401, 403 (bad token), 404, 3xx (URL)   ``recover`` → pending        pauses all sending until the config
   (paused)                                                          changes, ``queue resume``, or a long
                                                                     wait (hold.py); a probe cannot lift it
-TLS failure, proxy failure (paused)    ``recover`` → pending        pauses; probes until fixed
+TLS failure (paused)                   ``recover`` → pending        pauses; probes until fixed
 2xx with an HTML page (a proxy's)      ``transient_error``          as any transient failure
 408, 429, 5xx, refused, reset          ``transient_error``          backoff (Retry-After honoured); after
   (transient)                          → retry_wait                 ``offline_after`` in a row: offline, one
