@@ -36,8 +36,8 @@ def _fill(spool: Spool, n: int, start: int = 0) -> set[str]:
     return {spool.accept(make_report_bytes(i, seed=5)).key for i in range(start, start + n)}
 
 
-async def _run(uploader: Uploader, until: Callable[[], bool], *, timeout: float = 20.0,
-               during: Callable[[float], None] | None = None) -> float:
+async def _serve(uploader: Uploader, until: Callable[[], bool], *, timeout: float = 20.0,
+                 during: Callable[[float], None] | None = None) -> float:
     """Serve until ``until()`` holds (then drain), failing after ``timeout`` seconds."""
     started = time.monotonic()
     async with anyio.create_task_group() as tg:
@@ -51,6 +51,13 @@ async def _run(uploader: Uploader, until: Callable[[], bool], *, timeout: float 
     return time.monotonic() - started
 
 
+def _run(uploader: Uploader, until: Callable[[], bool], *, timeout: float = 20.0,
+         during: Callable[[float], None] | None = None) -> float:
+    """``_serve`` for synchronous tests (tests/test_upload_paths.py imports it); the tests here are
+    ``async def`` and await ``_serve``."""
+    return anyio.run(lambda: _serve(uploader, until, timeout=timeout, during=during))
+
+
 def _all_sent(spool: Spool, n: int) -> Callable[[], bool]:
     return lambda: spool.counts()["sent"] == n
 
@@ -59,7 +66,7 @@ async def test_every_report_reaches_the_server_once(data_dir: Path, emulator: Em
     with Spool(data_dir) as spool:
         ids = _fill(spool, 60)
         uploader = Uploader(spool, _server(emulator.url), _upload())
-        await _run(uploader, _all_sent(spool, 60))
+        await _serve(uploader, _all_sent(spool, 60))
         assert emulator.received_ids() == ids
         stats = emulator.stats()
         assert stats.posts == 60 and stats.duplicates == 0
@@ -74,7 +81,7 @@ async def test_rejected_reports_go_to_failed_with_the_servers_message(data_dir: 
         good = _fill(spool, 5)
         emulator.set_faults(reject_rate=1.0)  # the server refuses every report with 400 and a message
         uploader = Uploader(spool, _server(emulator.url), _upload())
-        await _run(uploader, lambda: spool.counts()["failed"] == 5)
+        await _serve(uploader, lambda: spool.counts()["failed"] == 5)
         for key in good:
             info = spool.info(key)
             assert info.state == "failed" and "400" in info.last_error and info.attempts == 1
@@ -97,7 +104,7 @@ async def test_bad_token_pauses_sending_until_the_config_is_fixed(data_dir: Path
                 seen["failed"] = spool.counts()["failed"]
                 uploader.update_server(_server(emulator.url))
 
-        await _run(uploader, _all_sent(spool, 10), during=fix_token)
+        await _serve(uploader, _all_sent(spool, 10), during=fix_token)
         assert "token" in str(seen["paused"]) and "401" in str(seen["paused"])
         assert seen["pending"] == 10 and seen["failed"] == 0  # nothing was burned while paused
         assert emulator.received_ids() == ids
@@ -109,7 +116,7 @@ async def test_wrong_url_pauses_with_a_clear_reason(data_dir: Path, emulator: Em
     with Spool(data_dir) as spool:
         _fill(spool, 3)
         uploader = Uploader(spool, _server(emulator.url + "/wats"), _upload())
-        await _run(uploader, lambda: uploader.mode == PAUSED)
+        await _serve(uploader, lambda: uploader.mode == PAUSED)
         assert "404" in uploader.reason and "server.url" in uploader.reason
         assert spool.counts()["pending"] == 3
 
@@ -132,7 +139,7 @@ async def test_server_errors_back_off_go_offline_and_recover(data_dir: Path, emu
             if uploader.counters["went_offline"] and emulator.faults.error_rate:
                 emulator.clear_faults()  # the state that matters was reached: the server recovers
 
-        await _run(uploader, _all_sent(spool, 20), during=watch)
+        await _serve(uploader, _all_sent(spool, 20), during=watch)
         # several failures in a row: offline, one probe at a time instead of a stampede (the probe
         # answers at once here, so the offline spell is too short to sample: the counter says it)
         assert uploader.counters["went_offline"] >= 1 and ONLINE in modes
@@ -155,7 +162,7 @@ async def test_server_down_then_back_loses_nothing(data_dir: Path, emulator: Emu
             if elapsed > 1.0 and not emulator.is_up:
                 emulator.come_back()
 
-        await _run(uploader, _all_sent(spool, 30), during=outage)
+        await _serve(uploader, _all_sent(spool, 30), during=outage)
         assert OFFLINE in modes and uploader.counters["went_online"] >= 1
         assert emulator.received_ids() == ids
 
@@ -165,7 +172,7 @@ async def test_lost_acknowledgements_resend_the_same_id(data_dir: Path, emulator
         ids = _fill(spool, 40)
         emulator.set_faults(drop_after_rate=0.3)
         uploader = Uploader(spool, _server(emulator.url), _upload(offline_after=1000))
-        await _run(uploader, _all_sent(spool, 40))
+        await _serve(uploader, _all_sent(spool, 40))
         stats = emulator.stats()
         assert stats.dropped_after > 0
         assert emulator.received_ids() == ids  # no new ids, ever
@@ -177,7 +184,7 @@ async def test_a_hung_server_is_a_timeout_not_a_hang(data_dir: Path, emulator: E
         key = next(iter(_fill(spool, 1)))
         emulator.set_faults(latency_s=1.5)
         uploader = Uploader(spool, _server(emulator.url, timeout_s=0.3), _upload(offline_after=1000))
-        await _run(uploader, lambda: spool.info(key).attempts >= 1, timeout=10)
+        await _serve(uploader, lambda: spool.info(key).attempts >= 1, timeout=10)
         assert "did not answer in time" in spool.info(key).last_error
 
 
@@ -243,10 +250,10 @@ async def test_tls_failures_pause_with_the_reason_and_a_ca_bundle_fixes_them(
                                ca_bundle=str(TLS / ca_bundle) if ca_bundle else None)
         uploader = Uploader(spool, server, _upload())
         if expect is None:
-            await _run(uploader, _all_sent(spool, 3))
+            await _serve(uploader, _all_sent(spool, 3))
             assert emu.received_ids() == ids
         else:
-            await _run(uploader, lambda: uploader.mode == PAUSED)
+            await _serve(uploader, lambda: uploader.mode == PAUSED)
             assert expect in uploader.reason and "TLS" in uploader.reason
             assert spool.counts()["pending"] == 3 and not emu.received_ids()
 
@@ -265,7 +272,7 @@ async def test_thirty_percent_faults_over_two_thousand_reports(data_dir: Path) -
             else:
                 emu.set_faults(error_status=503, retry_after=None)
 
-        await _run(uploader, _all_sent(spool, 2000), timeout=120, during=alternate)
+        await _serve(uploader, _all_sent(spool, 2000), timeout=120, during=alternate)
         stats = emu.stats()
         assert emu.received_ids() == ids
         assert stats.unique_ids == 2000
@@ -299,7 +306,7 @@ async def test_a_slow_disk_moves_spool_work_off_the_event_loop(data_dir: Path, e
                 uploader._inline_retry_at = time.monotonic()  # the while is over: the loop is tried again
                 seen["more"] = _fill(spool, 5, start=20)
 
-        await _run(uploader, lambda: spool.counts()["sent"] == 25, during=later)
+        await _serve(uploader, lambda: spool.counts()["sent"] == 25, during=later)
         assert seen["inline after the stall"] is False  # after the stall, spool work ran in threads
         assert seen["next wait"] == 120  # a second stall would wait twice as long
         assert "disk is slow" in caplog.text and "again in 60 s" in caplog.text

@@ -78,8 +78,9 @@ def _reply(response: httpx.Response, raw: bytes, truncated: bool) -> Reply:
         try:
             body = decoder.decompress(raw, BODY_LIMIT)
             truncated = truncated or bool(decoder.unconsumed_tail)
-        except zlib.error:
-            body = b""
+        except zlib.error as exc:  # not what it says it is: never taken as an acknowledgement
+            raise httpx.DecodingError(f"the answer's {response.headers.get('content-encoding')} body cannot be "
+                                      f"decoded ({exc})") from None
     elif response.headers.get("content-encoding", "identity").strip().lower() not in ("", "identity"):
         body = b""  # br, zstd: not read at all; the status code still speaks
     return Reply(response.status_code, response.headers, body, truncated)

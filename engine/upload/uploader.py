@@ -116,9 +116,9 @@ class Backoff:
         return self._rng.uniform(0.0, base)
 
     def spread(self, retry_after: float) -> float:
-        """The server's Retry-After, spread over as long again (never sooner; capped): stations told
-        the same by a busy server do not all come back in the same instant."""
-        return min(retry_after * (1.0 + self._rng.random()), self.cap)
+        """The server's Retry-After, spread over as long again, at most a second more (never sooner;
+        capped): stations told the same by a busy server do not all come back in the same instant."""
+        return min(retry_after + self._rng.uniform(0.0, min(retry_after, 1.0)), self.cap)
 
 
 def build_client(server: ServerSection, upload: UploadSection) -> httpx.AsyncClient:
@@ -535,11 +535,12 @@ class Uploader:
             log.warning("report %s rejected: %s", claim.key, answer.message)
             return outcomes["refused"], {"error": answer.message, "count_attempt": True, "next_attempt_s": delay}
         if answer.kind == "pause":
-            reason = answer.message
-            if answer.hold:
-                reason += (f" — sending stays paused until server settings change, `stationflow queue resume`, "
-                           f"or {describe(self.hold.start())} from the refusal")
-            self._set_mode("refused", reason)
+            if answer.hold:  # how it ends: status (held_for_s) and the log say; the reason says what to fix
+                length = self.hold.start()
+                if self.mode != self.link.paused:
+                    log.warning("sending stays paused until server settings change, `stationflow queue resume`, "
+                                "or %s from now", describe(length))
+            self._set_mode("refused", answer.message)
             return outcomes["paused"], {"note": f"not sent: {answer.message}", "next_attempt_s": delay}
         self.counters["retried"] += 1
         if not answer.retry_after:  # a busy server answers: its Retry-After is honoured below, not "offline"
