@@ -55,6 +55,7 @@ _RETRY_NOTE = "retried by an operator (control protocol)"
 
 if TYPE_CHECKING:
     from ..intake import Intake
+    from ..service.intake_process import IntakeProcess
     from ..service.logs import LogRing
     from ..spool.store import Spool
 
@@ -66,7 +67,7 @@ class ControlledService(Protocol):
     config: StationConfig
     config_path: Path
     spool: Spool | None
-    intake: Intake | None
+    intake: Intake | IntakeProcess | None
     log_ring: LogRing
 
     @property
@@ -218,7 +219,7 @@ class _Commands:
 
     # ------------------------------------------------------------------ intake
 
-    def _intake(self) -> Intake:
+    def _intake(self) -> Intake | IntakeProcess:
         intake = self.service.intake
         if intake is None:
             raise StationflowError("no intake is running on this station",

@@ -12,7 +12,8 @@ task            does                                                           o
 ==============  =============================================================  ===================
 uploader        upload workers, retry scheduler, server probe, and retention   drains
                 (its scheduler prunes sent reports hourly: the one owner)
-intake          watch folders → conversion → spool (only with ``intake:``)     drains
+intake          watch folders → conversion → spool (only with ``intake:``);    drains
+                in a process of its own by default (``intake_process.py``)
 config_watch    polls the config file (mtime, size, inode) → :meth:`reload`    cancelled
 control         the control protocol server (when this build has one)          cancelled last
 ==============  =============================================================  ===================
@@ -54,6 +55,7 @@ from .logs import LogRing, ServiceLogging
 from .reload import diff_settings, secret_of
 from ..spool.store import Spool
 from ..station import lock_file_held, open_spool
+from .intake_process import IntakeProcess, separate_by_default
 from .supervisor import MachineModel, RestartPolicy, SupervisedTask, Supervisor
 from ..upload.uploader import PAUSED, Uploader
 from ...schemas.config import StationConfig
@@ -91,13 +93,14 @@ class Service:
     def __init__(self, config_path: Path, *,
                  task_overrides: dict[str, Callable[[], Awaitable[None]]] | None = None,
                  restart_policy: RestartPolicy | None = None, watch_interval_s: float = 2.0,
-                 log_level: str | None = None, log_stream: Any = None) -> None:
+                 log_level: str | None = None, log_stream: Any = None, intake_process: bool | None = None) -> None:
         self.config_path = Path(os.path.abspath(config_path))
         self.config: StationConfig = resolved(load_config(self.config_path), self.config_path)
         self.data_dir = Path(self.config.data_dir)
         self.spool: Spool | None = None
         self.uploader: Uploader | None = None
-        self.intake: Intake | None = None
+        self.intake: Intake | IntakeProcess | None = None
+        self._intake_process = separate_by_default() if intake_process is None else intake_process
         self.supervisor: Supervisor | None = None
         self.log_ring = LogRing()
         self.reason: str | None = None
@@ -335,12 +338,14 @@ class Service:
         if self.uploader is not None:
             self.uploader.drain()
 
-    def _new_intake(self, config: StationConfig) -> Intake | None:
+    def _new_intake(self, config: StationConfig) -> Intake | IntakeProcess | None:
         if not config.intake:
             return None
+        assert self.spool is not None, "the spool opens before intake starts"
+        if self._intake_process:  # in a process of its own (intake_process.py says why, and how it is safe)
+            return IntakeProcess(config, self.spool, self.data_dir)
         from ..intake import Intake
 
-        assert self.spool is not None, "the spool opens before intake starts"
         return Intake(config.intake, self.spool, self.data_dir, config.station)
 
     async def _run_intake(self) -> None:

@@ -1,0 +1,221 @@
+"""The intake process: watch folders → copy → convert, in a process of its own beside the service.
+
+``python -m stationflow.engine.service.intake_child`` is started by the service
+(:mod:`.intake_process`) and nothing else. Intake and uploader in one process share one GIL:
+measured, futex waits and context switches were 16–33 % of the service's CPU. Here the intake
+runs its own event loop, threads and converter workers; the service keeps the spool, the uploads
+and the control server.
+
+Durability argument (unchanged from one process): this process never writes the spool. For each
+batch it sends the converted report bytes to the service, which calls ``Spool.accept_many`` — each
+report written, fsynced, renamed into ``pending/`` and the directory fsynced — and only then
+answers. So a report is in the spool, fsynced, before the uploads can see it, and this process
+acts on a source (archive, move, delete, keep) only after that answer. If either process dies
+between the two, the source is still in its folder (or its copy and job record are in
+``<data_dir>/intake/``) and is converted again to the same ids: the spool answers "already
+present", never a second report.
+
+Orphans: the service holds the only other end of this process's stdin. End-of-file there (the
+service stopped, or died by ``kill -9``) cancels the intake — which never loses a source — and the
+process exits, within ``_ORPHAN_EXIT_S`` even if something hangs. Its converter workers see their
+own stdin close and exit with it.
+
+Protocol (frames of :mod:`.frames`), service → intake: ``init`` (once), ``accepted``, ``pause``,
+``resume``, ``drain``; intake → service: ``ready``, ``accept``, ``status``, ``log``, ``drained``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import IO, Any, cast
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+
+from ..errors import StorageError
+from ..spool.store import Accepted, Spool
+from .frames import encode, read_frame
+
+log = logging.getLogger(__name__)
+
+_ORPHAN_EXIT_S = 10.0  # after the service is gone: time to unwind before a hard exit
+_STATUS_EVERY_S = 0.2  # the service's copy of the status is at most this old
+_GONE = "the service process is gone; the source stays in its folder and is taken again at the next start"
+
+
+class ServiceLink:
+    """The pipe to the service: framed writes from any thread, one reader thread."""
+
+    def __init__(self, inp: IO[bytes], out: IO[bytes]) -> None:
+        self._inp, self._out = inp, out
+        self._write_lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, concurrent.futures.Future[list[Accepted | Exception]]] = {}
+        self._lock = threading.Lock()
+        self.closed = threading.Event()
+
+    def send(self, message: Any) -> None:
+        frame = encode(message)
+        with self._write_lock:
+            self._out.write(frame)
+            self._out.flush()
+
+    def accept_many(self, items: list[tuple[bytes, str | None]]) -> list[Accepted | Exception]:
+        """Blocking (intake calls it in a thread): the service's ``Spool.accept_many`` of these items.
+        If the service is gone every item is that StorageError, so intake keeps the sources."""
+        future: concurrent.futures.Future[list[Accepted | Exception]] = concurrent.futures.Future()
+        with self._lock:
+            if self.closed.is_set():
+                return [StorageError(_GONE)] * len(items)
+            rid = next(self._ids)
+            self._waiting[rid] = future
+        try:
+            self.send(("accept", rid, items))
+        except OSError:
+            self._fail_waiting()
+        return future.result()
+
+    def read(self) -> Any:
+        return read_frame(self._inp)
+
+    def answer(self, rid: int, results: list[Accepted | Exception]) -> None:
+        with self._lock:
+            future = self._waiting.pop(rid, None)
+        if future is not None:
+            future.set_result(results)
+
+    def _fail_waiting(self) -> None:
+        with self._lock:
+            self.closed.set()
+            waiting, self._waiting = self._waiting, {}
+        for future in waiting.values():
+            if not future.done():
+                future.set_result([StorageError(_GONE)])
+
+    def gone(self) -> None:
+        """End of the service's pipe: every accept waiting, and every later one, fails."""
+        self._fail_waiting()
+
+
+class _SpoolProxy:
+    """What intake uses of a spool, served by the service: ``accept_many`` and the lifecycles."""
+
+    def __init__(self, link: ServiceLink, machines: dict[str, Any]) -> None:
+        self.accept_many = link.accept_many
+        self.machines = machines
+
+
+class _ForwardLogs(logging.Handler):
+    """Every record goes to the service, which writes it to its log file and status ring."""
+
+    def __init__(self, link: ServiceLink) -> None:
+        super().__init__()
+        self.link = link
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+            if record.exc_info:
+                text += "\n" + logging.Formatter().formatException(record.exc_info)
+            self.link.send(("log", record.levelno, record.name, text))
+        except Exception:  # noqa: BLE001 - a log line must never take the intake down
+            self.handleError(record)
+
+
+async def serve(link: ServiceLink, init: dict[str, Any]) -> None:
+    """Run the intake until the service says drain (then wait for end-of-file) or goes away."""
+    from ..intake import Intake
+    from ..lifecycle import in_force
+
+    machines = in_force(init["lifecycles"])
+    spool = cast(Spool, _SpoolProxy(link, machines))  # intake calls accept_many and reads machines only
+    intake = Intake(init["sections"], spool, Path(init["data_dir"]), init["station"])
+    token = anyio.lowlevel.current_token()
+    stop = anyio.Event()
+    changed = anyio.Event()
+
+    async def drain() -> None:
+        await intake.drain()
+        link.send(("drained",))
+
+    def on_message(message: tuple[Any, ...]) -> None:  # on the event loop
+        kind = message[0]
+        if kind == "pause":
+            intake.pause(message[1])
+        elif kind == "resume":
+            intake.resume()
+        elif kind == "drain":
+            tg.start_soon(drain)
+        changed.set()
+
+    def reader() -> None:
+        try:
+            while True:
+                message = link.read()
+                if message[0] == "accepted":
+                    link.answer(message[1], message[2])
+                else:
+                    anyio.from_thread.run_sync(on_message, message, token=token)
+        except (EOFError, OSError, anyio.RunFinishedError):
+            pass
+        finally:
+            link.gone()
+            threading.Timer(_ORPHAN_EXIT_S, os._exit, (3,)).start()  # never outlive the service for long
+            try:
+                anyio.from_thread.run_sync(stop.set, token=token)
+            except anyio.RunFinishedError:
+                pass
+
+    async def push_status() -> None:
+        nonlocal changed
+        last: dict[str, Any] | None = None
+        while True:
+            status = intake.status()
+            if status != last:
+                link.send(("status", status))
+                last = status
+            with anyio.move_on_after(_STATUS_EVERY_S):
+                await changed.wait()
+            changed = anyio.Event()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(intake.run, name="intake")
+            tg.start_soon(push_status, name="intake-status")
+            threading.Thread(target=reader, name="service-link", daemon=True).start()
+            link.send(("ready",))
+            await stop.wait()
+            tg.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            await intake.aclose()
+
+
+def main() -> int:
+    # The protocol owns the real stdout; anything printed (a converter, a library) goes to stderr.
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    link = ServiceLink(sys.stdin.buffer, out)
+    try:
+        kind, init = link.read()
+    except EOFError:
+        return 0
+    assert kind == "init"
+    sys.setswitchinterval(init["switch_interval_s"])
+    root = logging.getLogger()
+    root.handlers[:] = [_ForwardLogs(link)]
+    root.setLevel(init["log_level"])
+    anyio.run(serve, link, init)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

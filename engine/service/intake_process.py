@@ -1,0 +1,199 @@
+"""The service's side of the intake process: start it, accept its reports into the spool, relay it.
+
+The process model (``intake.process``, on by default; ``STATIONFLOW_INTAKE_PROCESS=0`` or
+``Service(intake_process=False)`` keeps the intake in the service's own process)::
+
+    service process: supervisor, control server, config watch, spool (lock, index), uploader
+        └─ intake process (intake_child.py): watch, settle, copy, convert, post-actions
+              └─ converter workers
+
+One process owns the spool: the service. It holds the spool's lock and index, so ``status``,
+``queue`` commands, operator triggers and the uploads see one truth, as before. The intake process
+hands each batch of converted reports over and waits for ``Spool.accept_many``'s answer.
+
+Durability argument: the reports are in the spool — written, fsynced, renamed into ``pending/``,
+directory fsynced — when ``accept_many`` returns, which is before the uploader can claim them and
+before the intake process is answered; the intake process touches a source only after that answer.
+A ``kill -9`` of the intake process loses nothing: a batch the service accepted is in the spool; the
+sources are where they were (or their copies and job records are) and are converted again to the
+same ids, which the spool answers as "already present". The supervisor sees the pipe end and starts
+a new intake process. A ``kill -9`` of the service takes the intake process with it (end of its
+stdin); the next start recovers the spool as it always did.
+
+This object stands where :class:`~stationflow.engine.intake.Intake` stood in the service:
+``run``, ``drain``, ``aclose``, ``status``, ``pause``, ``resume``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import Process, TaskGroup
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from ..errors import StationflowError
+from ..spool.store import Spool
+from ...schemas.config import StationConfig
+from .frames import encode, receive_frame
+
+log = logging.getLogger(__name__)
+
+ENV = "STATIONFLOW_INTAKE_PROCESS"
+_EXIT_WAIT_S = 10.0  # after its stdin is closed, the intake process unwinds (kept.json, workers)
+
+
+def separate_by_default() -> bool:
+    """Intake in its own process unless ``STATIONFLOW_INTAKE_PROCESS`` is 0/false/no/off."""
+    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+class IntakeProcessExited(StationflowError):
+    """The intake process ended without being asked to; the supervisor starts a new one."""
+
+
+class IntakeProcess:
+    """The intake, run in a process of its own; the reports it converts are accepted here."""
+
+    def __init__(self, config: StationConfig, spool: Spool, data_dir: Path) -> None:
+        self.config = config
+        self.spool = spool
+        self.data_dir = data_dir
+        self.pid: int | None = None
+        self._status: dict[str, Any] = {"paused": False, "paused_reason": None, "draining": False,
+                                        "in_flight": 0, "intakes": {}, "process": "starting"}
+        self._proc: Process | None = None
+        self._draining = False
+        self._drained = anyio.Event()
+        self._sendable = anyio.Lock()
+        self._pause: str | None = None  # a pause asked before the process was up is sent when it is
+        self._tg: TaskGroup | None = None
+
+    # ------------------------------------------------------------------ control (from the event loop)
+
+    def pause(self, reason: str) -> None:
+        self._pause = reason or "paused"
+        self._status.update(paused=True, paused_reason=self._pause)
+        self._post(("pause", self._pause))
+
+    def resume(self) -> None:
+        self._pause = None
+        self._status.update(paused=False, paused_reason=None)
+        self._post(("resume",))
+
+    def status(self) -> dict[str, Any]:
+        """The intake process's last status (at most ~0.2 s old) and its pid."""
+        return {**self._status, "pid": self.pid}
+
+    async def drain(self) -> None:
+        """No new files; returns once the files in flight are finished (or the process is gone)."""
+        self._draining = True
+        self._status["draining"] = True
+        if self._proc is None or self._proc.returncode is not None:
+            return
+        await self._send(("drain",))
+        await self._drained.wait()
+
+    async def aclose(self) -> None:
+        """End the process: close its stdin (it unwinds and exits), kill it if it does not."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        with anyio.CancelScope(shield=True):
+            if proc.stdin is not None:
+                try:
+                    await proc.stdin.aclose()
+                except (anyio.BrokenResourceError, OSError):
+                    pass
+            with anyio.move_on_after(_EXIT_WAIT_S):
+                await proc.wait()
+            if proc.returncode is None:
+                log.warning("the intake process (pid %s) did not exit in %g s; killing it", proc.pid, _EXIT_WAIT_S)
+                proc.kill()
+                await proc.wait()
+            await proc.aclose()
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self) -> None:
+        """Start the intake process and serve it until cancelled; raise if it ends by itself."""
+        cmd = [sys.executable, "-m", "stationflow.engine.service.intake_child"]
+        self._proc = proc = await anyio.open_process(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                                     stderr=None)
+        self.pid = proc.pid
+        self._status["process"] = "running"
+        try:
+            await self._send(("init", {
+                "sections": self.config.intake, "station": self.config.station,
+                "data_dir": str(self.data_dir), "lifecycles": self.config.lifecycles,
+                "log_level": logging.getLogger().getEffectiveLevel(), "switch_interval_s": sys.getswitchinterval(),
+            }))
+            if self._pause is not None:
+                await self._send(("pause", self._pause))
+            if self._draining:
+                await self._send(("drain",))
+            assert proc.stdout is not None
+            frames = BufferedByteReceiveStream(proc.stdout)
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                while True:
+                    try:
+                        message = await receive_frame(frames)
+                    except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError):
+                        break
+                    self._handle(message, tg)
+                # Its stdout closed: the process ended. Accepts under way still finish (the tasks).
+                self._tg = None
+            with anyio.move_on_after(_EXIT_WAIT_S):
+                await proc.wait()
+            self._status["process"] = f"exited ({proc.returncode})"
+            self._drained.set()
+            raise IntakeProcessExited(f"the intake process (pid {proc.pid}) exited with code {proc.returncode}",
+                                      hint="its files are taken again by a new one; see the log for why")
+        finally:
+            self._tg = None
+            await self.aclose()
+
+    def _handle(self, message: tuple[Any, ...], tg: TaskGroup) -> None:
+        kind = message[0]
+        if kind == "accept":
+            tg.start_soon(self._accept, message[1], message[2])
+        elif kind == "status":
+            status = message[1]
+            if self._pause is not None:  # a pause asked a moment ago shows at once
+                status = {**status, "paused": True, "paused_reason": status.get("paused_reason") or self._pause}
+            self._status = {**status, "process": "running"}
+        elif kind == "log":
+            _, level, name, text = message
+            logging.getLogger(name).log(level, "%s", text)
+        elif kind == "drained":
+            self._drained.set()
+        elif kind == "ready":
+            log.debug("intake process %s is ready", self.pid)
+
+    async def _accept(self, rid: int, items: list[tuple[bytes, str | None]]) -> None:
+        """One batch into the spool (durable when accept_many returns), then the answer."""
+        results = await anyio.to_thread.run_sync(self.spool.accept_many, items)  # not abandoned on cancel
+        with anyio.CancelScope(shield=True):
+            await self._send(("accepted", rid, results))
+
+    def _post(self, message: tuple[Any, ...]) -> None:
+        """Send from synchronous code on the event loop (pause, resume from a control command); before
+        the process is up there is nothing to send to: ``run`` sends the pause with the init."""
+        if self._tg is not None:
+            self._tg.start_soon(self._send, message)
+
+    async def _send(self, message: tuple[Any, ...]) -> None:
+        proc = self._proc
+        if proc is None or proc.stdin is None:
+            return
+        async with self._sendable:
+            try:
+                await proc.stdin.send(encode(message))
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                pass  # the process is gone: run() sees its end and raises
