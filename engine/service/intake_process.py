@@ -38,6 +38,7 @@ from anyio.abc import Process, TaskGroup
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from ..errors import StationflowError
+from ..layout import DataDir
 from ..spool.store import Spool
 from ...schemas.config import StationConfig
 from .frames import encode, receive_frame
@@ -53,6 +54,17 @@ def separate_by_default() -> bool:
     return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+def _starting_status(config: StationConfig, data_dir: Path) -> dict[str, Any]:
+    """What status shows until the intake process sends its own: the same keys, nothing counted yet."""
+    return {"paused": False, "paused_reason": None, "draining": False, "in_flight": 0, "process": "starting",
+            "workers": {"size": 0, "started": 0},
+            "intakes": {s.name: {"watch": str(s.watch), "converter": s.converter, "patterns": list(s.patterns),
+                                 "after": s.after, "counts": {}, "reports_accepted": 0, "problem": None,
+                                 "last_error": None, "waiting": [], "error_folder": str(DataDir(data_dir).rejected(s.name)),
+                                 "links_ignored": 0, "notifications": "starting", "note": None}
+                        for s in config.intake}}
+
+
 class IntakeProcessExited(StationflowError):
     """The intake process ended without being asked to; the supervisor starts a new one."""
 
@@ -65,8 +77,7 @@ class IntakeProcess:
         self.spool = spool
         self.data_dir = data_dir
         self.pid: int | None = None
-        self._status: dict[str, Any] = {"paused": False, "paused_reason": None, "draining": False,
-                                        "in_flight": 0, "intakes": {}, "process": "starting"}
+        self._status: dict[str, Any] = _starting_status(config, data_dir)
         self._proc: Process | None = None
         self._draining = False
         self._drained = anyio.Event()
