@@ -84,6 +84,7 @@ class IntakeProcess:
         self._sendable = anyio.Lock()
         self._pause: str | None = None  # a pause asked before the process was up is sent when it is
         self._tg: TaskGroup | None = None
+        self._frames: BufferedByteReceiveStream | None = None
 
     # ------------------------------------------------------------------ control (from the event loop)
 
@@ -122,12 +123,30 @@ class IntakeProcess:
                 except (anyio.BrokenResourceError, OSError):
                     pass
             with anyio.move_on_after(_EXIT_WAIT_S):
-                await proc.wait()
+                async with anyio.create_task_group() as tg:
+                    # Keep reading while it unwinds: a full pipe would block its last log lines (and it).
+                    tg.start_soon(self._read_to_end, self._frames)
+                    await proc.wait()
             if proc.returncode is None:
                 log.warning("the intake process (pid %s) did not exit in %g s; killing it", proc.pid, _EXIT_WAIT_S)
                 proc.kill()
                 await proc.wait()
             await proc.aclose()
+
+    async def _read_to_end(self, frames: BufferedByteReceiveStream | None) -> None:
+        """What the process still says while it exits: its log lines are kept, the rest dropped."""
+        if frames is None:
+            return
+        while True:
+            try:
+                message = await receive_frame(frames)
+            except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return
+            except Exception:  # noqa: BLE001 - out of step after a read cut off by a cancel: stop reading
+                log.debug("the intake process's last output was not readable", exc_info=True)
+                return
+            if message[0] == "log":
+                self._handle(message, None)
 
     # ------------------------------------------------------------------ running
 
@@ -149,7 +168,7 @@ class IntakeProcess:
             if self._draining:
                 await self._send(("drain",))
             assert proc.stdout is not None
-            frames = BufferedByteReceiveStream(proc.stdout)
+            self._frames = frames = BufferedByteReceiveStream(proc.stdout)
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 while True:
@@ -170,9 +189,9 @@ class IntakeProcess:
             self._tg = None
             await self.aclose()
 
-    def _handle(self, message: tuple[Any, ...], tg: TaskGroup) -> None:
+    def _handle(self, message: tuple[Any, ...], tg: TaskGroup | None) -> None:
         kind = message[0]
-        if kind == "accept":
+        if kind == "accept" and tg is not None:
             tg.start_soon(self._accept, message[1], message[2])
         elif kind == "status":
             status = message[1]
