@@ -24,6 +24,7 @@ from stationflow.engine.config_file import load_config, resolved
 from stationflow.engine.control.client import ControlClient
 from stationflow.engine.devtools.emulator import Emulator
 from stationflow.engine.devtools.samples import make_report_bytes
+from stationflow.engine.lifecycle import in_force
 from stationflow.engine.errors import InvalidReport, StorageError
 from stationflow.engine.service import intake_process
 from stationflow.engine.service.frames import encode, read_frame
@@ -218,7 +219,8 @@ def test_an_intake_process_whose_service_goes_away_mid_accept_keeps_the_source_a
     assert proc.stdin is not None and proc.stdout is not None
     try:
         proc.stdin.write(encode(("init", {"sections": cfg.intake, "station": cfg.station,
-                                          "data_dir": str(cfg.data_dir), "lifecycles": cfg.lifecycles,
+                                          "data_dir": str(cfg.data_dir),
+                                          "machines": {"conversion": in_force(cfg.lifecycles)["conversion"]},
                                           "log_level": 20, "switch_interval_s": 0.005})))
         proc.stdin.flush()
         kinds = []

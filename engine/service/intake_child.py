@@ -132,10 +132,8 @@ class _ForwardLogs(logging.Handler):
 async def serve(link: ServiceLink, init: dict[str, Any]) -> None:
     """Run the intake until the service says drain (then wait for end-of-file) or goes away."""
     from ..intake import Intake
-    from ..lifecycle import in_force
 
-    machines = in_force(init["lifecycles"])
-    spool = cast(Spool, _SpoolProxy(link, machines))  # intake calls accept_many and reads machines only
+    spool = cast(Spool, _SpoolProxy(link, init["machines"]))  # intake calls accept_many and reads machines only
     intake = Intake(init["sections"], spool, Path(init["data_dir"]), init["station"])
     token = anyio.lowlevel.current_token()
     stop = anyio.Event()

@@ -160,7 +160,9 @@ class IntakeProcess:
         try:
             await self._send(("init", {
                 "sections": self.config.intake, "station": self.config.station,
-                "data_dir": str(self.data_dir), "lifecycles": self.config.lifecycles,
+                "data_dir": str(self.data_dir),
+                # the conversion machine the service has in force for this run (not re-read from disk)
+                "machines": {"conversion": self.spool.machines["conversion"]},
                 "log_level": logging.getLogger().getEffectiveLevel(), "switch_interval_s": sys.getswitchinterval(),
             }))
             if self._pause is not None:
