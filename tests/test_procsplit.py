@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from stationflow.engine.service import intake_process
 from stationflow.engine.service.frames import encode, read_frame
 from stationflow.engine.service.intake_child import ServiceLink
 from stationflow.engine.service.service import Service
+from stationflow.engine.station import open_spool
 from stationflow.engine.spool.store import Accepted
 from tests.conftest import ROOT
 from tests.test_service import FAST, serve, wait_for, write_config
@@ -242,3 +244,38 @@ def test_an_intake_process_whose_service_goes_away_mid_accept_keeps_the_source_a
             proc.kill()
             proc.wait()
     assert [p.name for p in (tmp_path / "drop").iterdir()] == ["r8-9.json"], "the source must stay"
+
+
+async def test_a_pause_and_a_drain_asked_before_the_process_is_up_reach_it(tmp_path: Path,
+                                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """The control server may answer before the intake process runs: what it was asked is sent with
+    ``init``, and the intake process's own status then says so."""
+    caplog.set_level(logging.INFO)
+    path = write_config(tmp_path, "http://127.0.0.1:9", extra=INTAKE)
+    (tmp_path / "drop").mkdir()
+    cfg = resolved(load_config(path), path)
+    with open_spool(cfg) as spool:
+        proc = intake_process.IntakeProcess(cfg, spool, Path(cfg.data_dir))
+        proc.pause("before the start")
+        assert proc.status()["paused_reason"] == "before the start" and proc.status()["process"] == "starting"
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(proc.run)
+            await wait_for(lambda: any("intake paused: before the start" in r.getMessage() for r in caplog.records),
+                           30, lambda: caplog.text[-2000:])
+            with anyio.fail_after(30):
+                await proc.drain()
+            child = proc.pid
+            assert child is not None and alive(child)
+            tg.cancel_scope.cancel()
+        await wait_for(lambda: not alive(child), 15)
+
+        late = intake_process.IntakeProcess(cfg, spool, Path(cfg.data_dir))
+        await late.drain()  # nothing runs yet: returns at once
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(late.run)
+
+            def child_says_draining() -> bool:
+                status = late.status()
+                return status["workers"]["size"] > 0 and status["draining"] is True
+            await wait_for(child_says_draining, 30, late.status)
+            tg.cancel_scope.cancel()
