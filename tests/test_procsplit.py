@@ -26,7 +26,7 @@ from stationflow.engine.control.client import ControlClient
 from stationflow.engine.devtools.emulator import Emulator
 from stationflow.engine.devtools.samples import make_report_bytes
 from stationflow.engine.lifecycle import in_force
-from stationflow.engine.errors import InvalidReport, StorageError
+from stationflow.engine.errors import AlreadyRunning, InvalidReport, StorageError
 from stationflow.engine.service import intake_process
 from stationflow.engine.service.frames import encode, read_frame
 from stationflow.engine.service.intake_child import ServiceLink
@@ -279,3 +279,40 @@ async def test_a_pause_and_a_drain_asked_before_the_process_is_up_reach_it(tmp_p
                 return status["workers"]["size"] > 0 and status["draining"] is True
             await wait_for(child_says_draining, 30, late.status)
             tg.cancel_scope.cancel()
+
+
+def _intake_children() -> list[int]:
+    """Live intake processes started by this (test) process."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                stat = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+                cmdline = Path(entry.path, "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat[1]) == os.getpid() and stat[0] != "Z" and b"intake_child" in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
+async def test_an_intake_process_started_early_ends_when_the_spool_cannot_be_opened(
+        tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The intake process starts while the spool opens; a service that then fails to start leaves
+    no intake process behind."""
+    started: list[int | None] = []
+    real_start = intake_process.IntakeProcess.start
+
+    async def start(self: intake_process.IntakeProcess) -> None:
+        await real_start(self)
+        started.append(self.pid)
+
+    monkeypatch.setattr(intake_process.IntakeProcess, "start", start)
+    service = station(tmp_path, emulator)
+    assert _intake_children() == []
+    with open_spool(service.config):  # someone else holds the spool
+        with pytest.raises(AlreadyRunning, match="in use"):
+            await service.run()
+    assert service.state == "error"
+    assert len(started) == 1 and started[0] is not None, "the intake process was started before the spool"
+    assert _intake_children() == [] and not alive(started[0])

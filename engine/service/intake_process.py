@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 import subprocess
 import sys
 from pathlib import Path
@@ -37,8 +39,10 @@ import anyio
 from anyio.abc import Process, TaskGroup
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from ..children import child_env
 from ..errors import StationflowError
 from ..layout import DataDir
+from ..lifecycle import Lifecycle
 from ..spool.store import Spool
 from ...schemas.config import StationConfig
 from .frames import encode, receive_frame
@@ -65,6 +69,20 @@ def _starting_status(config: StationConfig, data_dir: Path) -> dict[str, Any]:
                         for s in config.intake}}
 
 
+@asynccontextmanager
+async def started_early(intake: object) -> AsyncIterator[None]:
+    """Start ``intake``'s process (if it is an IntakeProcess) before the body — the service opens its
+    spool meanwhile — and end it again if the body fails (the service does not start)."""
+    if isinstance(intake, IntakeProcess):
+        await intake.start()
+    try:
+        yield
+    except BaseException:
+        if isinstance(intake, IntakeProcess):
+            await intake.aclose()
+        raise
+
+
 class IntakeProcessExited(StationflowError):
     """The intake process ended without being asked to; the supervisor starts a new one."""
 
@@ -72,10 +90,12 @@ class IntakeProcessExited(StationflowError):
 class IntakeProcess:
     """The intake, run in a process of its own; the reports it converts are accepted here."""
 
-    def __init__(self, config: StationConfig, spool: Spool, data_dir: Path) -> None:
+    def __init__(self, config: StationConfig, spool: Spool | None, data_dir: Path,
+                 machines: dict[str, Lifecycle] | None = None) -> None:
         self.config = config
-        self.spool = spool
+        self.spool = spool  # may be set later: the service starts the process before the spool is open
         self.data_dir = data_dir
+        self.machines = machines if machines is not None else getattr(spool, "machines", {})
         self.pid: int | None = None
         self._status: dict[str, Any] = _starting_status(config, data_dir)
         self._proc: Process | None = None
@@ -150,25 +170,34 @@ class IntakeProcess:
 
     # ------------------------------------------------------------------ running
 
-    async def run(self) -> None:
-        """Start the intake process and serve it until cancelled; raise if it ends by itself."""
+    async def start(self) -> None:
+        """Start the process and send it its settings; once. ``run`` calls it; the service calls it
+        before it opens the spool, so that the two start-ups overlap (a station's first file is
+        converted sooner after a start)."""
+        if self._proc is not None:
+            return
         cmd = [sys.executable, "-m", "stationflow.engine.service.intake_child"]
         self._proc = proc = await anyio.open_process(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                                     stderr=None)
+                                                     stderr=None, env=child_env())  # this very stationflow
         self.pid = proc.pid
         self._status["process"] = "running"
+        await self._send(("init", {
+            "sections": self.config.intake, "station": self.config.station, "data_dir": str(self.data_dir),
+            # the conversion machine the service has in force for this run (not re-read from disk)
+            "machines": {"conversion": self.machines["conversion"]},
+            "log_level": logging.getLogger().getEffectiveLevel(), "switch_interval_s": sys.getswitchinterval(),
+        }))
+        if self._pause is not None:
+            await self._send(("pause", self._pause))
+        if self._draining:
+            await self._send(("drain",))
+
+    async def run(self) -> None:
+        """Start the intake process (if not yet) and serve it until cancelled; raise if it ends by itself."""
         try:
-            await self._send(("init", {
-                "sections": self.config.intake, "station": self.config.station,
-                "data_dir": str(self.data_dir),
-                # the conversion machine the service has in force for this run (not re-read from disk)
-                "machines": {"conversion": self.spool.machines["conversion"]},
-                "log_level": logging.getLogger().getEffectiveLevel(), "switch_interval_s": sys.getswitchinterval(),
-            }))
-            if self._pause is not None:
-                await self._send(("pause", self._pause))
-            if self._draining:
-                await self._send(("drain",))
+            await self.start()
+            proc = self._proc
+            assert proc is not None
             assert proc.stdout is not None
             self._frames = frames = BufferedByteReceiveStream(proc.stdout)
             async with anyio.create_task_group() as tg:
@@ -210,6 +239,7 @@ class IntakeProcess:
 
     async def _accept(self, rid: int, items: list[tuple[bytes, str | None]]) -> None:
         """One batch into the spool (durable when accept_many returns), then the answer."""
+        assert self.spool is not None, "run() serves the process once the service's spool is open"
         results = await anyio.to_thread.run_sync(self.spool.accept_many, items)  # not abandoned on cancel
         with anyio.CancelScope(shield=True):
             await self._send(("accepted", rid, results))

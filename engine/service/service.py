@@ -55,7 +55,7 @@ from .logs import LogRing, ServiceLogging
 from .reload import diff_settings, secret_of
 from ..spool.store import Spool
 from ..station import lock_file_held, open_spool
-from .intake_process import IntakeProcess, separate_by_default
+from .intake_process import IntakeProcess, separate_by_default, started_early
 from .supervisor import MachineModel, RestartPolicy, SupervisedTask, Supervisor
 from ..upload.uploader import PAUSED, Uploader
 from ...schemas.config import StationConfig
@@ -286,13 +286,17 @@ class Service:
 
     async def _open(self) -> None:
         """Open the spool (recovery), build the uploader, intake and supervisor."""
-        self.spool = await anyio.to_thread.run_sync(lambda: open_spool(self.config, machines=self.machines))
+        early = self._new_intake(self.config) if "intake" not in self._overrides else None
+        async with started_early(early):  # an intake process's start-up overlaps the spool's
+            self.spool = await anyio.to_thread.run_sync(lambda: open_spool(self.config, machines=self.machines))
         for note in self.spool.recovery_notes:
             log.warning("recovery: %s", note)
         log.info("spool open: %s", _counts_text(self.spool.counts()) or "empty")
         self.uploader = self._new_uploader()
         self.supervisor = Supervisor(policy=self._policy, on_event=self._task_event, lifecycle=self.machines["task"])
-        self.intake = self._new_intake(self.config)
+        self.intake = early or self._new_intake(self.config)
+        if isinstance(self.intake, IntakeProcess):
+            self.intake.spool = self.spool
         self._add_tasks()
 
     def _add_tasks(self) -> None:
@@ -341,9 +345,10 @@ class Service:
     def _new_intake(self, config: StationConfig) -> Intake | IntakeProcess | None:
         if not config.intake:
             return None
-        assert self.spool is not None, "the spool opens before intake starts"
         if self._intake_process:  # in a process of its own (intake_process.py says why, and how it is safe)
-            return IntakeProcess(config, self.spool, self.data_dir)
+            return IntakeProcess(config, self.spool, self.data_dir, self.machines)
+        if self.spool is None:
+            return None  # an intake in this process is built once the spool is open
         from ..intake import Intake
 
         return Intake(config.intake, self.spool, self.data_dir, config.station)
