@@ -13,7 +13,7 @@ task            does                                                           o
 uploader        upload workers, retry scheduler, server probe, and retention   drains
                 (its scheduler prunes sent reports hourly: the one owner)
 intake          watch folders → conversion → spool (only with ``intake:``);    drains
-                in a process of its own by default (``intake_process.py``)
+                or in a process of its own (``intake_process.py``)
 config_watch    polls the config file (mtime, size, inode) → :meth:`reload`    cancelled
 control         the control protocol server (when this build has one)          cancelled last
 ==============  =============================================================  ===================

@@ -14,7 +14,10 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from stationflow.engine.devtools.emulator import Emulator
+from stationflow.engine.service.intake_process import ENV
 from tests.chaos.harness import Station, wait_for
 
 
@@ -67,7 +70,8 @@ class Dropper(threading.Thread):
 
 
 def test_kill_9_of_the_intake_process_and_of_the_service_under_load_loses_nothing(
-        tmp_path: Path, emulator: Emulator, stations: list[Station], scale: int) -> None:
+        tmp_path: Path, emulator: Emulator, stations: list[Station], scale: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV, "1")  # the service started below runs its intake in a process of its own
     files, concurrency = 400 * scale, 4
     station = Station(tmp_path / "station", emulator.url, seed=3, concurrency=concurrency)
     stations.append(station)
