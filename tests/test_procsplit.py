@@ -25,6 +25,7 @@ from stationflow.engine.config_file import load_config, resolved
 from stationflow.engine.control.client import ControlClient
 from stationflow.engine.devtools.emulator import Emulator
 from stationflow.engine.devtools.samples import make_report_bytes
+from stationflow.engine.layout import CONTROL_FILE
 from stationflow.engine.lifecycle import in_force
 from stationflow.engine.errors import AlreadyRunning, InvalidReport, StorageError
 from stationflow.engine.service import intake_process
@@ -82,7 +83,8 @@ async def test_the_intake_runs_beside_the_service_and_the_control_server_still_d
         async def call(command: str, **args: Any) -> Any:
             return await anyio.to_thread.run_sync(lambda: client.call(command, **args))
 
-        await wait_for(lambda: (svc.status()["intake"] or {}).get("process") == "running", 30)
+        await wait_for(lambda: (svc.status()["intake"] or {}).get("process") == "running"
+                       and (svc.data_dir / CONTROL_FILE).exists(), 30)
         status = await call("status")
         child = status["intake"]["pid"]
         seen["child"] = child
