@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import os
+import select
 import subprocess
 import sys
 import time
@@ -197,9 +198,11 @@ def test_when_the_service_is_gone_every_accept_keeps_its_source() -> None:
             os.fdopen(from_child_r, "rb") as service_side:
         link = ServiceLink(inp, out)
         results: list[Any] = []
-        waiting = __import__("threading").Thread(target=lambda: results.extend(link.accept_many([(b"{}", None)])))
+        waiting = __import__("threading").Thread(
+            target=lambda: results.extend(link.accept_many([(b"{}", None), (b"[]", "src")], validated_keys=["k", None])))
         waiting.start()
-        assert read_frame(service_side)[0] == "accept"  # the request reached the service
+        request = read_frame(service_side)  # the request reached the service, with the validated ids
+        assert request[0] == "accept" and request[2] == [(b"{}", None), (b"[]", "src")] and request[3] == ["k", None]
         os.close(to_child_w)  # ... which then died
         try:
             link.read()
@@ -207,7 +210,7 @@ def test_when_the_service_is_gone_every_accept_keeps_its_source() -> None:
             link.gone()
         waiting.join(10)
         assert not waiting.is_alive()
-        assert len(results) == 1 and isinstance(results[0], StorageError) and "gone" in str(results[0])
+        assert len(results) == 2 and all(isinstance(r, StorageError) and "gone" in str(r) for r in results)
         later = link.accept_many([(b"{}", None), (b"{}", None)])
         assert [type(r) for r in later] == [StorageError, StorageError]
 
@@ -219,7 +222,7 @@ def test_an_intake_process_whose_service_goes_away_mid_accept_keeps_the_source_a
     (tmp_path / "drop").mkdir()
     cfg = resolved(load_config(path), path)
     proc = subprocess.Popen([sys.executable, "-m", "stationflow.engine.service.intake_child"], cwd=ROOT,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
     assert proc.stdin is not None and proc.stdout is not None
     try:
         proc.stdin.write(encode(("init", {"sections": cfg.intake, "station": cfg.station,
@@ -227,12 +230,21 @@ def test_an_intake_process_whose_service_goes_away_mid_accept_keeps_the_source_a
                                           "machines": {"conversion": in_force(cfg.lifecycles)["conversion"]},
                                           "log_level": 20, "switch_interval_s": 0.005})))
         proc.stdin.flush()
+        deadline = time.monotonic() + 60
+
+        def next_frame() -> Any:
+            """The next message, failing (not hanging) if none comes in time."""
+            ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            assert ready, "the intake process sent nothing more in time"
+            return read_frame(proc.stdout)
+
         kinds = []
         while not kinds or kinds[-1] != "ready":
-            kinds.append(read_frame(proc.stdout)[0])
+            kinds.append(next_frame()[0])
         drop(tmp_path, 8, seed=9)
         while True:  # logs and status until the request to accept the report
-            message = read_frame(proc.stdout)
+            message = next_frame()
+            assert message[0] != "log" or message[1] < logging.ERROR, message[3]
             if message[0] == "accept":
                 break
         items = message[2]

@@ -32,6 +32,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -57,7 +58,8 @@ class ServiceLink:
         self._inp, self._out = inp, out
         self._write_lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._waiting: dict[int, concurrent.futures.Future[list[Accepted | Exception]]] = {}
+        # request id -> (its answer, how many items it asked for)
+        self._waiting: dict[int, tuple[concurrent.futures.Future[list[Accepted | Exception]], int]] = {}
         self._lock = threading.Lock()
         self.closed = threading.Event()
 
@@ -67,17 +69,19 @@ class ServiceLink:
             self._out.write(frame)
             self._out.flush()
 
-    def accept_many(self, items: list[tuple[bytes, str | None]]) -> list[Accepted | Exception]:
-        """Blocking (intake calls it in a thread): the service's ``Spool.accept_many`` of these items.
-        If the service is gone every item is that StorageError, so intake keeps the sources."""
+    def accept_many(self, items: list[tuple[bytes, str | None]], *,
+                    validated_keys: Sequence[str | None] | None = None) -> list[Accepted | Exception]:
+        """Blocking (intake calls it in a thread): the service's ``Spool.accept_many`` of these items
+        (with the ids the converter worker validated). If the service is gone every item is that
+        StorageError, so intake keeps the sources."""
         future: concurrent.futures.Future[list[Accepted | Exception]] = concurrent.futures.Future()
         with self._lock:
             if self.closed.is_set():
                 return [StorageError(_GONE)] * len(items)
             rid = next(self._ids)
-            self._waiting[rid] = future
+            self._waiting[rid] = (future, len(items))
         try:
-            self.send(("accept", rid, items))
+            self.send(("accept", rid, items, list(validated_keys) if validated_keys is not None else None))
         except OSError:
             self._fail_waiting()
         return future.result()
@@ -87,7 +91,7 @@ class ServiceLink:
 
     def answer(self, rid: int, results: list[Accepted | Exception]) -> None:
         with self._lock:
-            future = self._waiting.pop(rid, None)
+            future, _ = self._waiting.pop(rid, (None, 0))
         if future is not None:
             future.set_result(results)
 
@@ -95,9 +99,9 @@ class ServiceLink:
         with self._lock:
             self.closed.set()
             waiting, self._waiting = self._waiting, {}
-        for future in waiting.values():
+        for future, count in waiting.values():
             if not future.done():
-                future.set_result([StorageError(_GONE)])
+                future.set_result([StorageError(_GONE)] * count)  # one result per item, as accept_many
 
     def gone(self) -> None:
         """End of the service's pipe: every accept waiting, and every later one, fails."""

@@ -226,7 +226,7 @@ class IntakeProcess:
     def _handle(self, message: tuple[Any, ...], tg: TaskGroup | None) -> None:
         kind = message[0]
         if kind == "accept" and tg is not None:
-            tg.start_soon(self._accept, message[1], message[2])
+            tg.start_soon(self._accept, message[1], message[2], message[3])
         elif kind == "status":
             status = message[1]
             if self._pause is not None:  # a pause asked a moment ago shows at once
@@ -240,10 +240,13 @@ class IntakeProcess:
         elif kind == "ready":
             log.debug("intake process %s is ready", self.pid)
 
-    async def _accept(self, rid: int, items: list[tuple[bytes, str | None]]) -> None:
-        """One batch into the spool (durable when accept_many returns), then the answer."""
-        assert self.spool is not None, "run() serves the process once the service's spool is open"
-        results = await anyio.to_thread.run_sync(self.spool.accept_many, items)  # not abandoned on cancel
+    async def _accept(self, rid: int, items: list[tuple[bytes, str | None]], keys: list[str | None] | None) -> None:
+        """One batch into the spool (durable when accept_many returns), then the answer. ``keys``: the
+        ids the converter worker validated (the spool trusts only canonical ones, as in one process)."""
+        spool = self.spool
+        assert spool is not None, "run() serves the process once the service's spool is open"
+        results = await anyio.to_thread.run_sync(  # not abandoned on cancel: the answer always follows
+            lambda: spool.accept_many(items, validated_keys=keys))
         with anyio.CancelScope(shield=True):
             await self._send(("accepted", rid, results))
 
