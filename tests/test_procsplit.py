@@ -163,8 +163,8 @@ async def test_the_intake_stays_in_the_service_process_when_asked(tmp_path: Path
     assert rc == 0
 
 
-@pytest.mark.parametrize(("value", "separate"), [(None, False), ("1", True), ("0", False), ("off", False),
-                                                 (" Yes ", True), ("on", True), ("2", False)])
+@pytest.mark.parametrize(("value", "separate"), [(None, True), ("1", True), ("0", False), ("off", False),
+                                                 (" No ", False), ("on", True), ("false", False)])
 def test_the_process_model_option(monkeypatch: pytest.MonkeyPatch, value: str | None, separate: bool) -> None:
     if value is None:
         monkeypatch.delenv(intake_process.ENV, raising=False)
