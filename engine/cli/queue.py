@@ -266,17 +266,10 @@ def cmd_queue_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_queue_fire(args: argparse.Namespace) -> int:
-    """``queue fire TRIGGER ID...``: through the service when it runs, else on the spool itself."""
-    from ..control.client import ControlClient
-    from ..control.commands import fire_operator_trigger
-    from ..errors import ServiceNotRunning
-
+    """``queue fire TRIGGER ID...``: through the service when it runs, else on the spool itself
+    (the station access's one path, which the configurator's trigger buttons use too)."""
     _, cfg = load_station(args.config)
-    try:
-        answer = ControlClient(cfg.data_dir).call("queue.fire", trigger=args.trigger, ids=list(args.ids))
-    except ServiceNotRunning:
-        with open_spool(cfg) as spool:
-            answer = fire_operator_trigger(spool, args.trigger, list(args.ids))
+    answer = _access(cfg).fire(args.trigger, list(args.ids)).data
     failures = 0
     for r in answer["results"]:
         if r["ok"]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import durable
+from ..errors import StationflowError
 from .bench_verdict import Check, verdict
 from .samples import make_report
 from ..spool.store import Spool
@@ -186,6 +187,13 @@ def run_cli(args: argparse.Namespace) -> int:
 
     sys.setswitchinterval(SWITCH_INTERVAL_S)  # measure what the service runs with
     skip_sniffio_lookups()
+    if args.dir is not None:
+        # --dir names the disk to measure; a folder not made yet is made (as data_dir is by the service).
+        try:
+            Path(args.dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StationflowError(f"--dir {args.dir}: {exc.strerror or exc}",
+                                   hint="name a folder on the disk that holds data_dir") from exc
     if args.pipeline:
         from . import bench_pipeline
 

@@ -9,12 +9,24 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 __all__ = ["diff_settings", "flatten_settings", "secret_of", "short_value"]
 
 
 def secret_of(value: Any) -> str | None:
     return value.get_secret_value() if value is not None else None
+
+
+def log_secrets(config: Any) -> list[str]:
+    """What the log must never show: the token, and a password written in the server URL
+    (``http://admin:pw@host``; the URL itself is printed masked, but an exception's text is not)."""
+    found = [secret_of(config.server.token) or ""]
+    try:
+        found.append(unquote(urlsplit(str(config.server.url)).password or ""))
+    except ValueError:
+        pass
+    return [s for s in found if s]
 
 
 def flatten_settings(data: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:

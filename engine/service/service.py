@@ -52,7 +52,7 @@ from ..errors import AlreadyRunning, ConfigError, ServiceNotRunning, Stationflow
 from ..lifecycle import in_force, restart_note
 from ..lifecycle.roles import ServiceRoles
 from .logs import LogRing, ServiceLogging
-from .reload import diff_settings, secret_of
+from .reload import diff_settings, log_secrets, secret_of
 from ..spool.store import Spool
 from ..station import lock_file_held, open_spool
 from .intake_process import IntakeProcess, separate_by_default, started_early
@@ -233,9 +233,8 @@ class Service:
         try:
             self._token = anyio.lowlevel.current_token()
             self._loop_thread = threading.get_ident()
-            secret = self.config.server.token.get_secret_value() if self.config.server.token else None
             self._logging = ServiceLogging(self.data_dir, self.config.logging, self.log_ring,
-                                           level_override=self._log_level, secrets=[secret] if secret else [],
+                                           level_override=self._log_level, secrets=log_secrets(self.config),
                                            stream=self._log_stream)
             try:
                 return await self._serve()
@@ -541,8 +540,9 @@ class Service:
             log.warning("%s", note)
         if secret_of(old.server.token) != secret_of(new.server.token):
             notes.append("server.token: changed")
-            if self._logging is not None and new.server.token is not None:
-                self._logging.secrets.add(new.server.token.get_secret_value())
+        if self._logging is not None:
+            for secret in log_secrets(new):
+                self._logging.secrets.add(secret)
         keep: dict[str, Any] = {}
         if new.data_dir != old.data_dir:
             keep["data_dir"] = old.data_dir
