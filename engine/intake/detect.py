@@ -269,5 +269,7 @@ def next_pass_in(watches: list[Watch], poll_interval_s: float, *, notified: bool
         settle = watch.section.settle_ms / 1000.0
         for file in watch.files.values():
             if file.state == watch.lifecycle.initial and file.origin == "watch":
-                wait = min(wait, max(0.0, file.stable_since + settle - now) + 0.005)
+                due = file.stable_since + settle
+                if due > now:  # one already due waits for room in flight, which wakes intake itself
+                    wait = min(wait, due - now + 0.005)
     return wait

@@ -207,7 +207,11 @@ class Intake:
                     with anyio.move_on_after(next_pass_in(self._watches, self.options.poll_interval_s,
                                                            notified=self._notifier is not None)):
                         await self._room.wait()
-                    early = self._room.is_set() and not self._notified
+                    # Early (no listing) when room freed up, or when a notification arrives while
+                    # files seen at the last listing still wait for room: a burst drains without
+                    # listing (and stat-ing) its thousands of files at every pass; what arrived
+                    # meanwhile is seen at the next listing, at most a poll interval later.
+                    early = (self._room.is_set() and not self._notified) or self._backlog()
                     self._room, self._notified = anyio.Event(), False
         finally:
             if self._notifier is not None:
@@ -215,6 +219,11 @@ class Intake:
                 self._notifier = None
             with anyio.CancelScope(shield=True):
                 await self._save_kept()
+
+    def _backlog(self) -> bool:
+        """Files seen at the last listing, due to settle, that are not yet in flight."""
+        return any(f.state == w.lifecycle.initial and f not in self._in_flight
+                   for w in self._watches for f in w.files.values())
 
     def _start_notifier(self) -> ChangeNotifier | None:
         """OS change notifications for the watch folders (polling stays, as the fallback)."""

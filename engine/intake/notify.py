@@ -37,8 +37,10 @@ class _Handler(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if isinstance(event, FileClosedEvent) and not event.is_directory:
             self.notifier.note_closed(os.fsdecode(event.src_path))
-        if event.event_type in ("opened", "closed_no_write"):
-            return  # reading a file changes nothing worth a look
+        if event.event_type in ("opened", "closed_no_write", "deleted"):
+            # Reading a file changes nothing worth a look; nor does a file leaving (intake's own
+            # archive moves, or someone taking a file back): the next poll notices it is gone.
+            return
         self.notifier.changed()
 
 
