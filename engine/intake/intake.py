@@ -207,10 +207,10 @@ class Intake:
                     with anyio.move_on_after(next_pass_in(self._watches, self.options.poll_interval_s,
                                                            notified=self._notifier is not None)):
                         await self._room.wait()
-                    # Early (no listing) when room freed up, or when a notification arrives while
-                    # files seen at the last listing still wait for room: a burst drains without
-                    # listing (and stat-ing) its thousands of files at every pass; what arrived
-                    # meanwhile is seen at the next listing, at most a poll interval later.
+                    # Early (no fresh listing) when room freed up, or while files seen at the last
+                    # listing are due and wait only for room: a burst drains without listing (and
+                    # stat-ing) its thousands of files at every pass; what arrives meanwhile is seen
+                    # at the next listing, at most a poll interval later (behind the burst anyway).
                     early = (self._room.is_set() and not self._notified) or self._backlog()
                     self._room, self._notified = anyio.Event(), False
         finally:
@@ -221,9 +221,21 @@ class Intake:
                 await self._save_kept()
 
     def _backlog(self) -> bool:
-        """Files seen at the last listing, due to settle, that are not yet in flight."""
-        return any(f.state == w.lifecycle.initial and f not in self._in_flight
-                   for w in self._watches for f in w.files.values())
+        """Files seen at the last listing that are due (settled, or closed by their writer) and wait
+        only for room in flight. Files still settling do not count: a new file is listed at once
+        then, and starts its own settle time without waiting for a poll interval."""
+        now = time.monotonic()
+        closed_as = self._notifier.closed_as if self._notifier is not None else None
+        for w in self._watches:
+            settle = w.section.settle_ms / 1000.0
+            early = closed_as if w.section.settle_on_close else None
+            for f in w.files.values():
+                if f.state != w.lifecycle.initial or f in self._in_flight or now < f.next_try:
+                    continue
+                if now - f.stable_since >= (settle if f.origin == "watch" else 0.0) or (
+                        early is not None and early(str(f.path), f.size, f.mtime_ns)):
+                    return True
+        return False
 
     def _start_notifier(self) -> ChangeNotifier | None:
         """OS change notifications for the watch folders (polling stays, as the fallback)."""
