@@ -41,6 +41,14 @@ class _Handler(FileSystemEventHandler):
             # Reading a file changes nothing worth a look; nor does a file leaving (intake's own
             # archive moves, or someone taking a file back): the next poll notices it is gone.
             return
+        if event.is_directory and event.event_type == "modified":
+            return  # a folder's own "modified" comes with the event of the file that changed in it
+        path = getattr(event, "dest_path", "") or event.src_path
+        if os.path.basename(os.fsdecode(path)).startswith("."):
+            # A hidden name is never taken (detect.walk skips it): intake's own claim of a source
+            # (renamed to .stationflow-….taking before it goes), an editor's temporary file. It
+            # is seen when renamed to a visible name: that event names the visible one.
+            return
         self.notifier.changed()
 
 
