@@ -39,10 +39,11 @@ def test_the_pipeline_benchmark_prints_every_figure_and_a_verdict(tmp_path: Path
         median, low, high = map(float, re.fullmatch(r"([\d.]+) \(([\d.]+)–([\d.]+)\)", cell).groups())  # type: ignore[union-attr]
         assert 0 < low <= median <= high, cell
     assert re.search(r"file → acknowledged at 20 files/s.*p50 \d+.*p95 \d+.*p99 \d+", out)
-    assert re.search(r"\s+20 queued: +[\d.]+ ms per report \([+-]\d+% against none\); service start-up", out)
+    assert re.search(r"\s+20 queued: +[\d.]+ ms per report \([+-]\d+% against none\); service start-up "
+                     r"[\d.]+ s; service RSS peak \d+ MB", out)
     verdict_lines = out[out.index("verdict (every figure with a target):"):].splitlines()[1:]
     figures = ["pipeline ÷ raw", "pipeline ÷ floor", "CPU per report", "file → acknowledged p95",
-               "slowdown at 20 queued", "service start-up with 20 queued"]
+               "slowdown at 20 queued", "service start-up with 20 queued", "service RSS (peak) with 20 queued"]
     for figure in figures:
         assert any(figure in line and line.rstrip().endswith(("met", "NOT met")) for line in verdict_lines), figure
     missed = sum(1 for line in verdict_lines if line.endswith("NOT met"))
@@ -55,7 +56,7 @@ def test_the_verdict_says_not_met_and_never_passes_what_was_not_measured() -> No
     figures = PipelineFigures(rows=[Row(50_000, 4, raw=[1000.0, 900.0, 1100.0], floor=[400.0, 380.0, 420.0],
                                         pipe=[300.0, 290.0, 310.0], floor_cpu_ms=[1.8, 1.9, 2.0])])
     figures.latency = {"p50": [20.0], "p95": [120.0], "p99": [400.0]}
-    figures.queued = [(0, 3.0, 0.4), (100_000, 3.9, 2.5)]
+    figures.queued = [(0, 3.0, 0.4, 60.0), (100_000, 3.9, 2.5, None)]
     lines: list[str] = []
     assert verdict(figures.checks(), lines.append) is False
     text = "\n".join(lines)
@@ -65,7 +66,8 @@ def test_the_verdict_says_not_met_and_never_passes_what_was_not_measured() -> No
     assert "file → acknowledged p95, median: 120.00 ms (target < 300 ms): met" in text
     assert "slowdown at 100000 queued: 30.00 % (target ≤ 20 %): NOT met" in text
     assert "service start-up with 100000 queued: 2.50 s (target < 1.5 s): NOT met" in text
-    assert lines[-1] == "some targets not met on this station (5 of 6; see above)"
+    assert "service RSS (peak) with 100000 queued: not measured here" in text
+    assert lines[-1] == "some targets not met on this station (6 of 7; see above)"
     assert figures.worst_ratio() == pytest.approx(0.3, abs=0.01)
     assert PipelineFigures().queued_slowdown() == 0.0 and PipelineFigures().worst_ratio() == 0.0
     good = [Check("a", 0.6, ">=", 0.5), Check("b", 1.0, "<=", 2.0), Check("c", 100, "<", 300)]

@@ -59,7 +59,7 @@ ROUNDS = 3
 PARK_S = 86_400.0  # the queued reports' next attempt: a day away (also the longest retry.max_s allowed)
 #: Issue 18's targets for the figures this benchmark prints.
 TARGET_VS_RAW, TARGET_VS_FLOOR, TARGET_CPU_MS, TARGET_P95_MS = 0.5, 0.9, 2.0, 300.0
-TARGET_SLOWDOWN, TARGET_STARTUP_S = 0.2, 1.5
+TARGET_SLOWDOWN, TARGET_STARTUP_S, TARGET_RSS_MB = 0.2, 1.5, 100.0
 
 
 @dataclass
@@ -87,7 +87,8 @@ class PipelineFigures:
 
     rows: list[Row] = field(default_factory=list)
     latency: dict[str, list[float]] = field(default_factory=lambda: {"p50": [], "p95": [], "p99": []})  # ms per round
-    queued: list[tuple[int, float, float]] = field(default_factory=list)  # queued, ms per report, start-up s
+    # queued, ms per report, start-up s, the service process's peak RSS in MB (None without /proc)
+    queued: list[tuple[int, float, float, float | None]] = field(default_factory=list)
     met: bool = False
 
     def worst_ratio(self) -> float:
@@ -118,6 +119,8 @@ class PipelineFigures:
         if self.queued and self.queued[-1][0]:
             out.append(Check(f"service start-up with {self.queued[-1][0]} queued", self.queued[-1][2], "<",
                              TARGET_STARTUP_S, " s"))
+            out.append(Check(f"service RSS (peak) with {self.queued[-1][0]} queued", self.queued[-1][3], "<",
+                             TARGET_RSS_MB, " MB"))
         return out
 
 
@@ -179,6 +182,20 @@ class _Station:
                 raise RuntimeError(f"the service did not start: {self.log.read_text(errors='replace')[-2000:]}")
             time.sleep(0.02)
         return time.perf_counter() - started
+
+    def peak_rss_mb(self) -> float | None:
+        """The service process's peak resident memory so far (it holds the spool's index; the
+        intake process and the converter workers hold nothing per queued report), None without /proc."""
+        if self.proc is None:
+            return None
+        try:
+            with open(f"/proc/{self.proc.pid}/status", encoding="ascii") as fh:
+                for line in fh:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return None
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -359,12 +376,14 @@ def _queued(base: Path, url: str, server: _Emulator, figures: PipelineFigures, l
                 # Best of two batches: one figure per level on a shared machine is mostly noise.
                 rate = max(pipeline_rate(station, server, [make() for _ in range(n)], warm_up=make)[0],
                            pipeline_rate(station, server, [make() for _ in range(n)])[0])
+                rss = station.peak_rss_mb()
             finally:
                 station.stop()
             ms = 1000.0 / rate
-            figures.queued.append((level, ms, startup))
+            figures.queued.append((level, ms, startup, rss))
             versus = f" ({ms / figures.queued[0][1] - 1:+.0%} against none)" if level else ""
-            out(f"    {level:>7} queued: {ms:6.2f} ms per report{versus}; service start-up {startup:.2f} s")
+            memory = f"; service RSS peak {rss:.0f} MB" if rss is not None else ""
+            out(f"    {level:>7} queued: {ms:6.2f} ms per report{versus}; service start-up {startup:.2f} s{memory}")
     finally:
         station.stop()
 
