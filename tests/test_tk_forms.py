@@ -449,3 +449,63 @@ def test_server_section_model_matches_connection_page(tk_root: Any, dialogs: Rec
     assert set(app.form("server").rows) == {f.alias or n for n, f in ServerSection.model_fields.items()}
     assert set(app.collect()) <= {f.alias or n for n, f in StationConfig.model_fields.items()}
     app.close()
+
+
+def test_follow_links_is_chosen_saved_with_the_comments_and_read_back(tk_root: Any, dialogs: RecordingDialogs,
+                                                                       tmp_path: Path) -> None:
+    path = tmp_path / "station.yaml"
+    original = (FIXTURES / "configs" / "station.yaml").read_text().replace("http://127.0.0.1:8080",
+                                                                          "http://127.0.0.1:9")
+    path.write_text(original)
+    # The comments outside the intake list. (A change in one intake rewrites the whole list, its
+    # comments with it, for every intake field alike: engine/config_text.py edits a list as one value.)
+    head, _, rest = original.partition("\nintake:\n")
+    tail = rest[rest.index("\nupload:"):]
+    comments = [line.split("#", 1)[1] for line in (head + tail).splitlines() if "#" in line]
+    assert len(comments) >= 5 and "follow_links" not in original
+    app = _app(tk_root, path, dialogs)
+    editor = app.pages["Intake"].editor
+    editor.select(0)
+    row = editor.field("follow_links")
+    # A drop-down of the schema's two values, labelled and explained as the other intake fields are.
+    assert row.label.cget("text") == "Follow symbolic links"
+    assert tuple(str(v) for v in row.widget.cget("values")) == ("never", "inside")
+    assert str(row.widget.cget("state")) == "readonly" and row.var.get() == "never"
+    help_text = row.help.cget("text")
+    assert help_text.startswith(IntakeSection.model_fields["follow_links"].description or "?")
+    assert help_text.endswith("(default never)")
+    row.set("inside")
+    assert app.dirty and app.validate_now() == []
+
+    app.save_button.invoke()
+    pump_until(tk_root, lambda: not app.dirty, what="the save to finish")
+    assert dialogs.errors == []
+    text = path.read_text()
+    assert all(comment in text for comment in comments), text  # the person's comments stay
+    assert text.count("follow_links") == 1
+    first, second = text.index("- name: ict-json"), text.index("- name: fct-csv")
+    assert first < text.index("follow_links: inside") < second  # in the intake it was set on
+    cfg = load_config(path)
+    assert [i.follow_links for i in cfg.intake] == ["inside", "never"]
+
+    # Read again: Revert (nothing unsaved: no question) and a new window both show the saved value.
+    editor.select(1)
+    assert editor.field("follow_links").var.get() == "never"
+    app.revert_button.invoke()
+    pump_until(tk_root, lambda: any(m.startswith("read ") for m, _ in app.messages), what="the file read again")
+    editor.select(0)
+    assert editor.field("follow_links").var.get() == "inside" and not app.dirty
+    app.close()  # destroys the window: the next one is a new Tk, as when the configurator is opened again
+    import tkinter as tk
+
+    root = tk.Tk()
+    again = _app(root, path, dialogs)
+    editor = again.pages["Intake"].editor
+    editor.select(0)
+    assert editor.field("follow_links").var.get() == "inside"
+    editor.field("follow_links").set("never")  # and back: written as chosen
+    again.save_button.invoke()
+    pump_until(root, lambda: not again.dirty, what="the second save")
+    assert [i.follow_links for i in load_config(path).intake] == ["never", "never"]
+    assert all(comment in path.read_text() for comment in comments)
+    again.close()

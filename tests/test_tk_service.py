@@ -293,3 +293,54 @@ def test_a_missing_watch_folder_is_not_green_and_fix_opens_the_folder_field(tk_r
                    what="the reason to go away")
     finally:
         app.close()
+
+
+def test_the_intake_page_says_how_many_links_the_running_service_ignores(tk_root: Any, dialogs: RecordingDialogs,
+                                                                          tmp_path: Path) -> None:
+    """Under "Follow symbolic links": the count and note of ``status`` for the intake on screen, what
+    to do about it, and after Save (through the service, which reloads) the count of links it still
+    ignores; nothing once the service is stopped."""
+    intake = [{"name": "drop", "watch": "./drop", "converter": "wsjf", "settle_ms": 0, "after": "keep"},
+              {"name": "other", "watch": "./other", "converter": "wsjf"}]
+    path = write_station(tmp_path, "http://127.0.0.1:9", intake=intake, shutdown={"grace_s": 2})
+    drop, other, outside = tmp_path / "drop", tmp_path / "other", tmp_path / "outside"
+    for folder in (drop, other, outside):
+        folder.mkdir()
+    (drop / "real.json").write_bytes(make_report_bytes(1, seed=5))
+    (outside / "secret.json").write_bytes(make_report_bytes(2, seed=5))
+    (drop / "via.json").symlink_to(drop / "real.json")  # inside
+    (drop / "out.json").symlink_to(outside / "secret.json")  # out of the folder
+    (drop / "gone.json").symlink_to(drop / "nothing.json")  # dangling
+    service = _run_service(path)
+    app = _app(tk_root, path, dialogs)
+    try:
+        app.select("Intake")
+        page = app.pages["Intake"]
+        editor = page.editor
+        editor.select(0)
+        note = page.links_note
+        pump_until(tk_root, lambda: "3 symbolic link(s)" in note.cget("text"), timeout=30,
+                   what="the note on the three links the service ignores")
+        assert note.winfo_ismapped() and "Choose inside" in note.cget("text"), note.cget("text")
+        editor.select(1)  # the other intake has no links: no note
+        assert note.cget("text") == "" and not note.winfo_ismapped()
+        editor.select(0)
+        assert "3 symbolic link(s)" in note.cget("text")
+        editor.field("follow_links").set("inside")  # on screen only: the service still ignores them
+        assert "Save to have the service follow" in note.cget("text"), note.cget("text")
+
+        app.save_button.invoke()  # through the service: it saves, reloads and follows the link inside
+        pump_until(tk_root, lambda: not app.dirty, timeout=30, what="the save through the service")
+        assert dialogs.errors == [], dialogs.errors
+        pump_until(tk_root, lambda: "2 symbolic link(s)" in note.cget("text"), timeout=30,
+                   what="the note on the two links out and dangling")
+        assert "never followed" in note.cget("text"), note.cget("text")
+        assert load_config(path).intake[0].follow_links == "inside"
+
+        stop_process(service)
+        pump_until(tk_root, lambda: app.probe is not None and app.probe.running is False, timeout=30,
+                   what="the service seen stopped")
+        assert note.cget("text") == "" and not note.winfo_ismapped()
+    finally:
+        app.close()
+        stop_process(service)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import tkinter as tk
 from tkinter import ttk
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
@@ -29,6 +30,9 @@ class ModelListEditor(ttk.Frame):
         self.items: list[dict[str, Any]] = []
         self.selected: int | None = None
         self.problems: dict[str, str] = {}
+        #: Called with the index shown (None: none) after every selection: a page that adds live
+        #: information about the item on screen (the Intake page's links note) follows it.
+        self.on_select: list[Callable[[int | None], None]] = []
         specs = field_specs(model)
         # The table shows the required plain fields (for a watched folder: name, watch, converter).
         self.columns = [s.key for s in specs if s.required and s.kind in ("str", "choice")][:4] or \
@@ -89,6 +93,7 @@ class ModelListEditor(ttk.Frame):
             self._show_editor(False)
             if self.table.selection():
                 self.table.selection_remove(*self.table.selection())
+            self._selected_hooks()
             return
         self.form.set_path(f"{self.path}[{index}]")
         self.form.load(self.items[index])
@@ -98,6 +103,11 @@ class ModelListEditor(ttk.Frame):
         if self.table.selection() != (iid,):
             self.table.selection_set(iid)
         self.table.see(iid)
+        self._selected_hooks()
+
+    def _selected_hooks(self) -> None:
+        for hook in self.on_select:
+            hook(self.selected)
 
     def add(self) -> None:
         """A new item: required fields with examples get the first one; a ``name`` is made unique."""

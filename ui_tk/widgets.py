@@ -10,6 +10,7 @@ from typing import Any
 ERROR_FG = "#b00020"
 HELP_FG = "#555555"
 OK_FG = "#1b6e20"
+WARN_FG = "#8a5300"
 
 
 class ScrollFrame(ttk.Frame):

@@ -23,6 +23,7 @@ TITLES = {
     "intake.watch": "Watch folder",
     "intake.patterns": "File name patterns",
     "intake.recursive": "Include sub-folders",
+    "intake.follow_links": "Follow symbolic links",
     "intake.settle_ms": "Wait until unchanged",
     "intake.after": "After conversion",
     "intake.move_to": "Move to folder",
