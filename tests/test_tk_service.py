@@ -19,10 +19,10 @@ import httpx
 import pytest
 
 from stationflow.engine.config_file import load_config
-from stationflow.engine.control.client import ControlClient
 from stationflow.engine.devtools.emulator import Emulator
 from stationflow.engine.devtools.samples import make_report_bytes
 from stationflow.engine.spool.store import Spool
+from tests.helpers_service import ServiceRun
 from tests.tk_fixtures import (
     ROOT,
     TOKEN,
@@ -56,18 +56,6 @@ def _app(root: Any, path: Path, dialogs: RecordingDialogs) -> Any:
     from stationflow.ui_tk.app import ConfiguratorApp
 
     return ConfiguratorApp(root, path, dialogs=dialogs, probe_ms=200)
-
-
-def _run_service(path: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "stationflow", "-c", str(path), "run"], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = ControlClient(path.parent / "stationflow-data")
-    deadline = time.monotonic() + 20
-    while not client.is_running():
-        assert proc.poll() is None, f"the service exited with {proc.returncode}"
-        assert time.monotonic() < deadline, "the service did not answer within 20 s"
-        time.sleep(0.05)
-    return proc
 
 
 @pytest.fixture
@@ -147,7 +135,7 @@ def test_retry_a_failed_report_against_the_running_service(emulator: Emulator, t
     path = _station(tmp_path, emulator.url)
     [key] = _seed(tmp_path / "stationflow-data", 1)
     emulator.set_faults(reject_rate=1.0)
-    service = _run_service(path)
+    service = ServiceRun(path, ready_s=20)
     app = _app(tk_root, path, dialogs)
     try:
         queue = app.select("Problems")
@@ -173,7 +161,7 @@ def test_retry_a_failed_report_against_the_running_service(emulator: Emulator, t
         assert dialogs.errors == []
     finally:
         app.close()
-        stop_process(service)
+        service.stop()
 
 
 def _stats(port: int) -> dict[str, Any]:
@@ -248,7 +236,7 @@ def test_a_refused_token_turns_the_banner_red_and_fix_opens_the_token(emulator: 
     path = write_station(tmp_path, emulator.url, intake=[], upload=UPLOAD, shutdown={"grace_s": 5},
                          server={"url": emulator.url, "token": "d3Jvbmc6dG9rZW4x", "timeout_s": 5})
     _seed(tmp_path / "stationflow-data", 4)
-    service = _run_service(path)
+    service = ServiceRun(path, ready_s=20)
     app = _app(tk_root, path, dialogs)
     try:
         pump_until(tk_root, lambda: app.banner_kind == "error", timeout=20, what="the red banner")
@@ -264,7 +252,7 @@ def test_a_refused_token_turns_the_banner_red_and_fix_opens_the_token(emulator: 
                    what="the reason on the Service page")
     finally:
         app.close()
-        stop_process(service)
+        service.stop()
 
 
 def test_a_missing_watch_folder_is_not_green_and_fix_opens_the_folder_field(tk_root: Any, dialogs: RecordingDialogs,
@@ -311,7 +299,7 @@ def test_the_intake_page_says_how_many_links_the_running_service_ignores(tk_root
     (drop / "via.json").symlink_to(drop / "real.json")  # inside
     (drop / "out.json").symlink_to(outside / "secret.json")  # out of the folder
     (drop / "gone.json").symlink_to(drop / "nothing.json")  # dangling
-    service = _run_service(path)
+    service = ServiceRun(path, ready_s=20)
     app = _app(tk_root, path, dialogs)
     try:
         app.select("Intake")
@@ -321,7 +309,7 @@ def test_the_intake_page_says_how_many_links_the_running_service_ignores(tk_root
         note = page.links_note
         pump_until(tk_root, lambda: "3 symbolic link(s)" in note.cget("text"), timeout=30,
                    what="the note on the three links the service ignores")
-        assert note.winfo_ismapped() and "Choose inside" in note.cget("text"), note.cget("text")
+        assert note.winfo_ismapped() and "or choose inside to follow" in note.cget("text"), note.cget("text")
         editor.select(1)  # the other intake has no links: no note
         assert note.cget("text") == "" and not note.winfo_ismapped()
         editor.select(0)
@@ -337,10 +325,10 @@ def test_the_intake_page_says_how_many_links_the_running_service_ignores(tk_root
         assert "never followed" in note.cget("text"), note.cget("text")
         assert load_config(path).intake[0].follow_links == "inside"
 
-        stop_process(service)
+        assert service.stop() == 0
         pump_until(tk_root, lambda: app.probe is not None and app.probe.running is False, timeout=30,
                    what="the service seen stopped")
         assert note.cget("text") == "" and not note.winfo_ismapped()
     finally:
         app.close()
-        stop_process(service)
+        service.stop()

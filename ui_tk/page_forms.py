@@ -118,11 +118,12 @@ def links_note(info: dict[str, Any] | None, shown: str, saved: str) -> str:
     if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
         return ""
     note = info.get("note") if isinstance(info, dict) else None
-    said = str(note) if note else f"{count} symbolic link(s) in the watch folder are ignored"
+    said = (str(note) if note else f"{count} symbolic link(s) in the watch folder are ignored").rstrip(".")
     if shown == "never":
-        advice = "Choose inside to follow the links that stay inside the folder (links out of it are never followed)."
+        advice = (" — or choose inside to follow the links that stay inside the folder (a link out of it is never "
+                  "followed).")
     elif saved != "inside":
-        advice = "Save to have the service follow the links that stay inside the folder."
+        advice = ". Save to have the service follow the links that stay inside the folder."
     else:
-        advice = "These lead out of the folder or to nothing: they are never followed."
-    return f"Now, in the running service: {said}. {advice}"
+        advice = ". These lead out of the folder or to nothing: they are never followed."
+    return f"Now, in the running service: {said}{advice}"
