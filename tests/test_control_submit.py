@@ -5,19 +5,18 @@ a Python file of its own, and read any file the service could)."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from stationflow.engine.config_file import load_config, resolved
 from stationflow.engine.control.client import ControlClient
 from stationflow.engine.devtools.samples import make_report_bytes
 from stationflow.engine.errors import InvalidInput
 from stationflow.engine.convert.named import read_regular_file
 from stationflow.engine.layout import DataDir
+from tests.helpers_service import ServiceRun
 
 CONFIG = """\
 station: {name: SUBMIT-01}
@@ -35,22 +34,8 @@ def service(tmp_path: Path):  # type: ignore[no-untyped-def]
     (tmp_path / "station.yaml").write_text(CONFIG)
     for folder in ("drop", "incoming", "elsewhere"):
         (tmp_path / folder).mkdir()
-    cfg = resolved(load_config(tmp_path / "station.yaml"), tmp_path / "station.yaml")
-    log = (tmp_path / "service.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "stationflow", "-c", str(tmp_path / "station.yaml"), "run"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    client = ControlClient(Path(cfg.data_dir), timeout=10.0)
-    deadline = time.monotonic() + 30
-    while not client.is_running():
-        assert proc.poll() is None, (tmp_path / "service.log").read_text()
-        assert time.monotonic() < deadline, "the service did not open its control port"
-        time.sleep(0.05)
-    try:
-        yield client, Path(cfg.data_dir)
-    finally:
-        proc.terminate()
-        proc.wait(20)
-        log.close()
+    with ServiceRun(tmp_path / "station.yaml", ready_s=30) as run:
+        yield run.client, run.data.root
 
 
 def _results(client: ControlClient, *paths: Path, converter: str = "wsjf") -> list[dict[str, object]]:

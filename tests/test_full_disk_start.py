@@ -4,9 +4,7 @@ service wrote its pid file first, died with ENOSPC, and left a temp file at ever
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from stationflow.engine.devtools.emulator import DEFAULT_TOKEN, Emulator
 from stationflow.engine.devtools.samples import make_report_bytes
 from stationflow.engine.spool.store import Spool
 from tests.chaos.harness import fill_disk, mount_tmpfs, unmount
+from tests.helpers_service import ServiceRun
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or os.geteuid() != 0, reason="needs root to mount a tmpfs")
@@ -29,19 +28,9 @@ def test_the_service_starts_and_uploads_on_a_full_disk(tmp_path: Path) -> None:
             config = tmp_path / "station.yaml"
             config.write_text(f"station: {{name: FULL-01}}\nserver: {{url: '{emulator.url}', token: '{DEFAULT_TOKEN}'}}\n"
                               f"data_dir: {data}\nshutdown: {{grace_s: 2}}\n")
-            log = (tmp_path / "service.log").open("wb")
-            proc = subprocess.Popen([sys.executable, "-m", "stationflow", "-c", str(config), "run"],
-                                    stdout=log, stderr=subprocess.STDOUT)
-            try:
-                deadline = time.monotonic() + 60
-                while emulator.stats().unique_ids < len(keys):
-                    assert proc.poll() is None, (tmp_path / "service.log").read_text()
-                    assert time.monotonic() < deadline, (tmp_path / "service.log").read_text()
-                    time.sleep(0.1)
-            finally:
-                proc.terminate()
-                proc.wait(30)
-                log.close()
+            with ServiceRun(config, ready_s=None) as service:  # waited for: the uploads, not the control port
+                service.wait("every report at the server", lambda: emulator.stats().unique_ids >= len(keys), 60,
+                             interval=0.1)
         assert not [p.name for p in data.iterdir() if p.name.endswith(".tmp")]
         assert "pid file" in (tmp_path / "service.log").read_text()
     finally:

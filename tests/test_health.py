@@ -25,6 +25,7 @@ from stationflow.engine.devtools.samples import make_report_bytes
 from stationflow.engine.health import health_of
 from stationflow.engine.spool.store import Spool
 from tests.conftest import ROOT
+from tests.helpers_service import ServiceRun
 
 WRONG_TOKEN = "d3Jvbmc6dG9rZW4x"
 
@@ -118,29 +119,15 @@ def _status(config: Path) -> dict[str, Any]:
 
 @pytest.fixture
 def service_of() -> Iterator[Callable[[Path], subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
+    started: list[ServiceRun] = []
 
     def start(config: Path) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen([sys.executable, "-m", "stationflow", "-c", str(config), "run"], cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        started.append(proc)
-        client = ControlClient(config.parent / "data")
-        deadline = time.monotonic() + 30
-        while not client.is_running():
-            assert proc.poll() is None, f"the service exited with {proc.returncode}"
-            assert time.monotonic() < deadline, "the service did not answer within 30 s"
-            time.sleep(0.05)
-        return proc
+        started.append(ServiceRun(config, ready_s=30))
+        return started[-1].proc
 
     yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+    for service in started:
+        service.stop(20)
 
 
 def _wait_health(config: Path, check: Callable[[dict[str, Any]], bool], what: str,

@@ -8,13 +8,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from stationflow.engine.control.client import ControlClient
 from stationflow.engine.devtools.samples import make_report_bytes
+from tests.helpers_service import ServiceRun
 
 CONFIG = """\
 station: {name: NAMES-01}
@@ -41,15 +40,9 @@ def test_names_that_are_not_utf8_survive_every_path(tmp_path: Path) -> None:
         fh.write(good_raw)
     with open(os.path.join(os.fsencode(drop), b"x\xff.json"), "wb") as fh:
         fh.write(b"{bad")
-    log = (tmp_path / "service.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "stationflow", "-c", str(tmp_path / "station.yaml"), "run"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        client = ControlClient(tmp_path / "data", timeout=10.0)
-        deadline = time.monotonic() + 30
-        while not (client.is_running() and not os.listdir(os.fsencode(drop))):
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "service.log").read_text()
-            time.sleep(0.05)
+    with ServiceRun(tmp_path / "station.yaml", ready_s=None) as service:
+        service.wait("the control port and the watch folder emptied",
+                     lambda: service.client.is_running() and not os.listdir(os.fsencode(drop)), 30)
         listed = _cli(tmp_path, "queue", "list", "--json")
         assert listed.returncode == 0, listed.stderr
         [row] = json.loads(listed.stdout)
@@ -61,10 +54,6 @@ def test_names_that_are_not_utf8_survive_every_path(tmp_path: Path) -> None:
         rejected = sorted(os.listdir(os.fsencode(tmp_path / "data" / "rejected" / "drop")))
         assert rejected == [b"x\xff.json", b"x\xff.json.error.txt"]
         assert _cli(tmp_path, "stop").returncode == 0
-        assert proc.wait(20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        log.close()
+        assert service.proc.wait(20) == 0
     text = (tmp_path / "service.log").read_text(errors="replace")
     assert "Logging error" not in text and "Traceback" not in text, text[-2000:]

@@ -14,10 +14,7 @@ import json
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -29,6 +26,7 @@ from stationflow.engine.errors import MachineDefinitionError
 from stationflow.engine.lifecycle import load_lifecycle
 from stationflow.engine.spool.store import Spool
 from tests.conftest import FIXTURES, ROOT
+from tests.helpers_service import wait_until
 from tests.test_service import _no_stray_services, start_service, write_config  # noqa: F401 (autouse fixture)
 
 HOLD = FIXTURES / "lifecycles" / "hold-for-approval"
@@ -45,17 +43,6 @@ def emulator():
 def cli(config: Path, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "stationflow", "-c", str(config), *argv], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
-
-
-def wait_until(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    """Poll ``check`` until it returns something true; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.05)
 
 
 def site_config(tmp_path: Path, url: str, folder: Path | None, *, intake: bool = False) -> Path:
@@ -165,7 +152,7 @@ def test_hold_for_approval_end_to_end(tmp_path: Path, emulator: Emulator) -> Non
     config = site_config(tmp_path, emulator.url, HOLD, intake=True)
     proc = start_service(config, tmp_path / "stderr.log")
     reports = drop_reports(tmp_path, 4, seed=21)
-    wait_until(lambda: queue_states(config) == {key: "held" for key in reports}, "every report held")
+    wait_until("every report held", lambda: queue_states(config) == {key: "held" for key in reports})
     assert emulator.received_ids() == set(), "nothing is sent before an approval"
 
     status = json.loads(cli(config, "status", "--json").stdout)
@@ -179,8 +166,8 @@ def test_hold_for_approval_end_to_end(tmp_path: Path, emulator: Emulator) -> Non
     approved, kept = sorted(reports)[:2], sorted(reports)[2:]
     fired = cli(config, "queue", "fire", "approve", *approved)
     assert fired.returncode == 0, fired.stderr
-    wait_until(lambda: emulator.received_ids() == set(approved), "the approved reports at the server")
-    wait_until(lambda: all(queue_states(config)[k] == "sent" for k in approved), "the approved reports sent")
+    wait_until("the approved reports at the server", lambda: emulator.received_ids() == set(approved))
+    wait_until("the approved reports sent", lambda: all(queue_states(config)[k] == "sent" for k in approved))
     assert {k: queue_states(config)[k] for k in kept} == {k: "held" for k in kept}
 
     refused = cli(config, "queue", "fire", "send", kept[0])  # an engine trigger: not for a person
@@ -243,8 +230,8 @@ def test_renaming_every_state_changes_nothing_in_delivery(tmp_path: Path, emulat
     emulator.set_faults(error_rate=0.3, drop_after_rate=0.2)  # the retry path and lost answers run too
     proc = start_service(config, tmp_path / "stderr.log")
     reports = drop_reports(tmp_path, 5, seed=33)
-    wait_until(lambda: emulator.received_ids() == set(reports), "every report at the server")
-    wait_until(lambda: queue_states(config) == {key: sent for key in reports}, f"every report in {sent}")
+    wait_until("every report at the server", lambda: emulator.received_ids() == set(reports))
+    wait_until(f"every report in {sent}", lambda: queue_states(config) == {key: sent for key in reports})
     status = json.loads(cli(config, "status", "--json").stdout)
     assert status["uploader"]["mode"] == "st_0_enilno", "the uploader's mode is the renamed connection state"
     assert (status["service"]["state"], status["service"]["machine_state"]) == ("running", service_running)

@@ -13,11 +13,9 @@ from typing import Any
 
 import pytest
 
-from stationflow.engine.config_file import load_config, resolved
-from stationflow.engine.control.client import ControlClient
 from stationflow.engine.devtools.emulator import DEFAULT_TOKEN, Emulator
 from stationflow.engine.devtools.samples import make_report_bytes
-from stationflow.engine.layout import DataDir
+from tests.helpers_service import ServiceRun, wait_until
 from tests.hostile import Hostile
 
 pytestmark = pytest.mark.slow
@@ -29,13 +27,6 @@ data_dir: ./data
 shutdown: {{grace_s: 2}}
 upload: {{concurrency: 2, retry: {{initial_s: 0.05, max_s: 0.5, offline_after: 3}}}}
 """
-
-
-def _wait(what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -54,13 +45,8 @@ class Station:
             files.append(str(path))
         submitted = _cli(self.config, "submit", *files)
         assert submitted.returncode == 0, submitted.stderr
-        cfg = resolved(load_config(self.config), self.config)
-        self.data = DataDir.of(cfg.data_dir)
-        self.log = (tmp_path / "service.log").open("wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "stationflow", "-c", str(self.config), "run"],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        self.client = ControlClient(self.data.root, timeout=10.0)
-        _wait("the control port", self.client.is_running)
+        self.service = ServiceRun(self.config)
+        self.data, self.client, self.proc = self.service.data, self.service.client, self.service.proc
 
     def status(self) -> dict[str, Any]:
         answer: dict[str, Any] = self.client.call("status")
@@ -77,9 +63,7 @@ class Station:
         raise AssertionError("no VmRSS")
 
     def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
-        self.log.close()
+        self.service.stop()
 
 
 @pytest.fixture
@@ -100,7 +84,7 @@ def test_a_403_to_posts_pauses_a_running_service_until_resumed_or_reconfigured(
         station_factory: Callable[[str, int], Station]) -> None:
     with Hostile("forbid") as hostile, Emulator(port=0) as emulator:
         station = station_factory(hostile.url, 8)
-        _wait("paused, the claimed reports back in pending",
+        wait_until("paused, the claimed reports back in pending",
               lambda: station.uploader()["mode"] == "paused" and station.status()["reports"].get("sending", 0) == 0)
         posts = hostile.posts
         time.sleep(3.0)  # an observation window: a loop would post hundreds of times here
@@ -113,13 +97,13 @@ def test_a_403_to_posts_pauses_a_running_service_until_resumed_or_reconfigured(
 
         resumed = _cli(station.config, "queue", "resume")  # the token is still refused: paused again
         assert resumed.returncode == 0 and "uploads resumed" in resumed.stdout, resumed.stderr
-        _wait("the second refusal", lambda: station.uploader()["counters"].get("went_paused", 0) >= 2)
+        wait_until("the second refusal", lambda: station.uploader()["counters"].get("went_paused", 0) >= 2)
         assert hostile.posts <= posts + 2
 
         changed = _cli(station.config, "config", "set", f"server.url={emulator.url}")
         assert changed.returncode == 0, changed.stderr
         _cli(station.config, "reload")  # the config watcher may have reloaded already: either is fine
-        _wait("every report at the emulator", lambda: len(emulator.received_ids()) == 8)
+        wait_until("every report at the emulator", lambda: len(emulator.received_ids()) == 8)
         assert emulator.stats().duplicates == 0 and station.uploader()["mode"] == "online"
         assert hostile.posts <= posts + 2
 
@@ -128,7 +112,7 @@ def test_a_403_to_posts_pauses_a_running_service_until_resumed_or_reconfigured(
 def test_an_endless_500_body_leaves_the_services_memory_small(station_factory: Callable[[str, int], Station]) -> None:
     with Hostile("endless") as hostile:
         station = station_factory(hostile.url, 1)
-        _wait("the first endless answers", lambda: len(hostile.endless_bytes) >= 2)
+        wait_until("the first endless answers", lambda: len(hostile.endless_bytes) >= 2)
         peak = station.rss_kib()
         deadline = time.monotonic() + 4.0  # sampled over several more endless answers
         while time.monotonic() < deadline:

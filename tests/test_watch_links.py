@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from stationflow.engine.config_file import load_config, resolved
-from stationflow.engine.control.client import ControlClient
 from stationflow.engine.devtools.samples import make_report_bytes
-from stationflow.engine.layout import DataDir
+from tests.helpers_links import assert_outside_untouched, watch_and_outside
+from tests.helpers_service import ServiceRun
 
 CONFIG = """\
 station: {name: LINKS-01}
@@ -28,29 +25,12 @@ intake:
 """
 
 
-def _wait(what: str, check, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="symlinks need privileges on Windows")
 def test_links_in_a_watch_folder_are_ignored_by_a_running_service(tmp_path: Path) -> None:
     (tmp_path / "station.yaml").write_text(CONFIG)
-    drop, outside = tmp_path / "drop", tmp_path / "outside"
-    drop.mkdir()
-    outside.mkdir()
-    victim = outside / "someone-elses.json"
-    victim.write_bytes(make_report_bytes(7, seed=9))
-    cfg = resolved(load_config(tmp_path / "station.yaml"), tmp_path / "station.yaml")
-    data = DataDir.of(cfg.data_dir)
-    log = (tmp_path / "service.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "stationflow", "-c", str(tmp_path / "station.yaml"), "run"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        client = ControlClient(data.root, timeout=10.0)
-        _wait("the control port", client.is_running)
+    drop, outside, _ = watch_and_outside(tmp_path)
+    with ServiceRun(tmp_path / "station.yaml") as service:
+        data, client = service.data, service.client
         token_before = data.token_file.read_bytes()
         (drop / "tok.json").symlink_to(data.token_file)
         (drop / "other").symlink_to(outside, target_is_directory=True)
@@ -66,19 +46,15 @@ def test_links_in_a_watch_folder_are_ignored_by_a_running_service(tmp_path: Path
             return counts.get("pending", 0) + counts.get("sending", 0) + counts.get("retry_wait", 0) == 1 \
                 and not (drop / "good.json").exists() and not (drop / "bad.json").exists() \
                 and intake["links_ignored"] == 4
-        _wait("good.json spooled, bad.json rejected, the links noted", settled)
+        service.wait("good.json spooled, bad.json rejected, the links noted", settled, 30)
         intake = client.call("status")["intake"]["intakes"]["drop"]
         assert "symbolic link" in intake["note"]
         rejected = sorted(p.name for p in data.rejected("drop").iterdir())
         assert rejected == ["bad.json", "bad.json.error.txt"], rejected  # no copy of the token
         assert data.token_file.read_bytes() == token_before
-        assert victim.exists() and sorted(p.name for p in outside.iterdir()) == ["someone-elses.json"]
+        assert_outside_untouched(outside)
         assert all((drop / n).is_symlink() for n in ("tok.json", "other", "loop1", "loop2"))
         # What the service creates under the data dir is its own: no group or other access.
         for path in [*data.rejected("drop").iterdir(), *(data.spool / "pending").iterdir(), data.log_file]:
             mode = stat.S_IMODE(os.stat(path).st_mode)
             assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
-    finally:
-        proc.terminate()
-        proc.wait(20)
-        log.close()

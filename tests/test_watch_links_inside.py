@@ -5,20 +5,17 @@ followed, each file taken once under its own path; links out of it, dangling lin
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from stationflow.engine.config_file import load_config, resolved
-from stationflow.engine.control.client import ControlClient
 from stationflow.engine.devtools.samples import make_report_bytes
 from stationflow.engine.intake.detect import walk
-from stationflow.engine.layout import DataDir
 from stationflow.schemas.config import IntakeSection
+from tests.helpers_links import assert_outside_untouched, watch_and_outside
+from tests.helpers_service import ServiceRun
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="symlinks need privileges on Windows")
 
@@ -26,17 +23,14 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="symlinks need p
 def _tree(tmp_path: Path) -> tuple[Path, Path]:
     """drop/ with a real file, a sub-folder, links inside (to a file, to the sub-folder, to the
     folder itself twice), a link out, and a dangling link."""
-    drop, outside = tmp_path / "drop", tmp_path / "outside"
-    (drop / "sub").mkdir(parents=True)
-    outside.mkdir()
+    drop, outside, secret = watch_and_outside(tmp_path, "sub")
     (drop / "a.json").write_bytes(b"a")
     (drop / "sub" / "b.json").write_bytes(b"b")
-    (outside / "secret.json").write_bytes(b"s")
     (drop / "to-b.json").symlink_to(drop / "sub" / "b.json")          # inside: b, once
     (drop / "to-sub").symlink_to("sub", target_is_directory=True)     # inside: sub, listed once
     (drop / "loop1").symlink_to(".", target_is_directory=True)        # loops
     (drop / "sub" / "up").symlink_to("..", target_is_directory=True)
-    (drop / "out.json").symlink_to(outside / "secret.json")           # outside: never
+    (drop / "out.json").symlink_to(secret)                            # outside: never
     (drop / "out-dir").symlink_to(outside, target_is_directory=True)
     (drop / "dangling.json").symlink_to(drop / "nothing-here.json")
     return drop, outside
@@ -95,29 +89,12 @@ intake:
 """
 
 
-def _wait(what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 @pytest.mark.slow  # a real service process
 def test_a_running_service_takes_files_through_links_inside_only(tmp_path: Path) -> None:
     (tmp_path / "station.yaml").write_text(CONFIG)
-    drop, outside = tmp_path / "drop", tmp_path / "outside"
-    (drop / "sub").mkdir(parents=True)
-    outside.mkdir()
-    victim = outside / "someone-elses.json"
-    victim.write_bytes(make_report_bytes(7, seed=9))
-    cfg = resolved(load_config(tmp_path / "station.yaml"), tmp_path / "station.yaml")
-    data = DataDir.of(cfg.data_dir)
-    log = (tmp_path / "service.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "stationflow", "-c", str(tmp_path / "station.yaml"), "run"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        client = ControlClient(data.root, timeout=10.0)
-        _wait("the control port", client.is_running)
+    drop, outside, victim = watch_and_outside(tmp_path, "sub")
+    with ServiceRun(tmp_path / "station.yaml") as service:
+        client = service.client
         (drop / "sub" / "real.json").write_bytes(make_report_bytes(1, seed=9))
         (drop / "via-link.json").symlink_to(drop / "sub" / "real.json")
         (drop / "loop").symlink_to(".", target_is_directory=True)
@@ -130,13 +107,9 @@ def test_a_running_service_takes_files_through_links_inside_only(tmp_path: Path)
             return sum(counts.get(s, 0) for s in ("pending", "sending", "retry_wait")) == 1 \
                 and not (drop / "sub" / "real.json").exists() \
                 and status["intake"]["intakes"]["drop"]["links_ignored"] >= 2
-        _wait("real.json spooled once, the links out noted", done)
+        service.wait("real.json spooled once, the links out noted", done, 60)
         time.sleep(1.0)  # an observation window: a second copy or the outside file would show up here
         counts = client.call("status")["reports"]
         assert sum(counts.get(s, 0) for s in ("pending", "sending", "retry_wait")) == 1
-        assert victim.exists() and sorted(p.name for p in outside.iterdir()) == ["someone-elses.json"]
+        assert_outside_untouched(outside)
         assert (drop / "via-link.json").is_symlink() and (drop / "out.json").is_symlink()
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        log.close()

@@ -27,6 +27,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from collections import Counter, defaultdict
@@ -428,6 +429,50 @@ class Station:
         missing = [d for d in self.dropped if d.id not in ids]
         return (f"{len(missing)} of {len(self.dropped)} not at the server yet; waiting sources "
                 f"{self.waiting_sources()}; spool {dict(spool_counts(self.data_dir))}; log:\n{self.log_tail()}")
+
+    def stop_and_check(self, emulator: Any, context: str = "") -> Verdict:
+        """The end of a scenario: a graceful stop that exits 0, then the one rule off the disk."""
+        rc, _ = self.stop()
+        assert rc == 0, self.log_tail()
+        verdict = self.check(emulator)
+        verdict.assert_ok(context)
+        return verdict
+
+    def drain_and_check(self, emulator: Any, timeout: float, context: str = "") -> Verdict:
+        """After the kills or restarts, with the service running again: wait until every dropped report
+        is at the server and the watch folder is empty, then :meth:`stop_and_check`."""
+        wait_for(lambda: self.all_at_server(emulator) and self.waiting_sources() == 0, timeout,
+                 "every report at the server", lambda: self.missing_at_server(emulator))
+        return self.stop_and_check(emulator, context)
+
+
+class Dropper(threading.Thread):
+    """Test equipment writing files at a steady rate while a scenario does its worst (kills, restarts,
+    faults): ``total`` files, ``per_s`` a second, until done or ``stop_event`` is set."""
+
+    def __init__(self, station: Station, total: int, per_s: float) -> None:
+        super().__init__(daemon=True, name="dropper")
+        self.station, self.total, self.interval = station, total, 1.0 / per_s
+        self.stop_event = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            start = time.monotonic()
+            for i in range(self.total):
+                if self.stop_event.is_set():
+                    return
+                delay = start + i * self.interval - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                self.station.drop(1)
+        except BaseException as exc:  # noqa: BLE001 - reported by finish()
+            self.error = exc
+
+    def finish(self, timeout: float = 600) -> None:
+        self.join(timeout)
+        assert not self.is_alive(), "the dropper did not finish"
+        assert self.error is None, f"dropping files failed: {self.error!r}"
 
 
 # ---------------------------------------------------------------------------- a small real disk

@@ -31,6 +31,7 @@ from stationflow.engine.spool.store import Spool
 from stationflow.engine.station import open_spool
 from stationflow.engine.upload.uploader import Uploader
 from tests.chaos.harness import (
+    Dropper,
     Station,
     fill_disk,
     mount_tmpfs,
@@ -46,34 +47,6 @@ from tests.chaos.harness import (
 
 def figure(number: int, text: str) -> None:
     print(f"\n[chaos {number}] {text}", flush=True)
-
-
-class Dropper(threading.Thread):
-    """Test equipment writing files at a steady rate while the scenario does its worst."""
-
-    def __init__(self, station: Station, total: int, per_s: float) -> None:
-        super().__init__(daemon=True, name="dropper")
-        self.station, self.total, self.interval = station, total, 1.0 / per_s
-        self.stop_event = threading.Event()
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            start = time.monotonic()
-            for i in range(self.total):
-                if self.stop_event.is_set():
-                    return
-                delay = start + i * self.interval - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                self.station.drop(1)
-        except BaseException as exc:  # noqa: BLE001 - reported by finish()
-            self.error = exc
-
-    def finish(self, timeout: float = 600) -> None:
-        self.join(timeout)
-        assert not self.is_alive(), "the dropper did not finish"
-        assert self.error is None, f"dropping files failed: {self.error!r}"
 
 
 # ---------------------------------------------------------------------------- 1. kill -9
@@ -106,12 +79,7 @@ def test_kill_9_at_random_moments_loses_nothing(tmp_path: Path, emulator: Emulat
     dropper.finish()
     sent_during_kills = len(emulator.received_ids())
     station.start()
-    wait_for(lambda: station.all_at_server(emulator) and station.waiting_sources() == 0, 120 * scale,
-             "every report at the server", lambda: station.missing_at_server(emulator))
-    rc, _ = station.stop()
-    assert rc == 0, station.log_tail()
-    verdict = station.check(emulator)
-    verdict.assert_ok("at the end")
+    verdict = station.drain_and_check(emulator, 120 * scale, "at the end")
     assert verdict.on_server == files
     assert sent_during_kills > 0, "nothing was sent between the kills: the kills proved nothing"
     stats = emulator.stats()
@@ -195,10 +163,7 @@ def test_30_percent_server_faults_lose_nothing_and_backoff_stays_capped(
     watch.stop_event.set()
     watch.join()
     watch.sample()
-    rc, _ = station.stop()
-    assert rc == 0, station.log_tail()
-    verdict = station.check(emulator)
-    verdict.assert_ok()
+    station.stop_and_check(emulator)
     stats = emulator.stats()
     injected = faulty.errors_injected + faulty.dropped_before + faulty.dropped_after
     fault_share = injected / faulty.posts
@@ -254,9 +219,7 @@ def test_a_long_outage_then_the_backlog_drains_at_the_configured_rate(
     first = next(t for t, n in samples if n > before)
     last = next(t for t, n in samples if n == len(station.dropped))
     measured = (backlog - 1) / (last - first)
-    rc, _ = station.stop()
-    assert rc == 0, station.log_tail()
-    station.check(emulator).assert_ok()
+    station.stop_and_check(emulator)
     assert 0.7 * rate <= measured <= 1.2 * rate, f"drained at {measured:.1f}/s; rate_per_s is {rate:g}"
     figure(3, f"server down {back_at - down_at:.0f} s while {backlog} "
               f"files arrived (all spooled; uploader offline, service running): 0 lost; sending resumed "
@@ -335,9 +298,7 @@ def test_disk_full_pauses_intake_and_resumes_when_space_returns(
     wait_for(lambda: station.all_at_server(emulator) and station.waiting_sources() == 0, 120 * scale,
              "everything to go on once space returned", lambda: station.missing_at_server(emulator))
     resumed_s = time.monotonic() - freed_at
-    rc, _ = station.stop()
-    assert rc == 0, station.log_tail()
-    station.check(emulator).assert_ok()
+    station.stop_and_check(emulator)
     assert partial_files(station.data_dir) == []
     reason = note.get("reason") if isinstance(note, dict) else note
     figure(4, f"{how}: {files + 3} files of 30 KB; {waiting_when_full} sources left in place for "
@@ -389,10 +350,7 @@ def test_corrupt_spool_files_are_quarantined_and_the_rest_flows(
              and spool_counts(station.data_dir)["quarantined"] == damaged + 1, 60 * scale,
              "the whole reports sent and the damaged ones quarantined",
              lambda: f"{len(emulator.received_ids())} at the server; {dict(spool_counts(station.data_dir))}")
-    rc, _ = station.stop()
-    assert rc == 0, station.log_tail()
-    verdict = station.check(emulator)
-    verdict.assert_ok()
+    station.stop_and_check(emulator)
     after = scan_spool(station.data_dir)
     assert sum(len(p) for p in after.values()) == files_before, "a file in the spool was deleted"
     received = emulator.received_ids()
@@ -446,12 +404,7 @@ def test_restart_loop_makes_progress_every_cycle(tmp_path: Path, emulator: Emula
     dropper.stop_event.set()
     dropper.finish()
     station.start()
-    wait_for(lambda: station.all_at_server(emulator) and station.waiting_sources() == 0, 120 * scale,
-             "every report at the server", lambda: station.missing_at_server(emulator))
-    rc, _ = station.stop()
-    assert rc == 0, station.log_tail()
-    verdict = station.check(emulator)
-    verdict.assert_ok()
+    verdict = station.drain_and_check(emulator, 120 * scale)
     stops = sorted(s for _, _, s in cycles)
     assert stops[-1] < 2.0 + 5.0, f"a graceful stop took {stops[-1]:.1f} s (grace_s 2)"
     figure(6, f"{len(cycles)} restarts in {duration:.0f} s, {len(station.dropped)} files: every cycle made "

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from stationflow.engine.devtools.emulator import Emulator
 from stationflow.engine.service.intake_process import ENV
-from tests.chaos.harness import Station, wait_for
+from tests.chaos.harness import Dropper, Station, wait_for
 
 
 def intake_process_of(service_pid: int) -> int | None:
@@ -43,30 +41,6 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
-
-
-class Dropper(threading.Thread):
-    """Test equipment writing files at a steady rate while the processes are killed."""
-
-    def __init__(self, station: Station, total: int, per_s: float) -> None:
-        super().__init__(daemon=True, name="dropper")
-        self.station, self.total, self.interval = station, total, 1.0 / per_s
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            start = time.monotonic()
-            for i in range(self.total):
-                delay = start + i * self.interval - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                self.station.drop(1)
-        except BaseException as exc:  # noqa: BLE001 - reported by finish()
-            self.error = exc
-
-    def finish(self) -> None:
-        self.join(600)
-        assert not self.is_alive() and self.error is None, f"dropping files failed: {self.error!r}"
 
 
 def test_kill_9_of_the_intake_process_and_of_the_service_under_load_loses_nothing(
@@ -105,12 +79,7 @@ def test_kill_9_of_the_intake_process_and_of_the_service_under_load_loses_nothin
 
     station.start()
     dropper.finish()
-    wait_for(lambda: station.all_at_server(emulator) and station.waiting_sources() == 0, 180 * scale,
-             "every report at the server", lambda: station.missing_at_server(emulator))
-    rc, _ = station.stop()
-    assert rc == 0, station.log_tail()
-    verdict = station.check(emulator)
-    verdict.assert_ok("at the end")
+    verdict = station.drain_and_check(emulator, 180 * scale, "at the end")
     assert verdict.on_server == files and verdict.in_rejected == 0, verdict.line()
     # Exactly once, except the uploads in flight when the service died (resent with the same id).
     assert emulator.stats().duplicates <= concurrency, verdict.line()
