@@ -80,8 +80,9 @@ def test_problems_page_fires_approve_through_the_running_service(tk_root: Any, d
     from stationflow.engine.devtools.emulator import Emulator
     from stationflow.engine.devtools.samples import make_report_bytes
     from stationflow.engine.spool.store import Spool
-    from tests.test_tk_service import UPLOAD, _app, _run_service
-    from tests.tk_fixtures import TOKEN, cli, stop_process
+    from tests.helpers_service import ServiceRun
+    from tests.test_tk_service import UPLOAD, _app
+    from tests.tk_fixtures import TOKEN, cli
 
     folder = tmp_path / "lifecycles"
     shutil.copytree(FIXTURES / "lifecycles" / "hold-for-approval", folder)
@@ -93,7 +94,7 @@ def test_problems_page_fires_approve_through_the_running_service(tk_root: Any, d
             held = sorted(spool.accept(make_report_bytes(i, seed=40 + i, approx_bytes=800)).key for i in range(4))
             spool.fire(held[3], "quarantine", error="unreadable on purpose")
         first, second, kept, quarantined = held
-        service = _run_service(path)
+        service = ServiceRun(path, ready_s=20)
         app = _app(tk_root, path, dialogs)
         try:
             page = app.select("Problems")
@@ -146,7 +147,7 @@ def test_problems_page_fires_approve_through_the_running_service(tk_root: Any, d
             assert dialogs.errors == []
         finally:
             app.close()
-            stop_process(service)
+            service.stop()
 
 
 # --------------------------------------------------------------------------- which file is in force
