@@ -43,33 +43,72 @@ class _Entry:
     inline: str  # the value written on the key's line ("" when the value is below it)
     comment: str  # "  # ..." after the value, kept when the value changes
     end: int = 0  # one past the last line of the key's block (content lines only, not trailing comments)
+    lead: str = ""  # what precedes the key on its line: spaces, or ``  - `` for an item's first key
+    item: bool = False  # a list item of mappings (path ends in ``#<index>``), not a key
 
 
-def flatten(data: Any, prefix: Path_ = ()) -> dict[Path_, Any]:
-    """Mapping leaves by path; lists and empty mappings are leaves (edited as a whole)."""
+def flatten(data: Any, prefix: Path_ = (), items: set[Path_] | None = None) -> dict[Path_, Any]:
+    """Mapping leaves by path; lists and empty mappings are leaves (edited as a whole) — except
+    the lists named in ``items``, whose mappings are walked item by item (``#0``, ``#1``, …)."""
     if isinstance(data, dict) and data:
         out: dict[Path_, Any] = {}
         for key, value in data.items():
-            out.update(flatten(value, (*prefix, str(key))))
+            out.update(flatten(value, (*prefix, str(key)), items))
+        return out
+    if items and prefix in items and isinstance(data, list):
+        out = {}
+        for i, value in enumerate(data):
+            out.update(flatten(value, (*prefix, f"#{i}"), items))
         return out
     return {prefix: data}
 
 
-def changed_paths(old: dict[str, Any], new: dict[str, Any]) -> list[Path_]:
+def _item_lists(old: Any, new: Any, prefix: Path_ = ()) -> set[Path_]:
+    """Lists of mappings with as many items before as after: edited key by key inside each item
+    (the person's comments between the items stay); a list that grew or shrank is one value."""
+    out: set[Path_] = set()
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in old.keys() & new.keys():
+            out |= _item_lists(old[key], new[key], (*prefix, str(key)))
+    elif isinstance(old, list) and isinstance(new, list) and old and len(old) == len(new) \
+            and all(isinstance(v, dict) and v for v in (*old, *new)):
+        out.add(prefix)
+        for i, (a, b) in enumerate(zip(old, new)):
+            out |= _item_lists(a, b, (*prefix, f"#{i}"))
+    return out
+
+
+def changed_paths(old: dict[str, Any], new: dict[str, Any], items: set[Path_] | None = None) -> list[Path_]:
     """Leaf paths whose value differs (``30`` and ``30.0`` are the same value), in ``new``'s order."""
-    before, after = flatten(old), flatten(new)
+    before, after = flatten(old, items=items), flatten(new, items=items)
     out = [p for p, v in after.items() if p not in before or not _same(before[p], v)]
     out += [p for p in before if p not in after and not any(_under(p, q) for q in after)]
     return out
 
 
 def edit_config_text(text: str, old: dict[str, Any], new: dict[str, Any]) -> str:
-    """``text`` (which loads as ``old``) changed so that it loads as ``new``; raises ``NotEditable``."""
+    """``text`` (which loads as ``old``) changed so that it loads as ``new``; raises ``NotEditable``.
+
+    Lists of mappings (``intake:``) are edited key by key inside their items when they kept their
+    length; where that meets a shape it does not edit, the list is written whole instead."""
+    items = _item_lists(old, new)
+    if items:
+        try:
+            return _edit(text, old, new, items)
+        except NotEditable:
+            pass
+    return _edit(text, old, new, set())
+
+
+def _edit(text: str, old: dict[str, Any], new: dict[str, Any], items: set[Path_]) -> str:
     lines = text.splitlines()
-    for path in changed_paths(old, new):
-        before = flatten(old)
+    before = flatten(old, items=items)
+    for path in changed_paths(old, new, items):
         value = _lookup(new, path)
         entries = _index(lines)
+        if any(p[-1].startswith("#") for p in (path[:i] for i in range(1, len(path))) if p) and \
+                _deepest(entries, path[:-1]) != path[:-1]:
+            raise NotEditable(f"{'.'.join(path)}: its list item is not written as a block mapping")
         if path in entries:
             _replace(lines, entries[path], value, before.get(path))
         elif value is _MISSING:
@@ -82,10 +121,13 @@ def edit_config_text(text: str, old: dict[str, Any], new: dict[str, Any]) -> str
 # ---------------------------------------------------------------------- reading the lines
 
 def _index(lines: list[str]) -> dict[Path_, _Entry]:
-    """Every ``key:`` line reachable through block mappings, with its block's extent."""
+    """Every ``key:`` line reachable through block mappings, with its block's extent; the items of
+    a list of mappings written ``- key: value`` are entries too (``#0``, ``#1``, …) and so are
+    their keys."""
     entries: dict[Path_, _Entry] = {}
     stack: list[_Entry] = []
     in_sequence: int | None = None  # indent of a ``- `` item whose lines are not indexed
+    items_seen: dict[Path_, int] = {}
     for number, raw in enumerate(lines):
         line = raw.rstrip()
         stripped = line.lstrip(" ")
@@ -95,21 +137,33 @@ def _index(lines: list[str]) -> dict[Path_, _Entry]:
             raise NotEditable(f"line {number + 1}: document markers and flow collections are not edited")
         indent = len(line) - len(stripped)
         dash = _DASH.match(line)
-        while stack and (stack[-1].indent > indent or (stack[-1].indent == indent and not dash)):
+        while stack and (stack[-1].indent > indent or (stack[-1].indent == indent and (not dash or stack[-1].item))):
             stack.pop()
         if in_sequence is not None and (indent > in_sequence or (dash and indent == in_sequence)):
             for entry in stack:
                 entry.end = number + 1
             continue
         in_sequence = None
+        lead = " " * indent
         if dash:
             if not stack or stack[-1].inline:
                 raise NotEditable(f"line {number + 1}: a list item outside a key")
-            in_sequence = indent
             for entry in stack:
                 entry.end = number + 1
-            continue
-        match = _KEY.match(line)
+            after = line[dash.end():]
+            match = _KEY.match(" " * dash.end() + after) if after.strip() else None
+            if match is None or stack[-1].item:
+                in_sequence = indent  # a list of values (edited whole), or an item's shape not edited
+                continue
+            owner = stack[-1]
+            count = items_seen[owner.path] = items_seen.get(owner.path, -1) + 1
+            item = _Entry((*owner.path, f"#{count}"), number, indent, "", "", number + 1, item=True)
+            entries[item.path] = item
+            stack.append(item)
+            indent = match.start("key")
+            lead = line[:indent]
+        else:
+            match = _KEY.match(line)
         if match is None:
             if stack and stack[-1].inline == "" and indent > stack[-1].indent:
                 raise NotEditable(f"line {number + 1} is not a `key: value` line")
@@ -122,7 +176,7 @@ def _index(lines: list[str]) -> dict[Path_, _Entry]:
         if value.startswith(("|", ">", "&", "*", "!")):
             raise NotEditable(f"line {number + 1}: block scalars, anchors and tags are not edited")
         parent: Path_ = stack[-1].path if stack else ()
-        entry = _Entry((*parent, match.group("key")), number, indent, value, comment, number + 1)
+        entry = _Entry((*parent, match.group("key")), number, indent, value, comment, number + 1, lead)
         if entry.path in entries:
             raise NotEditable(f"line {number + 1}: {'.'.join(entry.path)} is written twice")
         for outer in stack:
@@ -156,6 +210,12 @@ _MISSING = object()
 
 def _lookup(data: Any, path: Path_) -> Any:
     for key in path:
+        if key.startswith("#") and isinstance(data, list):
+            index = int(key[1:])
+            if index >= len(data):
+                return _MISSING
+            data = data[index]
+            continue
         if not isinstance(data, dict) or key not in data:
             return _MISSING
         data = data[key]
@@ -164,9 +224,11 @@ def _lookup(data: Any, path: Path_) -> Any:
 
 def _replace(lines: list[str], entry: _Entry, value: Any, before: Any) -> None:
     if value is _MISSING:  # the key went away: its whole block goes
+        if entry.lead.strip():
+            raise NotEditable(f"{'.'.join(entry.path)} starts its list item; the item is written whole")
         del lines[entry.line:entry.end]
         return
-    pad = " " * entry.indent
+    pad = entry.lead or " " * entry.indent
     key = entry.path[-1]
     one_line = _is_scalar(value) or (isinstance(value, (list, dict)) and not value) or \
         (isinstance(value, list) and all(_is_scalar(v) for v in value) and entry.inline)
@@ -174,7 +236,9 @@ def _replace(lines: list[str], entry: _Entry, value: Any, before: Any) -> None:
         column = len(lines[entry.line].rstrip()) - len(entry.comment.lstrip())
         lines[entry.line:entry.end] = [_with_comment(f"{pad}{key}: {scalar(value, before)}", entry.comment, column)]
         return
-    lines[entry.line:entry.end] = _block(key, value, entry.indent, entry.comment)
+    block = _block(key, value, entry.indent, entry.comment)
+    block[0] = pad + block[0][entry.indent:]  # an item's first key keeps its ``- ``
+    lines[entry.line:entry.end] = block
 
 
 def _insert(lines: list[str], entries: dict[Path_, _Entry], path: Path_, value: Any) -> None:

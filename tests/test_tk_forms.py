@@ -457,12 +457,12 @@ def test_follow_links_is_chosen_saved_with_the_comments_and_read_back(tk_root: A
     original = (FIXTURES / "configs" / "station.yaml").read_text().replace("http://127.0.0.1:8080",
                                                                           "http://127.0.0.1:9")
     path.write_text(original)
-    # The comments outside the intake list. (A change in one intake rewrites the whole list, its
-    # comments with it, for every intake field alike: engine/config_text.py edits a list as one value.)
-    head, _, rest = original.partition("\nintake:\n")
-    tail = rest[rest.index("\nupload:"):]
-    comments = [line.split("#", 1)[1] for line in (head + tail).splitlines() if "#" in line]
-    assert len(comments) >= 5 and "follow_links" not in original
+    # Every comment, those inside the intake list too (an intake's keys are edited one by one), and
+    # the lines of the other intake as they were (`patterns: ["*.csv"]` stays written that way).
+    comments = [line.split("#", 1)[1] for line in original.splitlines() if "#" in line]
+    assert len(comments) >= 6 and "follow_links" not in original
+    assert any("archive | move | delete | keep" in c for c in comments)
+    untouched = original[original.index("  - name: fct-csv"):]
     app = _app(tk_root, path, dialogs)
     editor = app.pages["Intake"].editor
     editor.select(0)
@@ -483,6 +483,7 @@ def test_follow_links_is_chosen_saved_with_the_comments_and_read_back(tk_root: A
     text = path.read_text()
     assert all(comment in text for comment in comments), text  # the person's comments stay
     assert text.count("follow_links") == 1
+    assert untouched in text, text  # the other intake and everything after it, line for line
     first, second = text.index("- name: ict-json"), text.index("- name: fct-csv")
     assert first < text.index("follow_links: inside") < second  # in the intake it was set on
     cfg = load_config(path)
