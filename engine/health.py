@@ -158,6 +158,16 @@ def _intake(status: dict[str, Any]) -> list[dict[str, Any]]:
             folder = "watch folder" in str(problem) or "does not exist" in str(problem)
             field = f"intake[{index}].watch" if folder else f"intake[{index}].converter"
             out.append(_reason(ERROR, f"intake {name}: {problem}", field))
+        links = int(info.get("links_ignored") or 0)
+        if links:  # files behind links are never taken: someone expects them to be, or the link is a mistake
+            example = str(info.get("note") or "")
+            start, end = example.find("(e.g. "), example.rfind("): ")  # status's note: "… (e.g. PATH): …"
+            example = example[start:end + 1] if 0 <= start < end else ""
+            out.append(_reason(WARNING, f"intake {name}: {links} symbolic link{'s' if links != 1 else ''} in the "
+                                        f"watch folder {'are' if links != 1 else 'is'} ignored{' ' + example if example else ''}"
+                                        " — put the files themselves there, or set Follow symbolic links to "
+                                        "inside for links that stay inside the folder",
+                               f"intake[{index}].follow_links"))
         if rejected is not None:
             count = int(rejected.get(name) or 0)
         else:
