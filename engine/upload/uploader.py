@@ -46,7 +46,6 @@ from typing import Any
 
 import anyio
 import httpx
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ..errors import IllegalTransition
 from ..backoff import backoff_delay
@@ -226,12 +225,19 @@ class Uploader:
         self._put_back_trigger = spool.roles.recover[self._sending_state]
         self._limiter = anyio.CapacityLimiter(upload.concurrency + 2)
         self._work = anyio.Event()
+        self._wake_scheduled = False  # a wake-up from a spool thread is on its way to the loop
+        self._holding = 0  # reports claimed by workers and not yet recorded (cautious mode counts them)
+        # Counts changes of the server settings and operator resumes: a refusal that answers a post
+        # made before the last one says nothing about the settings in force now (see ``_outcome``).
+        self._settings_epoch = 0
+        self._acknowledged = spool.roles.outcomes["acknowledged"]
         self._inline_io = True
         self._inline_retry_s = INLINE_RETRY_S
         self._inline_retry_at = math.inf
 
     def _wake(self) -> None:
-        """A report became ready: wake idle workers (runs on the event loop)."""
+        """A report became ready, or the one cautious post is done: wake idle workers (on the event loop)."""
+        self._wake_scheduled = False
         old, self._work = self._work, anyio.Event()
         old.set()
 
@@ -242,28 +248,22 @@ class Uploader:
         loop = asyncio.get_running_loop()
 
         def wake_from_any_thread() -> None:
-            loop.call_soon_threadsafe(self._wake)
+            # One wake-up of the loop for a burst of accepted reports, not one per report: the flag is
+            # set before the call and cleared by ``_wake`` on the loop before it wakes anyone, so a
+            # report that becomes ready after the clearing schedules a wake-up of its own.
+            if not self._wake_scheduled:
+                self._wake_scheduled = True
+                loop.call_soon_threadsafe(self._wake)
 
-        ready_send, ready_receive = anyio.create_memory_object_stream[Claim](max(8, 2 * self.upload.concurrency))
-        self._outcomes, outcomes_receive = anyio.create_memory_object_stream[
-            tuple[Claim, str, dict[str, Any]]](math.inf)
         self.spool.add_listener(wake_from_any_thread)
         self.spool.final_sync_elsewhere = True  # the scheduler syncs sent/ in its thread every 0.25 s
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._settler, outcomes_receive.clone(), name="upload-settler")
-                async with anyio.create_task_group() as senders:
-                    senders.start_soon(self._feeder, ready_send, name="upload-feeder")
-                    for n in range(self.upload.concurrency):
-                        senders.start_soon(self._worker, n, ready_receive.clone(), name=f"upload-worker-{n}")
-                    senders.start_soon(self._scheduler, name="upload-scheduler")
-                    senders.start_soon(self._prober, name="upload-prober")
-                await self._outcomes.aclose()  # the settler records what is left, then ends
+                for n in range(self.upload.concurrency):
+                    tg.start_soon(self._worker, name=f"upload-worker-{n}")
+                tg.start_soon(self._scheduler, name="upload-scheduler")
+                tg.start_soon(self._prober, name="upload-prober")
         finally:
-            with anyio.CancelScope(shield=True):
-                await self._put_back_unsent(ready_receive, outcomes_receive)
-            ready_receive.close()
-            outcomes_receive.close()
             self.spool.final_sync_elsewhere = False
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self.spool.sync_final, limiter=self._limiter)
@@ -273,21 +273,6 @@ class Uploader:
             if self._own_client:
                 with anyio.CancelScope(shield=True):
                     await self.client.aclose()
-
-    async def _put_back_unsent(self, ready: MemoryObjectReceiveStream[Claim],
-                               outcomes: MemoryObjectReceiveStream[tuple[Claim, str, dict[str, Any]]]) -> None:
-        """After a cancellation: claims never posted go back to pending; answers already received
-        are still recorded."""
-        batch: list[tuple[Claim, str, dict[str, Any]]] = []
-        for stream, default in ((outcomes, None), (ready, self._put_back_trigger)):
-            while True:
-                try:
-                    item = stream.receive_nowait()
-                except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
-                    break
-                batch.append(item if default is None else (item, default, {}))  # type: ignore[arg-type]
-        if batch:
-            await anyio.to_thread.run_sync(self._settle_many, batch, limiter=self._limiter)
 
     def drain(self) -> None:
         """Stop taking new reports; in-flight uploads finish, then ``run()`` returns."""
@@ -309,6 +294,7 @@ class Uploader:
             self.client = build_client(server, self.upload)
             self._close_later(old)
         if changed:
+            self._settings_epoch += 1
             self.hold.lift()
             if self.mode == self.link.paused:
                 self._set_mode("reconfigured", "configuration changed; checking the server")
@@ -316,6 +302,7 @@ class Uploader:
     def resume(self) -> bool:
         """An operator says the cause of a pause is fixed (e.g. the token was given the right to
         submit on the server): probe at once, then send. False when sending was not paused."""
+        self._settings_epoch += 1
         self.hold.lift()
         if self.mode != self.link.paused:
             return False
@@ -340,57 +327,105 @@ class Uploader:
 
     # ------------------------------------------------------------------ workers
 
-    # Disk work is kept off the upload workers' path: a feeder claims reports ahead (one thread
-    # hop for several), workers only post, and a settler records outcomes in batches. Measured on
-    # the development machine, a worker that did its own claim and settle spent ~1 ms per report
-    # waiting for the GIL behind the event loop — as much as the post itself.
+    # The lean path (issue 18 item 3): each worker claims, posts and records its own report, one at
+    # a time. No feeder, settler or streams between them: each hop was a task switch and a wake-up
+    # per report. Claiming (a rename into the non-durable sending state and a read from the page
+    # cache) and recording a 2xx (a rename into sent, whose directory fsync the scheduler batches in
+    # its thread) run on the event loop (``_timed_inline``), so a report the server acknowledges
+    # costs no thread hand-off at all; whatever writes a sidecar or fsyncs goes to a thread. A claim
+    # is taken only when its post can start at once, so no report waits claimed in ``sending``.
+    # Durability is the spool's: a claim is a ``send`` trigger, an answer is recorded by the
+    # trigger its outcome names before the worker does anything else, and a report claimed but not
+    # posted (cancelled, or sending stopped meanwhile) goes back by the ``recover`` trigger; if even
+    # that cannot happen, start-up recovery moves it back from ``sending``.
 
-    async def _feeder(self, ready: MemoryObjectSendStream[Claim]) -> None:
-        """Claim reports (``send`` trigger) while the server is online; at most ``concurrency`` ahead."""
-        async with ready:
-            while not self._draining:
-                if self.mode != self.link.online:
-                    await self._wait_resume()
-                    continue
-                busy_for = self._not_before - time.monotonic()
-                if busy_for > 0:  # the server asked for a pause: no claims until it is over
-                    with anyio.move_on_after(busy_for):
-                        await self._wait_resume()
-                    continue
-                room = ready.statistics().max_buffer_size - ready.statistics().current_buffer_used
-                if self._cautious:
-                    room = 0 if self.in_flight or ready.statistics().current_buffer_used else 1
-                if not self.spool.has_pending() or room <= 0:
-                    with anyio.move_on_after(0.5):  # woken by the spool's listener or a free slot
-                        await self._work.wait()
-                    continue
-                await self.bucket.acquire()
-                await self.pace.acquire()
-                n = 1
-                while n < room and self.pace.try_acquire() and self.bucket.try_acquire():
-                    n += 1
-                if self._draining or self.mode != self.link.online:
-                    continue
-                if self._use_inline():
-                    claims = self._timed_inline(self._claim_many, n)
-                    await anyio.lowlevel.checkpoint()  # inline work must never starve the loop
+    async def _worker(self) -> None:
+        """Claim a report when sending is allowed, post it, record the answer; until drained."""
+        while not self._draining:
+            if not await self._wait_for_turn():
+                continue
+            claim = await self._claim()
+            if claim is None:
+                continue
+            try:
+                epoch = self._settings_epoch
+                answer = await self._send(claim)  # a cancelled send puts its report back itself
+                trigger, kwargs = self._outcome(claim, answer, stale=epoch != self._settings_epoch)
+            except BaseException:
+                self._release()
+                raise
+            await self._settle(claim, trigger, kwargs)
+
+    def _may_claim(self) -> bool:
+        """Whether a worker may claim now: online, not told to wait by a busy server, and in cautious
+        mode (after a busy server's Retry-After, or after an outage) only when no other report is
+        claimed or on its way."""
+        return (not self._draining and self.mode == self.link.online and self._not_before <= time.monotonic()
+                and not (self._cautious and self._holding))
+
+    async def _wait_for_turn(self) -> bool:
+        """Wait for the next moment a claim may be allowed; True when it is allowed now, with the rate
+        limit's and the pace's tokens taken."""
+        if self.mode != self.link.online:
+            await self._wait_resume()
+            return False
+        busy_for = self._not_before - time.monotonic()
+        if busy_for > 0:  # the server asked for a pause: no claims until it is over
+            with anyio.move_on_after(busy_for):
+                await self._wait_resume()
+            return False
+        if not self.spool.has_pending() or not self._may_claim():
+            with anyio.move_on_after(0.5):  # woken by the spool's listener or the end of a cautious post
+                await self._work.wait()
+            return False
+        await self.bucket.acquire()
+        await self.pace.acquire()
+        return self._may_claim()  # checked again: the waits for tokens let other workers run
+
+    async def _claim(self) -> Claim | None:
+        """Take the next ready report (``send`` trigger); None when none can be taken right now."""
+        self._holding += 1  # before any wait, so cautious mode lets no second worker claim meanwhile
+        try:
+            if self._use_inline():
+                claim: Claim | None = self._timed_inline(self._claim_next, None)
+            else:
+                claim = await anyio.to_thread.run_sync(self.spool.claim_next, limiter=self._limiter)
+        except BaseException:
+            self._release()
+            raise
+        if claim is None:
+            self._release()
+            # Pending, but nothing claimable right now (each is being moved by another thread):
+            # wait a little instead of spinning on the event loop.
+            with anyio.move_on_after(0.05):
+                await self._work.wait()
+            return None
+        if self._draining or self.mode != self.link.online or self._not_before > time.monotonic():
+            # Changed while a thread claimed it: claimed, not sent, back in line.
+            await self._settle(claim, self._put_back_trigger, {})
+            return None
+        return claim
+
+    def _claim_next(self, _: None) -> Claim | None:
+        return self.spool.claim_next()
+
+    async def _settle(self, claim: Claim, trigger: str, kwargs: dict[str, Any]) -> None:
+        """Record one outcome in the spool: a 2xx on the event loop, anything else in a thread."""
+        item = [(claim, trigger, kwargs)]
+        try:
+            with anyio.CancelScope(shield=True):  # an answer received is never forgotten
+                if trigger == self._acknowledged and self._use_inline():
+                    self._timed_inline(self._settle_many, item)
                 else:
-                    claims = await anyio.to_thread.run_sync(self._claim_many, n, limiter=self._limiter)
-                if not claims:
-                    # Pending, but nothing claimable right now (each is being moved by another
-                    # thread): wait a little instead of spinning on the event loop.
-                    with anyio.move_on_after(0.05):
-                        await self._work.wait()
-                    continue
-                for i, claim in enumerate(claims):
-                    try:
-                        ready.send_nowait(claim)
-                    except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                        await self._outcomes.send((claims[i], self._put_back_trigger, {}))  # no room: back in line
-                    except BaseException:
-                        for left in claims[i:]:
-                            self._outcomes.send_nowait((left, self._put_back_trigger, {}))
-                        raise
+                    await anyio.to_thread.run_sync(self._settle_many, item, limiter=self._limiter)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """A claimed report is recorded (or given back): in cautious mode the next may be claimed."""
+        self._holding -= 1
+        if self._cautious and not self._holding:
+            self._wake()
 
     def _timed_inline(self, fn: Callable[[Any], Any], arg: Any) -> Any:
         """Run quick spool work on the event loop; fall back to threads for a while if the disk is slow.
@@ -422,49 +457,10 @@ class Uploader:
             log.info("trying quick spool work on the event loop again")
         return self._inline_io
 
-    def _claim_many(self, n: int) -> list[Claim]:
-        claims = []
-        for _ in range(n):
-            claim = self.spool.claim_next()
-            if claim is None:
-                break
-            claims.append(claim)
-        return claims
-
-    async def _worker(self, n: int, ready: MemoryObjectReceiveStream[Claim]) -> None:
-        """Post one report at a time; hand the outcome to the settler."""
-        async with ready:
-            async for claim in ready:
-                if self._draining or self.mode != self.link.online or self._not_before > time.monotonic():
-                    await self._outcomes.send((claim, self._put_back_trigger, {}))  # claimed, not sent: back in line
-                    continue
-                answer = await self._send(claim)
-                trigger, kwargs = self._outcome(claim, answer)
-                await self._outcomes.send((claim, trigger, kwargs))
-                self._wake()  # a slot is free for the feeder
-
-    async def _settler(self, outcomes: MemoryObjectReceiveStream[tuple[Claim, str, dict[str, Any]]]) -> None:
-        """Record outcomes in the spool, as many as are waiting per trip to a thread."""
-        async with outcomes:
-            async for first in outcomes:
-                batch = [first]
-                while True:
-                    try:
-                        batch.append(outcomes.receive_nowait())
-                    except (anyio.WouldBlock, anyio.EndOfStream):
-                        break
-                done = self._roles.outcomes["acknowledged"]
-                quick = [item for item in batch if item[1] == done] if self._use_inline() else []
-                rest = [item for item in batch if item[1] != done] if quick else batch
-                with anyio.CancelScope(shield=True):  # an answer received is never forgotten
-                    if quick:
-                        self._timed_inline(self._settle_many, quick)
-                    if rest:
-                        await anyio.to_thread.run_sync(self._settle_many, rest, limiter=self._limiter)
-
     def _settle_many(self, batch: list[tuple[Claim, str, dict[str, Any]]]) -> None:
-        """In a thread: fire each report's trigger. A failure puts that report back in ``pending``
-        (left in ``sending`` it would wait for the next start) and is raised after the batch."""
+        """Fire each report's trigger (in a thread, or on the event loop for a 2xx: see ``_settle``).
+        A failure puts that report back in ``pending`` (left in ``sending`` it would wait for the
+        next start) and is raised after the batch."""
         failure: Exception | None = None
         for claim, trigger, kwargs in batch:
             try:
@@ -513,14 +509,17 @@ class Uploader:
         return Answer("timeout", f"no answer within the {self._send_timeout:g} s limit of the "
                                  f"'{self._sending_state}' state")
 
-    def _outcome(self, claim: Claim, answer: Answer) -> tuple[str, dict[str, Any]]:
+    def _outcome(self, claim: Claim, answer: Answer, *, stale: bool = False) -> tuple[str, dict[str, Any]]:
         """Decide the report's trigger from the answer — through the sending state's ``outcomes``
-        (or its ``on_timeout``) — and update the uploader's mode and counters."""
+        (or its ``on_timeout``) — and update the uploader's mode and counters. ``stale``: the post
+        left before the server settings last changed (or an operator resumed)."""
         outcomes = self._roles.outcomes
         if answer.kind == "accepted":
             self.counters["sent"] += 1
             self.consecutive_failures = 0
-            self._cautious = False
+            if self._cautious:  # the one post at a time went through: every worker may claim again
+                self._cautious = False
+                self._wake()
             self._busy_in_a_row = 0
             self.pace.acknowledged()
             self.hold.acknowledged()
@@ -535,6 +534,9 @@ class Uploader:
             log.warning("report %s rejected: %s", claim.key, answer.message)
             return outcomes["refused"], {"error": answer.message, "count_attempt": True, "next_attempt_s": delay}
         if answer.kind == "pause":
+            if stale:  # the refusal of the old settings, arriving late: it must not pause the new ones
+                return outcomes["paused"], {"note": f"not sent: {answer.message} (to the server settings in force "
+                                                    "before the last change)", "next_attempt_s": delay}
             if answer.hold:  # how it ends: status (held_for_s) and the log say; the reason says what to fix
                 length = self.hold.start()
                 if self.mode != self.link.paused:
@@ -567,7 +569,7 @@ class Uploader:
     async def _scheduler(self) -> None:
         """Release reports whose backoff is over; make batched renames durable; prune old sent."""
         last_prune: float | None = None  # at start, then hourly (the monotonic clock may start near 0)
-        while not (self._draining and self.in_flight == 0):
+        while not (self._draining and self.in_flight == 0 and self._holding == 0):
             await anyio.to_thread.run_sync(self.spool.release_due, limiter=self._limiter)
             await anyio.to_thread.run_sync(self.spool.sync_final, limiter=self._limiter)
             if last_prune is None or time.monotonic() - last_prune > 3600:
