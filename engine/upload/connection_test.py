@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from .answers import WEB_PAGE, Reply, read_reply_sync, server_message
-from .uploader import PROBE_PATH
+from .client import PROBE_PATH
 from ...schemas.config import ServerSection, masked_url
 
 #: The longest a test may take, whatever the config's timeouts say: a person is waiting.

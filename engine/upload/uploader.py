@@ -33,12 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import importlib.util
 import math
 import logging
 import random
 import ssl
-import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -51,6 +49,9 @@ from ..errors import IllegalTransition
 from ..backoff import backoff_delay
 from ..lifecycle import Lifecycle, load_lifecycle
 from .answers import Answer, classify_exception, classify_reply, read_reply
+# Re-exported: the service, the CLI and the benchmarks import these from here.
+from .client import PROBE_PATH as PROBE_PATH, REPORT_PATH as REPORT_PATH, build_client as build_client
+from .client import report_url, skip_sniffio_lookups as skip_sniffio_lookups
 from .hold import Hold, describe
 from .pace import Pace, TokenBucket
 from ..spool.store import Claim, Spool
@@ -58,19 +59,6 @@ from ...schemas.config import RetrySection, ServerSection, UploadSection, masked
 
 log = logging.getLogger(__name__)
 
-
-def skip_sniffio_lookups() -> None:
-    """Process-wide, so called by the process's entry point (``stationflow run``, the benchmarks),
-    never on import. httpcore asks ``import sniffio`` several times per request to learn the async
-    library. Without sniffio installed (it is not one of our dependencies) every failed import scans
-    sys.path again: measured at ~0.14 ms each, ~0.7 ms of CPU per report. A None entry in
-    sys.modules makes the import fail at once, which httpcore already handles by assuming asyncio
-    — the only loop we run."""
-    if importlib.util.find_spec("sniffio") is None:
-        sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
-
-REPORT_PATH = "/api/Report/WSJF"
-PROBE_PATH = "/api/App/Version"
 
 #: The states of the shipped connection lifecycle (``machines/connection.yaml``). The uploader itself
 #: finds them by role (see ``Link``), so a site file may rename them.
@@ -118,23 +106,6 @@ class Backoff:
         """The server's Retry-After, spread over as long again, at most a second more (never sooner;
         capped): stations told the same by a busy server do not all come back in the same instant."""
         return min(retry_after + self._rng.uniform(0.0, min(retry_after, 1.0)), self.cap)
-
-
-def build_client(server: ServerSection, upload: UploadSection) -> httpx.AsyncClient:
-    """One pooled client for the whole service. Limits and TLS go on the transport we pass."""
-    verify: ssl.SSLContext | bool
-    if not server.verify_tls:
-        log.warning("TLS certificate checks are off (server.verify_tls: false)")
-        verify = False
-    else:
-        verify = ssl.create_default_context(cafile=server.ca_bundle) if server.ca_bundle else True
-    limits = httpx.Limits(max_connections=upload.concurrency + 1, max_keepalive_connections=upload.concurrency + 1)
-    transport = httpx.AsyncHTTPTransport(verify=verify, limits=limits, retries=0)
-    headers = {"Content-Type": "application/json", "User-Agent": "stationflow/0.1"}
-    if server.token is not None:
-        headers["Authorization"] = f"Basic {server.token.get_secret_value()}"
-    timeout = httpx.Timeout(server.timeout_s, connect=server.connect_timeout_s)
-    return httpx.AsyncClient(base_url=server.url, headers=headers, timeout=timeout, transport=transport)
 
 
 class Latencies:
@@ -196,6 +167,8 @@ class Uploader:
         self._own_client = client is None
         self._retired_clients: list[httpx.AsyncClient] = []  # replaced by a reconfiguration, to close
         self.client = client or build_client(server, upload)
+        self._url_of: httpx.AsyncClient | None = None  # the client ``_url`` was merged for
+        self._url = httpx.URL(server.url)
         self.backoff = Backoff(upload.retry, rng)
         self.bucket = TokenBucket(upload.rate_per_s)
         self.pace = Pace()  # the station's own rate after a busy server's answers (pace.py)
@@ -341,12 +314,16 @@ class Uploader:
 
     async def _worker(self) -> None:
         """Claim a report when sending is allowed, post it, record the answer; until drained."""
-        while not self._draining:
-            if not await self._wait_for_turn():
-                continue
-            claim = await self._claim()
+        claim: Claim | None = None
+        while True:
             if claim is None:
-                continue
+                if self._draining:
+                    return
+                if not await self._wait_for_turn():
+                    continue
+                claim = await self._claim()
+                if claim is None:
+                    continue
             try:
                 epoch = self._settings_epoch
                 answer = await self._send(claim)  # a cancelled send puts its report back itself
@@ -354,14 +331,20 @@ class Uploader:
             except BaseException:
                 self._release()
                 raise
-            await self._settle(claim, trigger, kwargs)
+            claim = await self._settle(claim, trigger, kwargs, then_claim=self._next_at_once())
 
     def _may_claim(self) -> bool:
         """Whether a worker may claim now: online, not told to wait by a busy server, and in cautious
-        mode (after a busy server's Retry-After, or after an outage) only when no other report is
-        claimed or on its way."""
+        mode (after a busy server's Retry-After, or after an outage) only when no report is claimed
+        or on its way."""
         return (not self._draining and self.mode == self.link.online and self._not_before <= time.monotonic()
                 and not (self._cautious and self._holding))
+
+    def _next_at_once(self) -> bool:
+        """Whether a worker that has just had its answer may claim its next report in the same trip
+        to the spool (tokens taken): only when nothing would make it wait."""
+        return (self.spool.has_pending() and self._may_claim() and self.pace.try_acquire()
+                and self.bucket.try_acquire())
 
     async def _wait_for_turn(self) -> bool:
         """Wait for the next moment a claim may be allowed; True when it is allowed now, with the rate
@@ -393,6 +376,11 @@ class Uploader:
         except BaseException:
             self._release()
             raise
+        return await self._checked(claim)
+
+    async def _checked(self, claim: Claim | None) -> Claim | None:
+        """A claim just taken (its hold counted), if it may be posted now; else none, and the hold
+        given up — the report back in line when sending stopped while a thread claimed it."""
         if claim is None:
             self._release()
             # Pending, but nothing claimable right now (each is being moved by another thread):
@@ -401,25 +389,41 @@ class Uploader:
                 await self._work.wait()
             return None
         if self._draining or self.mode != self.link.online or self._not_before > time.monotonic():
-            # Changed while a thread claimed it: claimed, not sent, back in line.
-            await self._settle(claim, self._put_back_trigger, {})
+            await self._settle(claim, self._put_back_trigger, {})  # claimed, not sent: back in line
             return None
         return claim
 
     def _claim_next(self, _: None) -> Claim | None:
         return self.spool.claim_next()
 
-    async def _settle(self, claim: Claim, trigger: str, kwargs: dict[str, Any]) -> None:
-        """Record one outcome in the spool: a 2xx on the event loop, anything else in a thread."""
-        item = [(claim, trigger, kwargs)]
+    async def _settle(self, claim: Claim, trigger: str, kwargs: dict[str, Any], *,
+                      then_claim: bool = False) -> Claim | None:
+        """Record one outcome in the spool — a 2xx on the event loop, anything else in a thread —
+        and, with ``then_claim``, claim the worker's next report in the same trip (one thread
+        hand-off per report where spool work runs in threads). Returns that next claim."""
+        if then_claim:
+            self._holding += 1
         try:
             with anyio.CancelScope(shield=True):  # an answer received is never forgotten
                 if trigger == self._acknowledged and self._use_inline():
-                    self._timed_inline(self._settle_many, item)
+                    following = self._timed_inline(self._record, (claim, trigger, kwargs, then_claim))
                 else:
-                    await anyio.to_thread.run_sync(self._settle_many, item, limiter=self._limiter)
+                    following = await anyio.to_thread.run_sync(self._record, (claim, trigger, kwargs, then_claim),
+                                                                limiter=self._limiter)
+        except BaseException:
+            if then_claim:
+                self._release()
+            raise
         finally:
             self._release()
+        return await self._checked(following) if then_claim else None
+
+    def _record(self, job: tuple[Claim, str, dict[str, Any], bool]) -> Claim | None:
+        """The answer recorded first (a failure raises, and nothing more is claimed); then the next
+        claim when asked for."""
+        claim, trigger, kwargs, then_claim = job
+        self._settle_many([(claim, trigger, kwargs)])
+        return self.spool.claim_next() if then_claim else None
 
     def _release(self) -> None:
         """A claimed report is recorded (or given back): in cautious mode the next may be claimed."""
@@ -497,10 +501,16 @@ class Uploader:
         self.latencies.add(time.monotonic() - started)
         return answer
 
+    def _report_url(self) -> httpx.URL:
+        """The report endpoint of the client in use, merged once per client (client.py)."""
+        if self._url_of is not self.client:
+            self._url_of, self._url = self.client, report_url(self.client)
+        return self._url
+
     async def _post(self, claim: Claim) -> Answer:
         with anyio.move_on_after(self._send_timeout) as scope:
             try:
-                request = self.client.build_request("POST", REPORT_PATH, content=claim.data)
+                request = self.client.build_request("POST", self._report_url(), content=claim.data)
                 reply = await read_reply(await self.client.send(request, stream=True))
             except (httpx.HTTPError, ssl.SSLError) as exc:
                 return classify_exception(exc)
