@@ -96,7 +96,7 @@ async def test_an_acknowledged_report_costs_no_thread_hand_off(data_dir: Path, e
     assert hops, "the counter saw nothing: the test would prove nothing"
     per_report = {"claim_next", "_claim_next", "_settle_many", "_record", "_fire"}
     assert not per_report & set(hops), sorted(set(hops))
-    assert set(hops) <= {"release_due", "sync_final", "prune_sent"}, sorted(set(hops))
+    assert set(hops) <= {"_tick", "sync_final", "prune_sent"}, sorted(set(hops))
 
 
 async def test_after_an_outage_one_post_at_a_time_until_one_is_acknowledged(data_dir: Path,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import anyio
 import pytest
@@ -66,8 +67,8 @@ async def test_a_connection_the_server_closed_while_idle_is_not_used_again(
     answers: list[bool] = []
     real = client_module._readable
 
-    def watched(sock: socket.socket | None) -> bool:
-        answers.append(real(sock))
+    def watched(sock: socket.socket | None, poller: Any = None) -> bool:
+        answers.append(real(sock, poller))
         return answers[-1]
 
     monkeypatch.setattr(client_module, "_readable", watched)

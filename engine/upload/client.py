@@ -45,17 +45,16 @@ def skip_sniffio_lookups() -> None:
         sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 
-def _readable(sock: socket.socket | None) -> bool:
+def _readable(sock: socket.socket | None, poller: Any = None) -> bool:
     """Whether reading ``sock`` would return at once (data, or the end a closed peer leaves); a socket
-    that is gone counts as readable, as httpcore counts it."""
+    that is gone counts as readable, as httpcore counts it. ``poller``: a ``select.poll`` object with
+    the socket registered (one system call per question, not three)."""
     fd = -1 if sock is None else sock.fileno()
     if fd < 0:
         return True
-    if sys.platform == "win32" or not hasattr(select, "poll"):
-        return bool(select.select([fd], [], [], 0)[0])
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
+    if poller is not None:
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])  # Windows, and where poll is missing
 
 
 class QuickStream(httpcore.AsyncNetworkStream):
@@ -64,6 +63,10 @@ class QuickStream(httpcore.AsyncNetworkStream):
     def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
         self._inner = inner
         self._sock: socket.socket | None = inner.get_extra_info("socket")
+        self._poller: Any = None
+        if self._sock is not None and self._sock.fileno() >= 0 and sys.platform != "win32" and hasattr(select, "poll"):
+            self._poller = select.poll()
+            self._poller.register(self._sock.fileno(), select.POLLIN)
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return await self._inner.read(max_bytes, timeout)
@@ -80,7 +83,7 @@ class QuickStream(httpcore.AsyncNetworkStream):
 
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable":
-            return _readable(self._sock)
+            return _readable(self._sock, self._poller)
         return self._inner.get_extra_info(info)
 
 

@@ -580,8 +580,7 @@ class Uploader:
         """Release reports whose backoff is over; make batched renames durable; prune old sent."""
         last_prune: float | None = None  # at start, then hourly (the monotonic clock may start near 0)
         while not (self._draining and self.in_flight == 0 and self._holding == 0):
-            await anyio.to_thread.run_sync(self.spool.release_due, limiter=self._limiter)
-            await anyio.to_thread.run_sync(self.spool.sync_final, limiter=self._limiter)
+            await anyio.to_thread.run_sync(self._tick, limiter=self._limiter)
             if last_prune is None or time.monotonic() - last_prune > 3600:
                 last_prune = time.monotonic()
                 pruned = await anyio.to_thread.run_sync(self.spool.prune_sent, limiter=self._limiter)
@@ -590,6 +589,14 @@ class Uploader:
             due = self.spool.next_due_in()
             await anyio.sleep(0.25 if due is None else min(max(due, 0.01), 0.25))
         await anyio.to_thread.run_sync(self.spool.sync_final, limiter=self._limiter)
+
+    def _tick(self) -> None:
+        """The scheduler's trip to a thread: release reports whose wait is over (when one is), then
+        make the batched renames into final states durable. One trip, not one per job."""
+        due = self.spool.next_due_in()
+        if due is not None and due <= 0:
+            self.spool.release_due()
+        self.spool.sync_final()
 
     async def _prober(self) -> None:
         """While offline or paused: one probe at a time, with backoff, until the server answers."""
