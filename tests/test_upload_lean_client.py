@@ -10,10 +10,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import anyio
+import httpcore
 import pytest
 
 from stationflow.engine.upload import client as client_module
-from stationflow.engine.upload.client import REPORT_PATH, build_client, report_url
+from stationflow.engine.devtools.emulator import DEFAULT_TOKEN, Emulator
+from stationflow.engine.devtools.samples import make_report_bytes
+from stationflow.engine.upload.client import HEAD_LIMIT, PROBE_PATH, REPORT_PATH, build_client, report_url
 from stationflow.schemas.config import ServerSection, UploadSection
 
 
@@ -88,3 +91,44 @@ def test_the_report_url_is_the_one_httpx_would_merge(base: str) -> None:
     client = build_client(ServerSection(url=base), UploadSection())
     assert report_url(client) == client.build_request("POST", REPORT_PATH).url
     assert str(report_url(client)).endswith("/api/Report/WSJF")
+
+
+async def test_a_post_is_one_write_and_a_request_without_body_is_not_held_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpcore writes a request's head and body separately; the client joins them into one write.
+    A GET (no body) is sent when its answer is awaited, not held."""
+    writes: list[int] = []
+    real_connect = httpcore.AnyIOBackend.connect_tcp
+
+    class Counting(httpcore.AsyncNetworkStream):
+        def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+            self._inner = inner
+
+        async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+            return await self._inner.read(max_bytes, timeout)
+
+        async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+            if buffer:
+                writes.append(len(buffer))
+            await self._inner.write(buffer, timeout)
+
+        async def aclose(self) -> None:
+            await self._inner.aclose()
+
+        def get_extra_info(self, info: str) -> Any:
+            return self._inner.get_extra_info(info)
+
+    async def connect(self: Any, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+        return Counting(await real_connect(self, *args, **kwargs))
+
+    monkeypatch.setattr(httpcore.AnyIOBackend, "connect_tcp", connect)
+    report = make_report_bytes(1, seed=18)
+    with Emulator(port=0, seed=1) as emu:
+        client = build_client(ServerSection(url=emu.url, token=DEFAULT_TOKEN, timeout_s=5.0), UploadSection())
+        async with client:
+            for _ in range(3):
+                assert (await client.post(report_url(client), content=report)).status_code == 200
+            with anyio.fail_after(5):
+                assert (await client.get(PROBE_PATH)).status_code == 200
+    assert len(writes) == 4, writes  # three posts, head and body together; one GET
+    assert all(size > len(report) for size in writes[:3]) and writes[3] < HEAD_LIMIT

@@ -9,6 +9,7 @@ two parts were measured as worth cutting (drain profile, issue 18 item 3):
   ``QuickBackend`` hands httpcore streams that answer it with one ``poll`` of the socket they keep.
   The answer is the same (the socket is readable while idle: the server hung up), so a connection
   the server closed is still dropped before it is used.
+* httpcore writes a request's head and its body in two ``send`` calls; ``QuickStream`` joins them.
 * ``build_request`` parses the relative report path against the base URL at every post; the
   report URL is built once per client instead (``report_url``), exactly as httpx would merge it.
 """
@@ -57,11 +58,23 @@ def _readable(sock: socket.socket | None, poller: Any = None) -> bool:
     return bool(select.select([fd], [], [], 0)[0])  # Windows, and where poll is missing
 
 
+#: A write this small is a request's head: held back and sent with what follows (its body).
+HEAD_LIMIT = 8 * 1024
+
+
 class QuickStream(httpcore.AsyncNetworkStream):
-    """httpcore's anyio stream, with the raw socket looked up once (see the module docstring)."""
+    """httpcore's anyio stream, with the raw socket looked up once (see the module docstring), and
+    a request's head sent in one write with its body.
+
+    httpcore writes the head and the body of a request separately: two trips through anyio and two
+    ``send`` calls per post. A small write is held back and joined to the next one; a read (the
+    answer is awaited: a request without a body) sends what is held first, so nothing waits.
+    """
 
     def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
         self._inner = inner
+        self._held = b""
+        self._held_timeout: float | None = None
         self._sock: socket.socket | None = inner.get_extra_info("socket")
         self._poller: Any = None
         if self._sock is not None and self._sock.fileno() >= 0 and sys.platform != "win32" and hasattr(select, "poll"):
@@ -69,16 +82,30 @@ class QuickStream(httpcore.AsyncNetworkStream):
             self._poller.register(self._sock.fileno(), select.POLLIN)
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        if self._held:
+            held, self._held = self._held, b""
+            await self._inner.write(held, self._held_timeout)
         return await self._inner.read(max_bytes, timeout)
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:  # the end of a body of known length: nothing to send
+            return
+        if self._held:
+            buffer, self._held = self._held + buffer, b""
+        elif len(buffer) <= HEAD_LIMIT:
+            self._held, self._held_timeout = buffer, timeout
+            return
         await self._inner.write(buffer, timeout)
 
     async def aclose(self) -> None:
+        self._held = b""
         await self._inner.aclose()
 
     async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
                         timeout: float | None = None) -> httpcore.AsyncNetworkStream:
+        if self._held:  # never so: a proxy's CONNECT is answered (read) before its handshake
+            held, self._held = self._held, b""
+            await self._inner.write(held, self._held_timeout)
         return QuickStream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
 
     def get_extra_info(self, info: str) -> Any:
