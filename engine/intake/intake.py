@@ -76,6 +76,7 @@ from ...schemas.config import IntakeSection, StationSection
 from ..clock import now_iso
 from .copying import Changed, CopyTimeout, TooLarge, Vanished, copy_all
 from .detect import detect, list_candidates, next_pass_in, settle_seen
+from . import inotify
 from .notify import ChangeNotifier
 from .model import BATCH_FILES, FileOutcome, IntakeOptions, TrackedFile, Watch, disk_full
 from .post_actions import after_action, drop_records, post_all, prune_archive, source_unchanged, write_kept
@@ -83,6 +84,8 @@ from .recovery import recover
 from .rejects import move_to_rejected
 
 log = logging.getLogger(__name__)
+
+Notifier = ChangeNotifier | inotify.InotifyNotifier
 
 __all__ = ["Intake", "IntakeOptions", "FileOutcome"]
 
@@ -118,7 +121,7 @@ class Intake:
         self._idle.set()
         self._room = anyio.Event()  # set when a busy intake has room for more files again, or a folder changed
         self._notified = False  # a watch folder changed since the last listing (set from the notifier's thread)
-        self._notifier: ChangeNotifier | None = None
+        self._notifier: Notifier | None = None
         self._saturated = False  # the last pass left settled files behind (in-flight budget used up)
         self._started = False
         self._clock_ref = (time.time(), time.monotonic())
@@ -237,19 +240,29 @@ class Intake:
                     return True
         return False
 
-    def _start_notifier(self) -> ChangeNotifier | None:
+    def _start_notifier(self) -> Notifier | None:
         """OS change notifications for the watch folders (polling stays, as the fallback)."""
         if not self.options.notifications:
             return None
-        token = anyio.lowlevel.current_token()
+        folders = [(w.root, w.section.recursive, w.excluded) for w in self._watches if w.root.is_dir()]
+        notifier: Notifier
+        if inotify.available():
+            def wake_here() -> None:  # on this loop, called by the loop itself: no hop
+                if not self._notified:
+                    self._notified = True
+                    self._room.set()
 
-        def wake() -> None:  # the observer's thread: one hop into the loop per burst of events
-            if not self._notified:
-                self._notified = True
-                anyio.from_thread.run_sync(self._room.set, token=token)
+            notifier = inotify.InotifyNotifier(wake_here)
+        else:
+            token = anyio.lowlevel.current_token()
 
-        notifier = ChangeNotifier(wake)
-        notifier.start([(w.root, w.section.recursive) for w in self._watches if w.root.is_dir()])
+            def wake() -> None:  # the observer's thread: one hop into the loop per burst of events
+                if not self._notified:
+                    self._notified = True
+                    anyio.from_thread.run_sync(self._room.set, token=token)
+
+            notifier = ChangeNotifier(wake)
+        notifier.start(folders)
         return notifier
 
     async def scan_once(self, *, only_reprocess: bool = False) -> int:

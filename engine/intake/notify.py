@@ -7,6 +7,10 @@ to look: the listing (``detect.py``) still decides what is there, so a missed or
 event costs a poll interval, never a file. Polling stays as the fallback — for network shares,
 where notifications are unreliable or absent, and when the OS refuses a watch (limits).
 
+On Linux intake reads inotify itself, on its event loop (inotify.py: measured, watchdog's threads
+cost more CPU per report than copying the file); ``watchdog`` serves the other systems, and Linux
+when intake does not run on an asyncio loop.
+
 Settling early: a file whose writer closed it after writing, and which still has the size and
 mtime it had at that close, is done being written; it need not wait ``settle_ms`` more. Equipment
 that closes and reopens a file while still writing it sets ``settle_on_close: false``.
@@ -23,6 +27,9 @@ from pathlib import Path
 from watchdog.events import FileClosedEvent, FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
+
+#: (folder, recursive, folders under it that are not watched: the data dir, move_to)
+WatchedFolder = tuple[Path, bool, list[Path]]
 
 log = logging.getLogger(__name__)
 
@@ -52,24 +59,49 @@ class _Handler(FileSystemEventHandler):
         self.notifier.changed()
 
 
-class ChangeNotifier:
-    """Watches folders; calls ``on_change`` (from the observer's thread) when something changed.
+class ClosedRecords:
+    """What writers closed after writing: each path's size and mtime at that moment."""
+
+    def __init__(self) -> None:
+        self._closed: dict[str, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def note_closed(self, path: str) -> None:
+        """The writer closed ``path`` after writing: remember its size and mtime at that moment."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return
+        with self._lock:
+            if len(self._closed) >= _MAX_CLOSED:
+                self._closed.pop(next(iter(self._closed)))
+            self._closed[path] = (st.st_size, st.st_mtime_ns)
+
+    def closed_as(self, path: str, size: int, mtime_ns: int) -> bool:
+        """True when ``path`` was closed by its writer and is still exactly as it was then."""
+        with self._lock:
+            return self._closed.get(path) == (size, mtime_ns)
+
+
+class ChangeNotifier(ClosedRecords):
+    """Watches folders with watchdog; calls ``on_change`` (from the observer's thread) when
+    something changed.
 
     ``on_change`` must be thread-safe and cheap (intake passes a function that sets an event on
     its own event loop)."""
 
     def __init__(self, on_change: Callable[[], None]) -> None:
+        super().__init__()
         self._on_change = on_change
         self._observer: BaseObserver | None = None
-        self._closed: dict[str, tuple[int, int]] = {}
-        self._lock = threading.Lock()
         self.watching: dict[str, str] = {}  # folder → "notify" or the reason it is polled only
 
-    def start(self, folders: list[tuple[Path, bool]]) -> None:
-        """Watch each (folder, recursive); a folder that cannot be watched is polled only."""
+    def start(self, folders: list[WatchedFolder]) -> None:
+        """Watch each (folder, recursive, not watched: ignored here); a folder that cannot be
+        watched is polled only."""
         observer = Observer()
         handler = _Handler(self)
-        for folder, recursive in folders:
+        for folder, recursive, _ in folders:
             try:
                 observer.schedule(handler, str(folder), recursive=recursive)
                 self.watching[str(folder)] = "notify"
@@ -94,19 +126,3 @@ class ChangeNotifier:
             self._on_change()
         except RuntimeError:  # the event loop is gone (intake stopping): nothing to wake
             pass
-
-    def note_closed(self, path: str) -> None:
-        """The writer closed ``path`` after writing: remember its size and mtime at that moment."""
-        try:
-            st = os.stat(path)
-        except OSError:
-            return
-        with self._lock:
-            if len(self._closed) >= _MAX_CLOSED:
-                self._closed.pop(next(iter(self._closed)))
-            self._closed[path] = (st.st_size, st.st_mtime_ns)
-
-    def closed_as(self, path: str, size: int, mtime_ns: int) -> bool:
-        """True when ``path`` was closed by its writer and is still exactly as it was then."""
-        with self._lock:
-            return self._closed.get(path) == (size, mtime_ns)
