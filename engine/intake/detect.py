@@ -9,6 +9,7 @@ the event loop.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import stat
 import time
@@ -43,6 +44,13 @@ def walk(root: Path, recursive: bool, excluded: list[Path], links: list[str] | N
     make the listing endless. With ``follow_inside`` a link whose target resolves inside ``root`` is
     followed: each folder is listed once (by device and inode, so ``ln -s . loop`` ends) and each
     file is yielded once, under its own path."""
+    return (entry for entry, _ in walk_relative(root, recursive, excluded, links, follow_inside))
+
+
+def walk_relative(root: Path, recursive: bool, excluded: list[Path], links: list[str] | None = None,
+                  follow_inside: bool = False) -> Iterable[tuple[os.DirEntry[str] | Linked, str]]:
+    """:func:`walk`, each file with its path relative to ``root`` (built as the walk goes down:
+    ``os.path.relpath`` per file was a measurable share of a listing)."""
     inside = _real(root) if follow_inside else None
     visited: set[tuple[int, int]] = set()
     yielded: set[str] = set()
@@ -52,9 +60,9 @@ def walk(root: Path, recursive: bool, excluded: list[Path], links: list[str] | N
             visited.add((st.st_dev, st.st_ino))
         except OSError:
             pass
-    stack = [root]
+    stack: list[tuple[Path, str]] = [(root, "")]
     while stack:
-        folder = stack.pop()
+        folder, prefix = stack.pop()
         try:
             with os.scandir(folder) as it:
                 entries = list(it)
@@ -64,24 +72,27 @@ def walk(root: Path, recursive: bool, excluded: list[Path], links: list[str] | N
             log.warning("cannot list %s: %s", folder, exc)
             continue
         for entry in entries:
-            if entry.name.startswith("."):
+            name = entry.name
+            if name.startswith("."):
                 continue
+            rel = prefix + name
             try:
                 if entry.is_symlink():
-                    target = _inside_target(entry.path, inside, root) if inside is not None else None
-                    if target is None:
+                    found = _inside_target(entry.path, inside, root) if inside is not None else None
+                    if found is None:
                         if links is not None:
                             links.append(entry.path)
                         continue
+                    target, target_rel = found
                     st = os.stat(target, follow_symlinks=False)
                     if stat.S_ISDIR(st.st_mode):
                         if recursive and (st.st_dev, st.st_ino) not in visited \
                                 and not any(same_or_inside(Path(target), x) for x in excluded):
                             visited.add((st.st_dev, st.st_ino))
-                            stack.append(Path(target))
+                            stack.append((Path(target), target_rel + os.sep if target_rel else ""))
                     elif stat.S_ISREG(st.st_mode) and target not in yielded:
                         yielded.add(target)
-                        yield Linked(target, os.path.basename(target))
+                        yield Linked(target, os.path.basename(target)), target_rel
                     continue
                 if entry.is_dir(follow_symlinks=False):
                     if recursive and not any(same_or_inside(Path(entry.path), x) for x in excluded):
@@ -90,14 +101,14 @@ def walk(root: Path, recursive: bool, excluded: list[Path], links: list[str] | N
                             if (st.st_dev, st.st_ino) in visited:
                                 continue  # already listed through a link
                             visited.add((st.st_dev, st.st_ino))
-                        stack.append(Path(entry.path))
+                        stack.append((Path(entry.path), rel + os.sep))
                     continue
                 if entry.is_file(follow_symlinks=False):
                     if inside is not None:
                         if entry.path in yielded:
                             continue  # already taken through a link
                         yielded.add(entry.path)
-                    yield entry
+                    yield entry, rel
             except OSError:
                 continue
 
@@ -109,9 +120,9 @@ def _real(path: Path) -> str | None:
         return None
 
 
-def _inside_target(link: str, inside: str | None, root: Path) -> str | None:
-    """Where ``link`` leads, as a path under ``root`` — or None when it leads out of the watch
-    folder, nowhere (dangling) or round in a circle."""
+def _inside_target(link: str, inside: str | None, root: Path) -> tuple[str, str] | None:
+    """Where ``link`` leads, as a path under ``root`` and relative to it — or None when it leads
+    out of the watch folder, nowhere (dangling) or round in a circle."""
     if inside is None:
         return None
     try:
@@ -119,15 +130,26 @@ def _inside_target(link: str, inside: str | None, root: Path) -> str | None:
     except (OSError, RuntimeError):
         return None
     if real == inside:
-        return str(root)
+        return str(root), ""
     if not real.startswith(inside.rstrip(os.sep) + os.sep):
         return None
-    return os.path.join(root, os.path.relpath(real, inside))
+    rel = os.path.relpath(real, inside)
+    return os.path.join(root, rel), rel
 
 
-def list_candidates(watch: Watch, only_reprocess: bool) -> tuple[list[tuple[str, str, str, int, int]], bool]:
+#: A listed file that was not stat-ed (see list_candidates' ``known``): its size and mtime.
+UNKNOWN = -1
+
+
+def list_candidates(watch: Watch, only_reprocess: bool, known: frozenset[str] | set[str] = frozenset()
+                    ) -> tuple[list[tuple[str, str, str, int, int]], bool]:
     """(path, origin, relative path, size, mtime_ns) of every candidate file; and whether the
-    watch folder itself could be listed. Runs in a thread: it reads the disk, changes nothing."""
+    watch folder itself could be listed. Runs in a thread: it reads the disk, changes nothing.
+
+    A path in ``known`` (a file intake already has in hand, or has confirmed settled and waits
+    for room to take) is listed without a stat: size and mtime ``UNKNOWN``. In a burst, re-stat-ing
+    thousands of waiting files at every listing was most of a listing's cost, and told nothing:
+    a waiting file's size and mtime are checked again when it is copied."""
     sources: list[tuple[Path, str, bool]] = [(watch.reprocess / o, f"reprocess/{o}", False)
                                              for o in REPROCESS_ORIGINS]
     walked_root = False
@@ -138,14 +160,19 @@ def list_candidates(watch: Watch, only_reprocess: bool) -> tuple[list[tuple[str,
     links: list[str] = []
     for root, origin, recursive in sources:
         follow = origin == "watch" and watch.section.follow_links == "inside"
-        for entry in walk(root, recursive, watch.excluded if origin == "watch" else [], links, follow):
-            if origin == "watch" and not watch.matches(entry.name):
+        watched = origin == "watch"
+        for entry, rel in walk_relative(root, recursive, watch.excluded if watched else [], links, follow):
+            if watched and not watch.matches(entry.name):
+                continue
+            path = entry.path
+            if path in known:
+                found.append((path, origin, rel, UNKNOWN, UNKNOWN))
                 continue
             try:
                 st = entry.stat()
             except OSError:
                 continue
-            found.append((entry.path, origin, os.path.relpath(entry.path, root), st.st_size, st.st_mtime_ns))
+            found.append((path, origin, rel, st.st_size, st.st_mtime_ns))
     if not only_reprocess:
         if links and len(links) != len(watch.links_ignored):
             log.warning("intake %s: %d symbolic link(s) in the watch folder are ignored, e.g. %s", watch.name,
@@ -154,22 +181,36 @@ def list_candidates(watch: Watch, only_reprocess: bool) -> tuple[list[tuple[str,
     return found, walked_root
 
 
+def known_files(watch: Watch) -> set[str]:
+    """Paths a listing need not stat (on the loop, before the listing's thread): files in hand
+    (any state but waiting) and waiting files confirmed settled (``due``)."""
+    known = {str(f.path) for f in watch.busy}
+    known.update(str(f.path) for f in watch.waiting if f.due)
+    return known
+
+
 def detect(watch: Watch, listing: list[tuple[str, str, str, int, int]], walked_root: bool,
            now: float, only_reprocess: bool, budget: int, in_flight: set[TrackedFile],
            closed_as: Callable[[str, int, int], bool] | None = None) -> list[TrackedFile]:
     """Track the listed files; return at most ``budget`` that stayed unchanged for settle_ms, or
     that their writer is known to be done with (``closed_as``: closed after writing and unchanged
-    since; see notify.py) — ``settle`` fired. The others stay detected, and settle in a later pass."""
+    since; see notify.py) — ``settle`` fired. The others stay detected, and settle in a later pass.
+    One that is due but finds no room is marked ``due``: later listings need not stat it again."""
     early = closed_as if watch.section.settle_on_close else None
     if not only_reprocess:
         watch.folder_problem = None if walked_root else f"the watch folder {watch.root} does not exist (yet)"
     settle_watch = watch.section.settle_ms / 1000.0
+    initial = watch.lifecycle.initial
     seen: set[str] = set()
     settled: list[TrackedFile] = []
     for key, origin, rel, size, mtime_ns in listing:
         settle = settle_watch if origin == "watch" else 0.0
         seen.add(key)
         file = watch.files.get(key)
+        if size == UNKNOWN:
+            if file is None or file.state != initial:
+                continue  # in hand (or finished since the listing's snapshot): nothing to decide here
+            size, mtime_ns = file.size, file.mtime_ns  # confirmed settled by an earlier listing
         if file is None:
             kept = watch.kept.get(key)
             if kept is not None:
@@ -177,36 +218,40 @@ def detect(watch: Watch, listing: list[tuple[str, str, str, int, int]], walked_r
                     continue
                 del watch.kept[key]  # changed since it was kept: new content, taken again
                 watch.kept_dirty = True
-            file = TrackedFile(watch, Path(key), rel, origin, watch.lifecycle.initial, size, mtime_ns, now)
-            watch.files[key] = file
+            file = TrackedFile(watch, Path(key), rel, origin, initial, size, mtime_ns, now)
+            watch.track(file)
             if settle > 0 and not (early is not None and early(key, size, mtime_ns)):
                 continue
-        if file.state != watch.lifecycle.initial or now < file.next_try:
+        if file.state != initial or now < file.next_try:
             continue  # owned by a job in progress, or waiting after an error
         if (size, mtime_ns) != (file.size, file.mtime_ns):
-            file.size, file.mtime_ns, file.stable_since = size, mtime_ns, now
+            file.size, file.mtime_ns = size, mtime_ns
+            file.restart_settle(now)
             if not (early is not None and early(key, size, mtime_ns)):
                 continue  # still changing (or closed after an earlier listing caught it half written)
-        if len(settled) >= budget:
+        if not file.due and now - file.stable_since < settle and not (
+                early is not None and early(key, size, mtime_ns)):
             continue
-        if now - file.stable_since < settle and not (early is not None and early(key, size, mtime_ns)):
+        if len(settled) >= budget:
+            file.due = True  # confirmed settled by this listing's stat; waits for room
             continue
         if WINDOWS and locked(file.path):
             file.note = "open in another program; waiting until it is closed"
-            file.stable_since = now
+            file.restart_settle(now)
             continue
         file.note = None
-        file.fire("settle")
         settled.append(file)
-    for key, file in list(watch.files.items()):
-        if file.state != watch.lifecycle.initial or key in seen or file in in_flight:
+    for file in settled:
+        file.fire("settle")
+    for file in list(watch.waiting):
+        if str(file.path) in seen or file in in_flight:
             continue
         if file.origin == "watch" and only_reprocess:
             continue  # its folder was not listed in this pass
         # Before it settled, someone took it away (or renamed it): nothing of it was ours.
         file.fire("vanished")
         watch.gone += 1
-        del watch.files[key]
+        watch.forget(file)
     if walked_root and watch.kept:
         for key in [k for k in watch.kept if k not in seen]:
             del watch.kept[key]  # a kept file that is no longer there needs no memory
@@ -219,20 +264,22 @@ def settle_seen(watch: Watch, now: float, budget: int, in_flight: set[TrackedFil
     """At most ``budget`` files seen at the last listing that are due to settle (``settle`` fired)."""
     settled: list[TrackedFile] = []
     settle_watch = watch.section.settle_ms / 1000.0
-    for file in watch.files.values():
+    for file in watch.waiting:
         if len(settled) >= budget:
             break
-        if file.state != watch.lifecycle.initial or file in in_flight or now < file.next_try:
+        if file in in_flight or now < file.next_try:
             continue
-        closed = closed_as is not None and watch.section.settle_on_close and closed_as(
-            str(file.path), file.size, file.mtime_ns)
-        if now - file.stable_since < (settle_watch if file.origin == "watch" else 0.0) and not closed:
-            continue
+        if not file.due:
+            closed = closed_as is not None and watch.section.settle_on_close and closed_as(
+                str(file.path), file.size, file.mtime_ns)
+            if now - file.stable_since < (settle_watch if file.origin == "watch" else 0.0) and not closed:
+                continue
         if WINDOWS and locked(file.path):
             continue
         file.note = None
-        file.fire("settle")
         settled.append(file)
+    for file in settled:
+        file.fire("settle")
     return settled
 
 
@@ -260,16 +307,19 @@ def locked(path: Path) -> bool:
 
 def next_pass_in(watches: list[Watch], poll_interval_s: float, *, notified: bool) -> float:
     """Seconds until intake's next pass: the poll interval, or — when change notifications wake it
-    for everything else — sooner, as soon as a detected file is due to settle."""
+    for everything else — sooner, as soon as a detected file is due to settle. Files already due
+    wait for room in flight, which wakes intake itself. Not a loop over every file at every pass:
+    each watch keeps a lower bound (``next_due``), looked for again only once it has passed."""
     wait = poll_interval_s
     if not notified:
         return wait
     now = time.monotonic()
     for watch in watches:
-        settle = watch.section.settle_ms / 1000.0
-        for file in watch.files.values():
-            if file.state == watch.lifecycle.initial and file.origin == "watch":
-                due = file.stable_since + settle
-                if due > now:  # one already due waits for room in flight, which wakes intake itself
-                    wait = min(wait, due - now + 0.005)
+        if watch.next_due <= now:
+            settle = watch.section.settle_ms / 1000.0
+            dues = [due for file in watch.waiting if file.origin == "watch"
+                    and (due := file.stable_since + settle) > now]
+            watch.next_due = min(dues, default=math.inf)
+        if watch.next_due < math.inf:
+            wait = min(wait, watch.next_due - now + 0.005)
     return wait

@@ -75,7 +75,7 @@ from ..spool.store import Accepted, Spool
 from ...schemas.config import IntakeSection, StationSection
 from ..clock import now_iso
 from .copying import Changed, CopyTimeout, TooLarge, Vanished, copy_all
-from .detect import detect, list_candidates, next_pass_in, settle_seen
+from .detect import detect, known_files, list_candidates, next_pass_in, settle_seen
 from . import inotify
 from .notify import ChangeNotifier
 from .model import BATCH_FILES, FileOutcome, IntakeOptions, TrackedFile, Watch, disk_full
@@ -226,16 +226,17 @@ class Intake:
     def _backlog(self) -> bool:
         """Files seen at the last listing that are due (settled, or closed by their writer) and wait
         only for room in flight. Files still settling do not count: a new file is listed at once
-        then, and starts its own settle time without waiting for a poll interval."""
+        then, and starts its own settle time without waiting for a poll interval. Over the files
+        waiting only (in a burst the first one answers), not every file tracked."""
         now = time.monotonic()
         closed_as = self._notifier.closed_as if self._notifier is not None else None
         for w in self._watches:
             settle = w.section.settle_ms / 1000.0
             early = closed_as if w.section.settle_on_close else None
-            for f in w.files.values():
-                if f.state != w.lifecycle.initial or f in self._in_flight or now < f.next_try:
+            for f in w.waiting:
+                if f in self._in_flight or now < f.next_try:
                     continue
-                if now - f.stable_since >= (settle if f.origin == "watch" else 0.0) or (
+                if f.due or now - f.stable_since >= (settle if f.origin == "watch" else 0.0) or (
                         early is not None and early(str(f.path), f.size, f.mtime_ns)):
                     return True
         return False
@@ -397,7 +398,7 @@ class Intake:
         full = self._full_pause is not None
         retry_full = full and now >= self._full_retry_at
         if retry_full and not any(f.state == w.roles.copied and f not in self._in_flight
-                                  for w in self._watches for f in w.files.values()):
+                                  for w in self._watches for f in w.busy):
             # Nothing waits for room any more (it was rejected, or finished): try new files again;
             # the next refusal pauses again.
             self._full_pause = None
@@ -407,7 +408,7 @@ class Intake:
                 continue
             # Work already under way from an earlier pass or run: copies waiting for the spool,
             # post-actions or rejections that failed, jobs resumed at start-up.
-            for file in list(watch.files.values()):
+            for file in list(watch.busy):  # not the files waiting to settle: a burst's thousands
                 if file in self._in_flight or budget <= 0 or now < file.next_try:
                     continue
                 roles = watch.roles
@@ -429,7 +430,8 @@ class Intake:
                                       self._notifier.closed_as if self._notifier else None)
             else:
                 # Listing the folders is blocking I/O (a thread); the bookkeeping stays on this loop.
-                listing, walked_root = await anyio.to_thread.run_sync(list_candidates, watch, only_reprocess)
+                listing, walked_root = await anyio.to_thread.run_sync(list_candidates, watch, only_reprocess,
+                                                                      known_files(watch))
                 if not only_reprocess:
                     watch.listed_at = time.monotonic()
                 settled = detect(watch, listing, walked_root, time.monotonic(), only_reprocess, budget,
@@ -479,17 +481,17 @@ class Intake:
         if isinstance(exc, Vanished):
             file.fire("vanished")
             watch.gone += 1
-            watch.files.pop(str(file.path), None)
+            watch.forget(file)
             self._note_error(watch, file.path, "the file disappeared before it was copied whole; nothing "
                              "of it was taken", quiet=True)
         elif isinstance(exc, (Changed, PermissionError)):
             file.fire("changed")
-            file.stable_since = time.monotonic()
+            file.restart_settle(time.monotonic())
             file.note = ("open in another program; waiting" if isinstance(exc, PermissionError)
                          else "still changing; waiting")
         elif isinstance(exc, CopyTimeout):
             file.fire("timeout")
-            file.stable_since = time.monotonic()
+            file.restart_settle(time.monotonic())
             self._note_error(watch, file.path, "copying the file took too long (the copying state's timeout); "
                              "it is tried again")
         elif isinstance(exc, TooLarge):
@@ -650,7 +652,7 @@ class Intake:
                 continue
             watch = file.watch
             file.fire("finish")
-            watch.files.pop(str(file.path), None)
+            watch.forget(file)
             watch.done += 1
             done += 1
             self.outcomes.append(FileOutcome(watch.name, str(file.path), file.state, list(file.reports), file.already))
@@ -691,7 +693,7 @@ class Intake:
             self._note_error(watch, file.path, f"{reason}; moving it to the error folder failed: {exc}")
             return
         file.pending_reject = None
-        watch.files.pop(str(file.path), None)
+        watch.forget(file)
         watch.release_record(file)
         watch.rejected += 1
         self._note_error(watch, file.path, reason, error_file=error_file)

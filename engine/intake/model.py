@@ -12,6 +12,7 @@ import errno
 import fnmatch
 import math
 import os
+import re
 import sys
 import threading
 from collections import Counter
@@ -123,10 +124,23 @@ class TrackedFile:
     #: (device, inode) of the very file that was copied: a file renamed over the same name later is
     #: another file, and must never be removed in its place. (0, 0) when not known (old records).
     identity: tuple[int, int] = (0, 0)
+    #: Waiting to settle, and confirmed unchanged for settle_ms (or closed by its writer) by a listing
+    #: that stat-ed it: the next listings need not stat it again (copy_data checks the size and
+    #: mtime it was listed with before taking it). Cleared whenever it changes or moves on.
+    due: bool = False
 
     def fire(self, trigger: str) -> str:
+        was = self.state
         self.state = self.watch.lifecycle.next_state(self.state, trigger)
+        self.due = False
+        if self.state != was:
+            self.watch.moved(self)
         return self.state
+
+    def restart_settle(self, now: float) -> None:
+        """Its settle time starts again at ``now`` (new, changed, or found held by another program)."""
+        self.stable_since, self.due = now, False
+        self.watch.due_by(self, now)
 
     def record(self, state: str | None = None) -> dict[str, Any]:
         return {"job": self.job, "intake": self.watch.name, "source": str(self.path), "rel": self.rel,
@@ -155,12 +169,22 @@ class Watch:
         self.archive_root = DataDir(data_dir).archive
         self.patterns: list[str] = list(section.patterns)
         self.patterns_set = "patterns" in section.model_fields_set
+        self._compiled_for: list[str] | None = None
+        self._pattern = re.compile("(?!)")
         self.converter_name: str = section.converter
         self.problem: str | None = None  # the intake cannot work at all (converter not loadable)
         self.folder_problem: str | None = None  # the watch folder is missing or unreadable
         self.loaded = False
         self.next_load = 0.0
+        #: Every tracked file by its path; add and remove through track() and forget(), which keep
+        #: the two indexes below (so that a pass costs what is waiting or busy, not every file).
         self.files: dict[str, TrackedFile] = {}
+        #: Tracked files in the initial (detected) state, oldest first; and those in any other state.
+        self.waiting: dict[TrackedFile, None] = {}
+        self.busy: dict[TrackedFile, None] = {}
+        #: No waiting file becomes due to settle before this (monotonic) time but ones already due:
+        #: a lower bound, lowered as files start settling and found again when it has passed.
+        self.next_due = -math.inf
         self.kept: dict[str, list[int]] = {}
         self.kept_dirty = False
         self.kept_lock = anyio.Lock()
@@ -200,11 +224,50 @@ class Watch:
         except OSError:
             pass  # never made (every copy of the batch had a name of its own), or not empty
 
+    def track(self, file: TrackedFile) -> None:
+        key = str(file.path)
+        old = self.files.get(key)
+        if old is not None and old is not file:
+            self.forget(old)
+        self.files[key] = file
+        self.moved(file)
+        if file.state == self.lifecycle.initial:
+            self.due_by(file, file.stable_since)
+
+    def forget(self, file: TrackedFile) -> None:
+        """``file`` is no longer tracked (finished, rejected, gone); a no-op if another file took its path."""
+        key = str(file.path)
+        if self.files.get(key) is file:
+            del self.files[key]
+        self.waiting.pop(file, None)
+        self.busy.pop(file, None)
+
+    def moved(self, file: TrackedFile) -> None:
+        """``file`` changed state: keep it in the right index (if it is tracked)."""
+        if self.files.get(str(file.path)) is not file:
+            return
+        if file.state == self.lifecycle.initial:
+            self.busy.pop(file, None)
+            self.waiting[file] = None
+        else:
+            self.waiting.pop(file, None)
+            self.busy[file] = None
+
+    def due_by(self, file: TrackedFile, stable_since: float) -> None:
+        if file.origin == "watch":
+            self.next_due = min(self.next_due, stable_since + self.section.settle_ms / 1000.0)
+
     def matches(self, name: str) -> bool:
-        return any(fnmatch.fnmatch(name, p) for p in self.patterns)
+        """Whether ``name`` matches one of the patterns (as fnmatch; compiled once per patterns)."""
+        if self.patterns != self._compiled_for:
+            self._compiled_for = list(self.patterns)
+            self._pattern = re.compile("|".join(f"(?:{fnmatch.translate(os.path.normcase(p))})"
+                                                for p in self.patterns) or "(?!)")
+        return self._pattern.match(os.path.normcase(name) if WINDOWS else name) is not None
 
     def counts(self) -> dict[str, int]:
-        counts = Counter(f.state for f in self.files.values())
+        counts = Counter(f.state for f in self.busy)
+        counts[self.lifecycle.initial] += len(self.waiting)
         out = {state: counts.get(state, 0) for state in self.lifecycle.states}
         roles = self.roles
         for state, value in ((roles.done, self.done), (roles.rejected, self.rejected), (roles.gone, self.gone)):

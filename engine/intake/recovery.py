@@ -63,7 +63,7 @@ def recover(watch: Watch) -> None:
                 continue
             if file.copy is not None:
                 owned.add(f"{file.copy.parent.name}/{file.copy.name}")
-            watch.files[str(file.path)] = file
+            watch.track(file)
             live += 1
             log.info("intake %s: resuming %s from state %s", watch.name, file.path, file.state)
         if live:
