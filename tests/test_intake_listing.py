@@ -142,3 +142,24 @@ def test_the_next_pass_is_timed_by_a_bound_found_again_only_once_it_passed(tmp_p
     assert file in watch.busy and file not in watch.waiting
     watch.forget(file)
     assert not watch.files and not watch.busy
+
+
+async def test_room_left_by_one_batch_goes_as_one_full_batch_while_another_works(tmp_path: Path) -> None:
+    """Idle intake: 32 new files are split over both workers. One worker busy: they go as one batch
+    (two halves would wait for the same worker, each paying its hops, record and fsyncs)."""
+    section = IntakeSection(name="b", watch=str(tmp_path), converter="wsjf", settle_ms=0)
+    with Spool(tmp_path / "data") as spool:
+        intake = Intake([section], spool, tmp_path / "data", STATION, workers=2,
+                        options=IntakeOptions(notifications=False))
+        watch = intake._watches[0]
+        files = [TrackedFile(watch, tmp_path / f"{i}.json", f"{i}.json", "watch", watch.roles.settled, 1, 1, 0.0)
+                 for i in range(32)]
+        try:
+            assert [len(b) for b in intake._batches(files)] == [16, 16]
+            await intake._limiter.acquire()  # one batch at work
+            assert [len(b) for b in intake._batches(files)] == [32]
+            assert [len(b) for b in intake._batches(files + files[:8])] == [32, 8]
+            intake._limiter.release()
+            assert [len(b) for b in intake._batches(files[:6])] == [6]  # a quarter batch at least
+        finally:
+            await intake.aclose()

@@ -295,10 +295,16 @@ class Intake:
                 new.setdefault(file.watch, []).append(file)
             else:
                 batches.append([file])
+        # Split over the workers that are free now: with one batch still at work, the room it
+        # leaves (half the in-flight budget) goes as one full batch, not two halves waiting for one
+        # worker — every batch pays its thread hops, job record, worker exchange, spool accept and
+        # folder fsyncs once, whatever its size.
+        stats = self._limiter.statistics()
+        idle = max(1, self.workers - stats.borrowed_tokens - stats.tasks_waiting)
         for files in new.values():
-            # A burst goes in full batches; fewer files are split over the workers, a quarter batch
-            # at least (below that, one exchange with a worker costs less than two).
-            size = max(1, min(BATCH_FILES, max(math.ceil(len(files) / self.workers), BATCH_FILES // 4)))
+            # A burst goes in full batches; fewer files are split over the idle workers, a quarter
+            # batch at least (below that, one exchange with a worker costs less than two).
+            size = max(1, min(BATCH_FILES, max(math.ceil(len(files) / idle), BATCH_FILES // 4)))
             batches.extend(files[i:i + size] for i in range(0, len(files), size))
         return batches
 
