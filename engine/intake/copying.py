@@ -119,49 +119,58 @@ def copy_data(file: TrackedFile, deadline: float) -> Copy:
     batch together); the source is only read. Raises Vanished, Changed, TooLarge, ..."""
     watch = file.watch
     max_bytes = int(watch.section.max_file_bytes)
-    try:
-        before = os.stat(file.path)
-    except FileNotFoundError:
-        raise Vanished() from None
-    if (before.st_size, before.st_mtime_ns) != (file.size, file.mtime_ns):
-        file.size, file.mtime_ns = before.st_size, before.st_mtime_ns
-        raise Changed()
     # Not over max_bytes here: intake rejected a larger file before the copy, and the size is the
     # one it saw. A file that grows while it is copied is caught below.
-    job = uuid.uuid4().hex[:16]
-    copy = Copy(watch.tmp / f"{job}.part", -1, job, before)
-    digest = hashlib.sha256()
+    # Opened first, then checked (no stat of the path before: what is read is what is checked).
+    # Never through a link (one swapped in since the listing is not followed) and never blocking
+    # (a FIFO swapped in would hang the thread): what is opened is checked against what was listed.
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
-        # Never through a link (one swapped in since the listing is not followed) and never blocking
-        # (a FIFO swapped in would hang the thread): what is opened is checked against what was listed.
-        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-        try:
-            fd = os.open(file.path, flags)
-        except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.EMLINK):
-                raise Changed() from None
-            raise
-        with os.fdopen(fd, "rb", buffering=0) as src:  # unbuffered: no isatty probe, no second copy
-            opened = os.fstat(src.fileno())  # what is read, even if the name changes hands meanwhile
-            if (opened.st_dev, opened.st_ino) != (before.st_dev, before.st_ino) or not stat.S_ISREG(opened.st_mode):
-                raise Changed()
-            copy.fd = os.open(copy.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o644)
-            while chunk := src.read(min(CHUNK, max(before.st_size, 0) + 1)):
-                copy.size += len(chunk)
-                if copy.size > max_bytes:
-                    raise TooLarge()
-                if time.monotonic() > deadline:
-                    raise CopyTimeout()
-                digest.update(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(copy.fd, view):]
+        src = os.open(file.path, flags)
     except FileNotFoundError:
-        copy.discard()
+        raise Vanished() from None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EMLINK):
+            raise Changed() from None
+        raise
+    copy: Copy | None = None
+    try:
+        before = os.fstat(src)  # what is read, even if the name changes hands meanwhile
+        if not stat.S_ISREG(before.st_mode):
+            raise Changed()
+        if (before.st_size, before.st_mtime_ns) != (file.size, file.mtime_ns):
+            file.size, file.mtime_ns = before.st_size, before.st_mtime_ns
+            raise Changed()
+        job = uuid.uuid4().hex[:16]
+        copy = Copy(watch.tmp / f"{job}.part", -1, job, before)
+        digest = hashlib.sha256()
+        copy.fd = os.open(copy.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o644)
+        # Until a short read (the end, for a regular file): one read for most files, none more to
+        # be told the end. A short read that was not the end is caught by place_copy's check of
+        # the size copied against the file's size afterwards.
+        want = min(CHUNK, max(before.st_size, 0) + 1)
+        while chunk := os.read(src, want):
+            copy.size += len(chunk)
+            if copy.size > max_bytes:
+                raise TooLarge()
+            if time.monotonic() > deadline:
+                raise CopyTimeout()
+            digest.update(chunk)
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(copy.fd, view):]
+            if len(chunk) < want:
+                break
+    except FileNotFoundError:
+        if copy is not None:
+            copy.discard()
         raise Vanished() from None
     except BaseException:
-        copy.discard()
+        if copy is not None:
+            copy.discard()
         raise
+    finally:
+        os.close(src)
     copy.sha256 = digest.hexdigest()
     return copy
 

@@ -76,13 +76,10 @@ def post_all(files: list[TrackedFile], *, fsync: bool) -> list[Exception | None]
                             file.watch.name, file.path)
             if after == "archive" and file.copy is not None:
                 target = archive_path(file)
-                if file.copy.exists():
-                    if target.parent not in archived:  # one mkdir per archive folder and batch
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                    durable.replace(file.copy, target)
-                    moved.add(i)
-                    archived.setdefault(target.parent, []).append(i)
-                elif target.exists():  # renamed in by a try whose folder fsync failed: that sync is still owed
+                if target.parent not in archived:  # one mkdir per archive folder and batch
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                if _archive(file.copy, target) or target.exists():
+                    # (not renamed now: renamed in by a try whose folder fsync failed, that sync is still owed)
                     moved.add(i)
                     archived.setdefault(target.parent, []).append(i)
         except Exception as exc:
@@ -111,6 +108,19 @@ def post_all(files: list[TrackedFile], *, fsync: bool) -> list[Exception | None]
     sync_folders(synced, failures, fsync=fsync)
     drop_records([f for i, f in enumerate(files) if failures[i] is None and plans[i][0] != "keep"])
     return failures
+
+
+def _archive(copy: Path, target: Path) -> bool:
+    """Rename the copy into the archive; False when the copy is not there (no stat first)."""
+    try:
+        held("rename", copy, lambda: os.replace(copy, target))
+    except FileNotFoundError as exc:
+        if copy.exists():  # the archive folder is what is missing
+            raise StorageError(f"cannot move {copy} to {target}: {exc.strerror}") from exc
+        return False
+    except OSError as exc:
+        raise StorageError(f"cannot move {copy} to {target}: {exc.strerror}") from exc
+    return True
 
 
 def sync_folders(folders: dict[Path, tuple[bool, list[int]]], failures: list[Exception | None], *, fsync: bool) -> None:
@@ -189,9 +199,12 @@ def release_claim(file: TrackedFile) -> None:
 
 def _sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))  # unbuffered: no fstat, isatty, seek
+    try:
+        while chunk := os.read(fd, CHUNK):
             digest.update(chunk)
+    finally:
+        os.close(fd)
     return digest.hexdigest()
 
 
