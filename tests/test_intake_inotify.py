@@ -149,3 +149,39 @@ async def test_a_file_in_a_folder_made_after_start_is_taken_without_waiting_for_
             tg.cancel_scope.cancel()
         await intake.aclose()
     assert took < 4.5
+
+
+async def test_a_file_seen_half_written_is_taken_when_its_writer_closes_it_not_at_the_next_listing(
+        tmp_path: Path) -> None:
+    """The listing woken by the file's creation sees it half written; its writer then closes it.
+    It is taken as it was at that close, at once — not after settle_ms (5 s) or the next listing
+    (poll interval 10 s). A file still open is not taken meanwhile."""
+    data, drop = tmp_path / "data", tmp_path / "drop"
+    drop.mkdir()
+    section = IntakeSection(name="h", watch=str(drop), converter="wsjf", settle_ms=5000, after="delete")
+    raw = make_report_bytes(3, seed=43)
+    with Spool(data) as spool:
+        intake = Intake([section], spool, data, STATION, options=IntakeOptions(poll_interval_s=10.0))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(intake.run)
+            with anyio.fail_after(30):
+                while intake.status()["intakes"]["h"]["notifications"] != "notify" or not intake.status()["workers"]["started"]:
+                    await anyio.sleep(0.01)
+            with open(drop / "r.json", "wb") as out:
+                out.write(raw[:100])
+                out.flush()
+                with anyio.fail_after(5):  # seen, half written
+                    while not intake._watches[0].files:
+                        await anyio.sleep(0.005)
+                await anyio.sleep(0.3)  # passes meanwhile (woken by the writes) take nothing
+                assert spool.keys() == []
+                out.write(raw[100:])
+            closed = time.monotonic()
+            with anyio.fail_after(4):
+                while (drop / "r.json").exists():
+                    await anyio.sleep(0.005)
+            took = time.monotonic() - closed
+            tg.cancel_scope.cancel()
+        await intake.aclose()
+        assert len(spool.keys()) == 1 and spool.read(spool.keys()[0])
+    assert took < 4.0

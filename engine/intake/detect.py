@@ -260,19 +260,29 @@ def detect(watch: Watch, listing: list[tuple[str, str, str, int, int]], walked_r
 
 
 def settle_seen(watch: Watch, now: float, budget: int, in_flight: set[TrackedFile],
-                closed_as: Callable[[str, int, int], bool] | None = None) -> list[TrackedFile]:
-    """At most ``budget`` files seen at the last listing that are due to settle (``settle`` fired)."""
+                closed_state: Callable[[str], tuple[int, int] | None] | None = None) -> list[TrackedFile]:
+    """At most ``budget`` files seen at the last listing that are due to settle (``settle`` fired).
+
+    A file its writer closed after that listing saw it (the close's mtime is newer) is taken as it
+    was at that close, without waiting for the next listing: the close is what ``settle_on_close``
+    waits for, and copy_data checks the file is still exactly so before taking it."""
     settled: list[TrackedFile] = []
     settle_watch = watch.section.settle_ms / 1000.0
+    on_close = closed_state if watch.section.settle_on_close else None
     for file in watch.waiting:
         if len(settled) >= budget:
             break
         if file in in_flight or now < file.next_try:
             continue
         if not file.due:
-            closed = closed_as is not None and watch.section.settle_on_close and closed_as(
-                str(file.path), file.size, file.mtime_ns)
-            if now - file.stable_since < (settle_watch if file.origin == "watch" else 0.0) and not closed:
+            at_close = on_close(str(file.path)) if on_close is not None else None
+            if at_close is not None and at_close != (file.size, file.mtime_ns):
+                if at_close[1] <= file.mtime_ns:
+                    at_close = None  # an older close: the file was written again since
+                else:
+                    file.size, file.mtime_ns = at_close
+                    file.restart_settle(now)
+            if at_close is None and now - file.stable_since < (settle_watch if file.origin == "watch" else 0.0):
                 continue
         if WINDOWS and locked(file.path):
             continue

@@ -433,7 +433,7 @@ class Intake:
                 # are seen at the next listing; each file's size and mtime are checked again when
                 # it is copied.
                 settled = settle_seen(watch, time.monotonic(), budget, self._in_flight,
-                                      self._notifier.closed_as if self._notifier else None)
+                                      self._notifier.closed_state if self._notifier else None)
             else:
                 # Listing the folders is blocking I/O (a thread); the bookkeeping stays on this loop.
                 listing, walked_root = await anyio.to_thread.run_sync(list_candidates, watch, only_reprocess,

@@ -82,6 +82,11 @@ class ClosedRecords:
         with self._lock:
             return self._closed.get(path) == (size, mtime_ns)
 
+    def closed_state(self, path: str) -> tuple[int, int] | None:
+        """(size, mtime_ns) of ``path`` when its writer last closed it after writing, if known."""
+        with self._lock:
+            return self._closed.get(path)
+
 
 class ChangeNotifier(ClosedRecords):
     """Watches folders with watchdog; calls ``on_change`` (from the observer's thread) when
