@@ -151,11 +151,13 @@ async def test_a_file_in_a_folder_made_after_start_is_taken_without_waiting_for_
     assert took < 4.5
 
 
+@pytest.mark.parametrize("same_mtime", [False, True])
 async def test_a_file_seen_half_written_is_taken_when_its_writer_closes_it_not_at_the_next_listing(
-        tmp_path: Path) -> None:
+        tmp_path: Path, same_mtime: bool) -> None:
     """The listing woken by the file's creation sees it half written; its writer then closes it.
     It is taken as it was at that close, at once — not after settle_ms (5 s) or the next listing
-    (poll interval 10 s). A file still open is not taken meanwhile."""
+    (poll interval 10 s). A file still open is not taken meanwhile. Also when the rest was written
+    within the same mtime tick (forced here): the close is newer because it was noted later."""
     data, drop = tmp_path / "data", tmp_path / "drop"
     drop.mkdir()
     section = IntakeSection(name="h", watch=str(drop), converter="wsjf", settle_ms=5000, after="delete")
@@ -176,6 +178,10 @@ async def test_a_file_seen_half_written_is_taken_when_its_writer_closes_it_not_a
                 await anyio.sleep(0.3)  # passes meanwhile (woken by the writes) take nothing
                 assert spool.keys() == []
                 out.write(raw[100:])
+                if same_mtime:
+                    out.flush()
+                    seen = intake._watches[0].files[str(drop / "r.json")].mtime_ns
+                    os.utime(out.fileno(), ns=(seen, seen))
             closed = time.monotonic()
             with anyio.fail_after(4):
                 while (drop / "r.json").exists():

@@ -124,6 +124,7 @@ def copy_data(file: TrackedFile, deadline: float) -> Copy:
     # Opened first, then checked (no stat of the path before: what is read is what is checked).
     # Never through a link (one swapped in since the listing is not followed) and never blocking
     # (a FIFO swapped in would hang the thread): what is opened is checked against what was listed.
+    looked = time.monotonic()
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
         src = os.open(file.path, flags)
@@ -139,7 +140,7 @@ def copy_data(file: TrackedFile, deadline: float) -> Copy:
         if not stat.S_ISREG(before.st_mode):
             raise Changed()
         if (before.st_size, before.st_mtime_ns) != (file.size, file.mtime_ns):
-            file.size, file.mtime_ns = before.st_size, before.st_mtime_ns
+            file.size, file.mtime_ns, file.seen_at = before.st_size, before.st_mtime_ns, looked
             raise Changed()
         job = uuid.uuid4().hex[:16]
         copy = Copy(watch.tmp / f"{job}.part", -1, job, before)
@@ -183,7 +184,7 @@ def place_copy(file: TrackedFile, copy: Copy, batch: str, names: set[str]) -> No
     before = copy.before
     if (after.st_size, after.st_mtime_ns, after.st_dev, after.st_ino) != (
             before.st_size, before.st_mtime_ns, before.st_dev, before.st_ino) or copy.size != after.st_size:
-        file.size, file.mtime_ns = after.st_size, after.st_mtime_ns
+        file.size, file.mtime_ns, file.seen_at = after.st_size, after.st_mtime_ns, time.monotonic()
         raise Changed()
     name = file.path.name  # the converter sees the file under its own name
     folder = copy.job if name in names else batch

@@ -191,11 +191,14 @@ def known_files(watch: Watch) -> set[str]:
 
 def detect(watch: Watch, listing: list[tuple[str, str, str, int, int]], walked_root: bool,
            now: float, only_reprocess: bool, budget: int, in_flight: set[TrackedFile],
-           closed_as: Callable[[str, int, int], bool] | None = None) -> list[TrackedFile]:
+           closed_as: Callable[[str, int, int], bool] | None = None, listed_from: float | None = None
+           ) -> list[TrackedFile]:
     """Track the listed files; return at most ``budget`` that stayed unchanged for settle_ms, or
     that their writer is known to be done with (``closed_as``: closed after writing and unchanged
     since; see notify.py) — ``settle`` fired. The others stay detected, and settle in a later pass.
-    One that is due but finds no room is marked ``due``: later listings need not stat it again."""
+    One that is due but finds no room is marked ``due``: later listings need not stat it again.
+    ``listed_from``: when the listing started (its stats are no older)."""
+    seen_at = now if listed_from is None else listed_from
     early = closed_as if watch.section.settle_on_close else None
     if not only_reprocess:
         watch.folder_problem = None if walked_root else f"the watch folder {watch.root} does not exist (yet)"
@@ -211,6 +214,8 @@ def detect(watch: Watch, listing: list[tuple[str, str, str, int, int]], walked_r
             if file is None or file.state != initial:
                 continue  # in hand (or finished since the listing's snapshot): nothing to decide here
             size, mtime_ns = file.size, file.mtime_ns  # confirmed settled by an earlier listing
+        elif file is not None:
+            file.seen_at = seen_at
         if file is None:
             kept = watch.kept.get(key)
             if kept is not None:
@@ -218,7 +223,7 @@ def detect(watch: Watch, listing: list[tuple[str, str, str, int, int]], walked_r
                     continue
                 del watch.kept[key]  # changed since it was kept: new content, taken again
                 watch.kept_dirty = True
-            file = TrackedFile(watch, Path(key), rel, origin, initial, size, mtime_ns, now)
+            file = TrackedFile(watch, Path(key), rel, origin, initial, size, mtime_ns, now, seen_at=seen_at)
             watch.track(file)
             if settle > 0 and not (early is not None and early(key, size, mtime_ns)):
                 continue
@@ -260,12 +265,14 @@ def detect(watch: Watch, listing: list[tuple[str, str, str, int, int]], walked_r
 
 
 def settle_seen(watch: Watch, now: float, budget: int, in_flight: set[TrackedFile],
-                closed_state: Callable[[str], tuple[int, int] | None] | None = None) -> list[TrackedFile]:
+                closed_state: Callable[[str], tuple[int, int, float] | None] | None = None) -> list[TrackedFile]:
     """At most ``budget`` files seen at the last listing that are due to settle (``settle`` fired).
 
-    A file its writer closed after that listing saw it (the close's mtime is newer) is taken as it
-    was at that close, without waiting for the next listing: the close is what ``settle_on_close``
-    waits for, and copy_data checks the file is still exactly so before taking it."""
+    A file its writer closed after that listing looked at it (half written, say) is taken as it was
+    at that close, without waiting for the next listing: the close is what ``settle_on_close``
+    waits for, and copy_data checks the file is still exactly so before taking it (a close noted
+    while the listing ran may be the older of the two: then the copy finds the file changed, and
+    it waits to settle again)."""
     settled: list[TrackedFile] = []
     settle_watch = watch.section.settle_ms / 1000.0
     on_close = closed_state if watch.section.settle_on_close else None
@@ -275,14 +282,17 @@ def settle_seen(watch: Watch, now: float, budget: int, in_flight: set[TrackedFil
         if file in in_flight or now < file.next_try:
             continue
         if not file.due:
-            at_close = on_close(str(file.path)) if on_close is not None else None
-            if at_close is not None and at_close != (file.size, file.mtime_ns):
-                if at_close[1] <= file.mtime_ns:
-                    at_close = None  # an older close: the file was written again since
-                else:
-                    file.size, file.mtime_ns = at_close
+            record = on_close(str(file.path)) if on_close is not None else None
+            closed = False
+            if record is not None:
+                size, mtime_ns, noted = record
+                if (size, mtime_ns) == (file.size, file.mtime_ns):
+                    closed = True
+                elif noted >= file.seen_at:  # closed after it was looked at: as it was then
+                    file.size, file.mtime_ns, file.seen_at = size, mtime_ns, noted
                     file.restart_settle(now)
-            if at_close is None and now - file.stable_since < (settle_watch if file.origin == "watch" else 0.0):
+                    closed = True
+            if not closed and now - file.stable_since < (settle_watch if file.origin == "watch" else 0.0):
                 continue
         if WINDOWS and locked(file.path):
             continue

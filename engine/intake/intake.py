@@ -436,12 +436,14 @@ class Intake:
                                       self._notifier.closed_state if self._notifier else None)
             else:
                 # Listing the folders is blocking I/O (a thread); the bookkeeping stays on this loop.
+                listed_from = time.monotonic()
                 listing, walked_root = await anyio.to_thread.run_sync(list_candidates, watch, only_reprocess,
                                                                       known_files(watch))
                 if not only_reprocess:
                     watch.listed_at = time.monotonic()
                 settled = detect(watch, listing, walked_root, time.monotonic(), only_reprocess, budget,
-                                 self._in_flight, self._notifier.closed_as if self._notifier else None)
+                                 self._in_flight, self._notifier.closed_as if self._notifier else None,
+                                 listed_from)
             ready.extend(settled)
             budget -= len(settled)
         self._saturated = budget <= 0

@@ -128,6 +128,9 @@ class TrackedFile:
     #: that stat-ed it: the next listings need not stat it again (copy_data checks the size and
     #: mtime it was listed with before taking it). Cleared whenever it changes or moves on.
     due: bool = False
+    #: When (monotonic) the size and mtime above were looked at: at most the start of the listing
+    #: that stat-ed it, or of the copy that found it changed. A writer's close noted later is newer.
+    seen_at: float = 0.0
 
     def fire(self, trigger: str) -> str:
         was = self.state

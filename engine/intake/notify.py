@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -63,11 +64,12 @@ class ClosedRecords:
     """What writers closed after writing: each path's size and mtime at that moment."""
 
     def __init__(self) -> None:
-        self._closed: dict[str, tuple[int, int]] = {}
+        self._closed: dict[str, tuple[int, int, float]] = {}  # path → size, mtime_ns, noted at (monotonic)
         self._lock = threading.Lock()
 
     def note_closed(self, path: str) -> None:
         """The writer closed ``path`` after writing: remember its size and mtime at that moment."""
+        noted = time.monotonic()
         try:
             st = os.stat(path)
         except OSError:
@@ -75,15 +77,16 @@ class ClosedRecords:
         with self._lock:
             if len(self._closed) >= _MAX_CLOSED:
                 self._closed.pop(next(iter(self._closed)))
-            self._closed[path] = (st.st_size, st.st_mtime_ns)
+            self._closed[path] = (st.st_size, st.st_mtime_ns, noted)
 
     def closed_as(self, path: str, size: int, mtime_ns: int) -> bool:
         """True when ``path`` was closed by its writer and is still exactly as it was then."""
         with self._lock:
-            return self._closed.get(path) == (size, mtime_ns)
+            return self._closed.get(path, (-1, -1, 0.0))[:2] == (size, mtime_ns)
 
-    def closed_state(self, path: str) -> tuple[int, int] | None:
-        """(size, mtime_ns) of ``path`` when its writer last closed it after writing, if known."""
+    def closed_state(self, path: str) -> tuple[int, int, float] | None:
+        """(size, mtime_ns, when it was noted: monotonic) of ``path`` when its writer last closed
+        it after writing, if known."""
         with self._lock:
             return self._closed.get(path)
 
