@@ -92,6 +92,7 @@ class InotifyNotifier(ClosedRecords):
         # watch descriptor → (folder as bytes, its root folder, recursive, excluded folders)
         self._wds: dict[int, tuple[bytes, str, bool, tuple[Path, ...]]] = {}
         self.watching: dict[str, str] = {}  # folder → "notify" or the reason it is polled only
+        self._warned = False  # a sub-folder could not be watched (said once)
 
     def start(self, folders: list[WatchedFolder]) -> None:
         """Watch each (folder, recursive, excluded); a folder that cannot be watched is polled only."""
@@ -155,8 +156,12 @@ class InotifyNotifier(ClosedRecords):
             for sub in subs:
                 if _excluded(sub, excluded):
                     continue
-                if self._add(sub, root, recursive, excluded) is None:
+                trouble = self._add(sub, root, recursive, excluded)
+                if trouble is None:
                     stack.append(sub)
+                elif not self._warned:  # its files are still found by polling
+                    self._warned = True
+                    log.warning("change notifications: %s is polled only (%s)", os.fsdecode(sub), trouble)
         return None
 
     # ------------------------------------------------------------------ events
