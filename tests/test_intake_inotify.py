@@ -115,6 +115,32 @@ async def test_a_watch_folder_that_goes_away_is_said_to_be_polled(tmp_path: Path
         notifier.stop()
 
 
+async def test_a_watch_folder_renamed_is_said_to_be_polled_and_a_renamed_sub_folder_stays_watched(
+        tmp_path: Path) -> None:
+    drop = tmp_path / "drop"
+    (drop / "sub").mkdir(parents=True)
+    wakes = Wakes()
+    notifier = inotify.InotifyNotifier(wakes)
+    notifier.start([(drop, True, [])])
+    try:
+        (drop / "sub").rename(drop / "renamed")
+        await settle_events()
+        assert notifier.watching[str(drop)] == "notify"
+        (drop / "renamed" / "f.json").write_bytes(b"xyz")
+        await settle_events()
+        st = os.stat(drop / "renamed" / "f.json")
+        assert notifier.closed_as(str(drop / "renamed" / "f.json"), st.st_size, st.st_mtime_ns)
+        drop.rename(tmp_path / "elsewhere")
+        await settle_events()
+        assert notifier.watching[str(drop)] == "polling (the folder was removed or moved)"
+        before = wakes.count
+        (tmp_path / "elsewhere" / "g.json").write_bytes(b"x")  # not ours any more
+        await settle_events()
+        assert wakes.count == before
+    finally:
+        notifier.stop()
+
+
 def test_not_available_outside_an_event_loop() -> None:
     assert inotify.available() is False  # no running asyncio loop: watchdog's thread serves instead
 

@@ -61,6 +61,7 @@ def _lib() -> ctypes.CDLL | None:
             libc = ctypes.CDLL(None, use_errno=True)
             libc.inotify_init1.argtypes = [ctypes.c_int]
             libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+            libc.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
             _libc = libc
         except (OSError, AttributeError):
             return None
@@ -204,7 +205,9 @@ class InotifyNotifier(ClosedRecords):
             if not name:
                 if mask & IN_IGNORED:
                     self._gone(wd)
-                continue  # the folder itself moved or went: IN_IGNORED follows
+                elif mask & IN_MOVE_SELF:
+                    self._moved(wd)
+                continue  # the folder itself went: IN_IGNORED follows
             if name[:1] == b".":
                 continue  # hidden: never a candidate (intake's own claimed names among them)
             watched = self._wds.get(wd)
@@ -230,6 +233,18 @@ class InotifyNotifier(ClosedRecords):
         folder, root, _, _ = watched
         if folder == os.fsencode(root):
             self.watching[root] = "polling (the folder was removed or moved)"
+
+
+    def _moved(self, wd: int) -> None:
+        """A watched folder was renamed: a watch folder is no longer where the config says (its
+        watch is dropped: what comes to its new place is not ours); a sub-folder's watch follows
+        it (it is named again by the event of its new place, in a watched folder)."""
+        watched = self._wds.get(wd)
+        libc = _lib()
+        if watched is None or libc is None or watched[0] != os.fsencode(watched[1]):
+            return
+        self.watching[watched[1]] = "polling (the folder was removed or moved)"
+        libc.inotify_rm_watch(self._fd, wd)  # IN_IGNORED follows
 
 
 def _excluded(path: bytes, excluded: tuple[Path, ...]) -> bool:
