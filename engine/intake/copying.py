@@ -204,5 +204,5 @@ def write_record(files: list[TrackedFile], batch: str) -> None:
     converted again, with the same report ids."""
     watch = files[0].watch
     record = {"batch": batch, "files": [file.record(watch.roles.copied) for file in files]}
-    durable.atomic_write(watch.jobs / f"{batch}.json", json.dumps(record, indent=1).encode(), tmp_dir=watch.tmp,
-                         sync=False)
+    data = json.dumps(record, separators=(",", ":")).encode()  # compact: json's C encoder (indent is pure Python)
+    durable.atomic_write(watch.jobs / f"{batch}.json", data, tmp_dir=watch.tmp, sync=False)
