@@ -1,7 +1,7 @@
 """Intake: from the files test equipment writes to reports durable in the spool.
 
 :class:`Intake` (intake.py) coordinates the steps, each in its own module: ``detect`` (notice and
-settle), ``copying`` (copy into the data dir first), conversion in worker processes, acceptance
+settle; woken by ``inotify``/``notify``), ``copying`` (copy into the data dir first), conversion in worker processes, acceptance
 into the spool, ``post_actions`` (archive, move, delete, keep), ``rejects`` (the error folder),
 ``recovery`` (start-up), ``submit`` (files a person names) and ``reprocess`` (archived or
 rejected files again).

@@ -1,7 +1,8 @@
 """Intake: from the files test equipment writes to reports durable in the spool, without losing one.
 
-Each configured intake watches one folder by polling (``os.scandir``; no watcher dependency). A
-file's life follows the ``conversion`` lifecycle (``machines/conversion.yaml``)::
+Each configured intake watches one folder by listing it (``os.scandir``), woken by change
+notifications (``inotify.py`` on Linux, ``notify.py``'s watchdog elsewhere) and by polling as the
+fallback. A file's life follows the ``conversion`` lifecycle (``machines/conversion.yaml``)::
 
     detected → settled → copying → copied → converting → spooled → done
                                                  ↘ rejected        (and: changed, vanished → gone, defer)
