@@ -168,7 +168,7 @@ class IntakeProcess:
             except Exception:  # noqa: BLE001 - out of step after a read cut off by a cancel: stop reading
                 log.debug("the intake process's last output was not readable", exc_info=True)
                 return
-            if message[0] == "log":
+            if message[0] in ("log", "logs"):
                 self._handle(message, None)
 
     # ------------------------------------------------------------------ running
@@ -232,6 +232,9 @@ class IntakeProcess:
             if self._pause is not None:  # a pause asked a moment ago shows at once
                 status = {**status, "paused": True, "paused_reason": status.get("paused_reason") or self._pause}
             self._status = {**status, "process": "running"}
+        elif kind == "logs":  # several records at once (intake_child.py says why)
+            for level, name, text in message[1]:
+                logging.getLogger(name).log(level, "%s", text)
         elif kind == "log":
             _, level, name, text = message
             logging.getLogger(name).log(level, "%s", text)
