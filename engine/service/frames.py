@@ -41,11 +41,16 @@ def _body(message: Any) -> bytes:
     return body
 
 
-def write_frame(stream: IO[bytes], message: Any) -> None:
-    """Write one frame to a blocking stream (the caller holds its write lock and flushes)."""
+def parts(message: Any) -> tuple[bytes, bytes]:
+    """The frame's head and body, to be written one after the other (:func:`write_parts`)."""
     body = _body(message)
-    stream.write(_HEAD.pack(len(body)))
-    stream.write(body)
+    return _HEAD.pack(len(body)), body
+
+
+def write_parts(stream: IO[bytes], frame: tuple[bytes, bytes]) -> None:
+    """Write one frame to a blocking stream (the caller holds its write lock and flushes)."""
+    stream.write(frame[0])
+    stream.write(frame[1])
 
 
 def read_frame(stream: IO[bytes]) -> Any:

@@ -48,7 +48,7 @@ import anyio.lowlevel
 
 from ..errors import StorageError
 from ..spool.store import Accepted, Spool
-from .frames import read_frame, widen_pipe, write_frame
+from .frames import parts, read_frame, widen_pipe, write_parts
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,10 @@ class ServiceLink:
 
     def send(self, message: Any) -> None:
         """One frame, after the log records logged before it (from any thread; blocking)."""
+        frame = parts(message)  # pickled before the lock: other threads' frames need not wait for it
         with self._write_lock:
             self._write_logs()
-            write_frame(self._out, message)
+            write_parts(self._out, frame)
             self._out.flush()
 
     def log(self, level: int, name: str, text: str) -> None:
@@ -102,7 +103,7 @@ class ServiceLink:
         with self._logs_lock:
             records, self._logs = self._logs, []
         if records:
-            write_frame(self._out, ("logs", records))
+            write_parts(self._out, parts(("logs", records)))
         return bool(records)
 
     def forward_logs(self) -> None:
