@@ -12,6 +12,7 @@ unpickled from that (each report's bytes copied out of it once).
 
 from __future__ import annotations
 
+import io
 import pickle
 import struct
 import sys
@@ -68,6 +69,28 @@ def _read_exactly(stream: IO[bytes], size: int) -> bytes:
         chunks.append(chunk)
         size -= len(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def read_frame_into(pipe: io.RawIOBase) -> Any:
+    """The next message from an unbuffered blocking stream, read straight into one buffer of the
+    frame's size (the report bytes are then copied out of it once, by the unpickling); EOFError at
+    the end. The service's reader thread uses it (intake_process.py)."""
+    (size,) = _HEAD.unpack(_read_into(pipe, _HEAD.size))
+    if size >= MAX_FRAME:
+        raise ValueError(f"a frame of {size} bytes: the stream is out of step")
+    return pickle.loads(_read_into(pipe, size))
+
+
+def _read_into(pipe: io.RawIOBase, size: int) -> bytearray:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        count = pipe.readinto(view[got:])
+        if not count:
+            raise EOFError("the other side closed the pipe")
+        got += count
+    return buffer
 
 
 async def receive_frame(stream: BufferedByteReceiveStream) -> Any:

@@ -29,8 +29,10 @@ This object stands where :class:`~stationflow.engine.intake.Intake` stood in the
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 import subprocess
@@ -39,8 +41,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 from anyio.abc import Process, TaskGroup
-from anyio.streams.buffered import BufferedByteReceiveStream
 
 from ..children import child_env
 from ..errors import StationflowError
@@ -48,7 +51,7 @@ from ..layout import DataDir
 from ..lifecycle import Lifecycle
 from ..spool.store import Spool
 from ...schemas.config import StationConfig
-from .frames import encode, receive_frame
+from .frames import encode, read_frame_into, widen_pipe
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +110,8 @@ class IntakeProcess:
         self._sendable = anyio.Lock()
         self._pause: str | None = None  # a pause asked before the process was up is sent when it is
         self._tg: TaskGroup | None = None
-        self._frames: BufferedByteReceiveStream | None = None
+        self._out_fd: int | None = None  # the intake process's stdout, until its reader thread takes it
+        self._read_ended: anyio.Event | None = None  # set when that thread saw the end of it
 
     # ------------------------------------------------------------------ control (from the event loop)
 
@@ -145,31 +149,64 @@ class IntakeProcess:
                     await proc.stdin.aclose()
                 except (anyio.BrokenResourceError, OSError):
                     pass
+            # Keep reading while it unwinds: a full pipe would block its last log lines (and it).
+            ended = self._read_frames()
             with anyio.move_on_after(_EXIT_WAIT_S):
-                async with anyio.create_task_group() as tg:
-                    # Keep reading while it unwinds: a full pipe would block its last log lines (and it).
-                    tg.start_soon(self._read_to_end, self._frames)
-                    await proc.wait()
+                await proc.wait()
+                await ended.wait()  # its last log lines are in the log before this returns
             if proc.returncode is None:
                 log.warning("the intake process (pid %s) did not exit in %g s; killing it", proc.pid, _EXIT_WAIT_S)
                 proc.kill()
                 await proc.wait()
             await proc.aclose()
 
-    async def _read_to_end(self, frames: BufferedByteReceiveStream | None) -> None:
-        """What the process still says while it exits: its log lines are kept, the rest dropped."""
-        if frames is None:
-            return
-        while True:
+    def _read_frames(self) -> anyio.Event:
+        """Start the thread that reads the intake process's frames (once); the event it sets at their end.
+
+        Why a thread and not the event loop: an accept batch is ~1.6 MB, which the event loop's pipe
+        reader took in 64 KB pieces, each a wake-up and two or three copies; the thread reads each
+        frame with blocking reads straight into one buffer. Every message is then handled on the
+        event loop, in order (``_handle``), as before; only the reading moved."""
+        if self._read_ended is not None:
+            return self._read_ended
+        ended = self._read_ended = anyio.Event()
+        fd, self._out_fd = self._out_fd, None
+        if fd is None:
+            ended.set()
+            return ended
+        token = anyio.lowlevel.current_token()
+        threading.Thread(target=self._reader, args=(io.FileIO(fd, "rb"), ended, token),
+                         name="intake-process-frames", daemon=True).start()
+        return ended
+
+    def _reader(self, pipe: io.FileIO, ended: anyio.Event, token: anyio.lowlevel.EventLoopToken) -> None:
+        """The reader thread: each frame to ``_handle`` on the event loop, until the end of the pipe.
+        Once the event loop is gone it reads on to the end, so the process is never stuck writing."""
+        loop_gone = False
+        try:
+            while True:
+                try:
+                    message = read_frame_into(pipe)
+                except EOFError:
+                    return
+                except Exception:  # noqa: BLE001 - out of step (or the pipe failed): stop reading
+                    log.debug("the intake process's output was not readable", exc_info=True)
+                    return
+                if loop_gone:
+                    continue
+                try:
+                    anyio.from_thread.run_sync(self._handle_read, message, token=token)
+                except anyio.RunFinishedError:
+                    loop_gone = True
+        finally:
+            pipe.close()  # the process then gets a broken pipe if it writes on: it is being ended
             try:
-                message = await receive_frame(frames)
-            except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                return
-            except Exception:  # noqa: BLE001 - out of step after a read cut off by a cancel: stop reading
-                log.debug("the intake process's last output was not readable", exc_info=True)
-                return
-            if message[0] in ("log", "logs"):
-                self._handle(message, None)
+                anyio.from_thread.run_sync(ended.set, token=token)
+            except anyio.RunFinishedError:
+                pass
+
+    def _handle_read(self, message: tuple[Any, ...]) -> None:
+        self._handle(message, self._tg)  # no task group (run() is over): accepts are not answered
 
     # ------------------------------------------------------------------ running
 
@@ -180,8 +217,19 @@ class IntakeProcess:
         if self._proc is not None:
             return
         cmd = [sys.executable, "-m", "stationflow.engine.service.intake_child"]
-        self._proc = proc = await anyio.open_process(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                                     stderr=None, env=child_env())  # this very stationflow
+        # Its stdout is a pipe of our own, read by a thread (_read_frames); the process holds the
+        # only write end, so its exit is the end of the pipe.
+        read_fd, write_fd = os.pipe()
+        try:
+            widen_pipe(write_fd)  # an accept batch crosses in a few reads (frames.PIPE_BYTES)
+            self._proc = proc = await anyio.open_process(cmd, stdin=subprocess.PIPE, stdout=write_fd,
+                                                         stderr=None, env=child_env())  # this very stationflow
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        self._out_fd, self._read_ended = read_fd, None  # a new process: a new reader (run, aclose)
         self.pid = proc.pid
         self._status["process"] = "running"
         await self._send(("init", {
@@ -201,16 +249,9 @@ class IntakeProcess:
             await self.start()
             proc = self._proc
             assert proc is not None
-            assert proc.stdout is not None
-            self._frames = frames = BufferedByteReceiveStream(proc.stdout)
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                while True:
-                    try:
-                        message = await receive_frame(frames)
-                    except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError):
-                        break
-                    self._handle(message, tg)
+                await self._read_frames().wait()
                 # Its stdout closed: the process ended. Accepts under way still finish (the tasks).
                 self._tg = None
             with anyio.move_on_after(_EXIT_WAIT_S):
