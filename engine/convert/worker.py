@@ -448,13 +448,23 @@ class WorkerPool:
         """One file's answer and, on success, its report frames."""
         from anyio import EndOfStream, IncompleteRead
 
+        stream = worker.stream
+
         async def frame() -> bytes:
-            head = await worker.stream.receive_exactly(_HEADER.size)
+            head = await stream.receive_exactly(_HEADER.size)
             (size,) = _HEADER.unpack(head)
             if size > MAX_FRAME:
                 raise ConversionFailed("error", f"the converter produced a report of {size} bytes "
                                                 f"(more than {MAX_FRAME} bytes)")
-            return await worker.stream.receive_exactly(size) if size else b""
+            # The pipe's chunks as they come, joined only if there are several: receive_exactly
+            # would copy a report twice more through its own buffer.
+            chunks: list[bytes] = []
+            left = size
+            while left:
+                chunk = await stream.receive(left)  # EndOfStream if the worker is gone mid-frame
+                chunks.append(chunk)
+                left -= len(chunk)
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
         ended: tuple[type[BaseException], ...] = (EndOfStream, IncompleteRead, *_gone())
         try:
