@@ -14,9 +14,16 @@ One process owns the spool: the service. It holds the spool's lock and index, so
 ``queue`` commands, operator triggers and the uploads see one truth, as before. The intake process
 hands each batch of converted reports over and waits for ``Spool.accept_many``'s answer.
 
+Costs per report kept low (issue 18): a thread reads the intake process's frames straight into one
+buffer each (not the event loop, 64 KB at a time); each message is still handled on the event loop,
+in order. An accept batch goes to ``accept_many`` in a worker thread; its answer is sent after it
+returns. Log records come several to a frame.
+
 Durability argument: the reports are in the spool — written, fsynced, renamed into ``pending/``,
 directory fsynced — when ``accept_many`` returns, which is before the uploader can claim them and
-before the intake process is answered; the intake process touches a source only after that answer.
+before the intake process is answered (the answer is sent only by ``_accept``, after
+``accept_many`` has returned; how the frames are read changes nothing of this); the intake
+process touches a source only after that answer.
 A ``kill -9`` of the intake process loses nothing: a batch the service accepted is in the spool; the
 sources are where they were (or their copies and job records are) and are converted again to the
 same ids, which the spool answers as "already present". The supervisor sees the pipe end and starts

@@ -2,6 +2,10 @@
 
 The durability argument of ``accept``/``accept_many`` is in the store's module docstring; this is
 its implementation, kept apart so the store holds only the moves between states.
+
+Per report it does only what durability needs (write, fsync, rename; one directory fsync per call)
+and the index: the disk's free space is read once per call (``Room``), paths are plain strings, and
+the fsyncs of a call go through ``durable.fsync_all`` (a few thread wake-ups per call, not per file).
 """
 
 from __future__ import annotations
