@@ -36,11 +36,12 @@ This object stands where :class:`~stationflow.engine.intake.Intake` stood in the
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 import subprocess
 import sys
@@ -69,6 +70,16 @@ _EXIT_WAIT_S = 10.0  # after its stdin is closed, the intake process unwinds (ke
 def separate_by_default() -> bool:
     """Intake in its own process unless ``STATIONFLOW_INTAKE_PROCESS`` is 0/false/no/off."""
     return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _poster() -> Callable[..., object]:
+    """How a thread hands a call to the running event loop, in order: on asyncio without waiting for
+    it (each wait was a thread wake-up more per message), elsewhere through anyio (waiting)."""
+    try:
+        return asyncio.get_running_loop().call_soon_threadsafe
+    except RuntimeError:  # not asyncio (trio)
+        token = anyio.lowlevel.current_token()
+        return lambda fn, *args: anyio.from_thread.run_sync(fn, *args, token=token)
 
 
 def _starting_status(config: StationConfig, data_dir: Path) -> dict[str, Any]:
@@ -181,12 +192,11 @@ class IntakeProcess:
         if fd is None:
             ended.set()
             return ended
-        token = anyio.lowlevel.current_token()
-        threading.Thread(target=self._reader, args=(io.FileIO(fd, "rb"), ended, token),
+        threading.Thread(target=self._reader, args=(io.FileIO(fd, "rb"), ended, _poster()),
                          name="intake-process-frames", daemon=True).start()
         return ended
 
-    def _reader(self, pipe: io.FileIO, ended: anyio.Event, token: anyio.lowlevel.EventLoopToken) -> None:
+    def _reader(self, pipe: io.FileIO, ended: anyio.Event, post: Callable[..., object]) -> None:
         """The reader thread: each frame to ``_handle`` on the event loop, until the end of the pipe.
         Once the event loop is gone it reads on to the end, so the process is never stuck writing."""
         loop_gone = False
@@ -202,14 +212,14 @@ class IntakeProcess:
                 if loop_gone:
                     continue
                 try:
-                    anyio.from_thread.run_sync(self._handle_read, message, token=token)
-                except anyio.RunFinishedError:
+                    post(self._handle_read, message)
+                except RuntimeError:  # the event loop is closed (anyio.RunFinishedError is one too)
                     loop_gone = True
         finally:
             pipe.close()  # the process then gets a broken pipe if it writes on: it is being ended
             try:
-                anyio.from_thread.run_sync(ended.set, token=token)
-            except anyio.RunFinishedError:
+                post(ended.set)
+            except RuntimeError:
                 pass
 
     def _handle_read(self, message: tuple[Any, ...]) -> None:
@@ -282,7 +292,9 @@ class IntakeProcess:
             self._status = {**status, "process": "running"}
         elif kind == "logs":  # several records at once (intake_child.py says why)
             for level, name, text in message[1]:
-                logging.getLogger(name).log(level, "%s", text)
+                logger = logging.getLogger(name)
+                if logger.isEnabledFor(level):  # a record as the intake made it: no caller to look up here
+                    logger.handle(logger.makeRecord(name, level, "(intake process)", 0, text, (), None))
         elif kind == "log":
             _, level, name, text = message
             logging.getLogger(name).log(level, "%s", text)
