@@ -528,19 +528,23 @@ class WorkerPool:
         try:
             await self._started(worker)
             await self._send(worker, request)
-            for _ in range(count):
-                with anyio.move_on_after(timeout) as scope:
+            # One cancel scope for the whole request, its deadline moved on after each answer: each
+            # file still has ``timeout`` from the answer before (a scope per file cost more than
+            # reading the file's answer).
+            with anyio.move_on_after(timeout) as scope:
+                for _ in range(count):
                     answer, reports = await self._receive(worker)
-                if scope.cancelled_caught:
-                    results.append(ConversionFailed("timeout", f"the converter took longer than {timeout:g} s "
-                                                               "(the intake's timeout_s) and was stopped"))
-                    break
-                results.append((answer, reports))
-                worker.note_rss(answer)
-                if answer.get("kind") == "memory":
-                    break
-            else:
-                healthy = True
+                    results.append((answer, reports))
+                    worker.note_rss(answer)
+                    if answer.get("kind") == "memory":
+                        break
+                    scope.deadline = anyio.current_time() + timeout
+                else:
+                    healthy = True
+            if scope.cancelled_caught:
+                healthy = False
+                results.append(ConversionFailed("timeout", f"the converter took longer than {timeout:g} s "
+                                                           "(the intake's timeout_s) and was stopped"))
         except ConversionFailed as exc:
             results.append(exc)
         finally:
