@@ -124,10 +124,26 @@ class _Requests:
 ORPHAN_EXIT = 3
 
 
-def resident_bytes(statm: str = "/proc/self/statm") -> int | None:
+_STATM = "/proc/self/statm"
+_statm_fd: int | None = None  # kept open by the worker: one pread per file, not open/read/close
+_page_size: int | None = None
+
+
+def _own_statm() -> bytes:
+    global _statm_fd, _page_size
+    if _statm_fd is None:
+        _statm_fd = os.open(_STATM, os.O_RDONLY)
+        _page_size = os.sysconf("SC_PAGE_SIZE")
+    return os.pread(_statm_fd, 256, 0)  # a /proc file read from its start is made anew
+
+
+def resident_bytes(statm: str = _STATM) -> int | None:
     """This process's resident memory now: /proc on Linux, the working set on Windows, the peak
     (``ru_maxrss``) elsewhere; None when it cannot be known (then only a crash recycles)."""
     try:
+        if statm == _STATM and hasattr(os, "pread"):
+            data = _own_statm()
+            return int(data.split()[1]) * (_page_size or os.sysconf("SC_PAGE_SIZE"))
         with open(statm, "rb") as fh:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError, AttributeError):
