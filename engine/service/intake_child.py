@@ -48,7 +48,7 @@ import anyio.lowlevel
 
 from ..errors import StorageError
 from ..spool.store import Accepted, Spool
-from .frames import parts, read_frame, widen_pipe, write_parts
+from .frames import parts, read_frame, write_parts
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,6 @@ def main() -> int:
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    widen_pipe(out.fileno())  # an accept batch crosses in a few reads (frames.PIPE_BYTES)
     link = ServiceLink(sys.stdin.buffer, out)
     try:
         kind, init = link.read()
