@@ -6,8 +6,8 @@ they are. A frame longer than ``MAX_FRAME`` means the stream is out of step: it 
 
 An accept frame carries a batch of reports (up to ~1.6 MB): the report bytes are copied as few
 times as the pipe allows — the head and the pickle are written one after the other (never joined
-into a third buffer), and a long frame is read as the chunks the pipe gives, joined once, and
-unpickled from that (each report's bytes copied out of it once).
+into a third buffer), and the service reads a frame straight into one buffer of its size
+(:func:`read_frame_into`) and unpickles it from there (each report's bytes copied out of it once).
 """
 
 from __future__ import annotations
@@ -18,19 +18,15 @@ import struct
 import sys
 from typing import IO, Any
 
-from anyio.streams.buffered import BufferedByteReceiveStream
-
 MAX_FRAME = 1 << 31  # one accept batch of the largest reports fits many times over
 _HEAD = struct.Struct(">I")
-#: Up to this size a frame is read with one ``receive_exactly`` (its buffer copies are nothing).
-_SMALL = 64 * 1024
 #: The pipe the intake process writes to is made this large where the system allows (Linux): an
-#: accept batch then crosses it in a few reads instead of one per 64 KB, each an event-loop wake-up.
+#: accept batch then crosses it in a few reads (and writes) instead of one per 64 KB.
 PIPE_BYTES = 1 << 20
 
 
 def encode(message: Any) -> bytes:
-    """The whole frame in one buffer (small messages; large ones go through :func:`write_frame`)."""
+    """The whole frame in one buffer (small messages; large ones go through :func:`parts` and :func:`write_parts`)."""
     body = _body(message)
     return _HEAD.pack(len(body)) + body
 
@@ -91,20 +87,6 @@ def _read_into(pipe: io.RawIOBase, size: int) -> bytearray:
             raise EOFError("the other side closed the pipe")
         got += count
     return buffer
-
-
-async def receive_frame(stream: BufferedByteReceiveStream) -> Any:
-    """The next message from an async stream; anyio.IncompleteRead / EndOfStream at the end."""
-    (size,) = _HEAD.unpack(await stream.receive_exactly(_HEAD.size))
-    if size <= _SMALL:
-        return pickle.loads(await stream.receive_exactly(size))
-    chunks: list[bytes] = []
-    left = size
-    while left:
-        chunk = await stream.receive(left)  # EndOfStream if the other side is gone mid-frame
-        chunks.append(chunk)
-        left -= len(chunk)
-    return pickle.loads(b"".join(chunks))
 
 
 def widen_pipe(fd: int) -> None:
