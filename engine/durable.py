@@ -9,12 +9,13 @@ all), never replaced by copy-and-delete, and the last such event is kept for ``s
 
 from __future__ import annotations
 
+import itertools
 import os
+import queue
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,10 +27,11 @@ _WINDOWS = sys.platform == "win32"
 #: Waits between attempts on a file another program holds (Windows): about 2 s in all.
 HELD_RETRIES = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
 _T = TypeVar("_T")
-#: Files fsynced at once by fsync_all.
+#: Files fsynced at once by fsync_all (the calling thread and up to this many less one helpers).
 FSYNC_THREADS = 8
-_fsync_pool: ThreadPoolExecutor | None = None
-_fsync_pool_lock = threading.Lock()
+_helpers: queue.SimpleQueue[_FsyncBatch] = queue.SimpleQueue()
+_helpers_started = 0
+_helpers_lock = threading.Lock()
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
@@ -85,20 +87,78 @@ def write_open(path: str | os.PathLike[str], data: bytes) -> int:
 
 
 def fsync_all(fds: Sequence[int]) -> list[StorageError | None]:
-    """fsync several open files at once; one result per descriptor (None: durable).
+    """fsync several open files at once; one result per descriptor (None: durable). Returns only
+    when every fsync has returned.
 
     Why at once: fsyncs that wait together are committed together (ext4's journal, like most,
     batches concurrent fsyncs into one commit), where one after another each pays the disk's full
     flush — 2–6 ms on a station's SSD, for every file of a batch.
+
+    How, cheaply: the calling thread fsyncs too, and up to ``FSYNC_THREADS - 1`` helper threads
+    are woken once per batch (not once per file) and take the next descriptor until none is left;
+    the last fsync to return wakes the caller. A thread pool's future per file cost ~3 thread
+    wake-ups per file in CPU, where the fsyncs themselves are what must be waited for.
     """
     if len(fds) <= 1:
         return [_fsync(fd) for fd in fds]
-    global _fsync_pool
-    with _fsync_pool_lock:
-        if _fsync_pool is None:
-            _fsync_pool = ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix="stationflow-fsync")
-        pool = _fsync_pool
-    return list(pool.map(_fsync, fds))
+    batch = _FsyncBatch(fds)
+    helpers = min(FSYNC_THREADS, len(fds)) - 1
+    _start_helpers(helpers)
+    for _ in range(helpers):
+        _helpers.put(batch)
+    try:
+        batch.work()
+    finally:
+        # The caller must not close (or reuse) a descriptor a helper may still fsync: wait for all.
+        batch.finished.acquire()
+    return batch.results
+
+
+_NOT_SYNCED = StorageError("fsync not done", hint="nothing was stored")
+
+
+class _FsyncBatch:
+    """One ``fsync_all`` call: the descriptors, their results, and who takes which (``next`` of an
+    ``itertools.count`` is atomic under the GIL, so each descriptor is fsynced exactly once)."""
+
+    __slots__ = ("fds", "results", "_taken", "_done", "finished")
+
+    def __init__(self, fds: Sequence[int]) -> None:
+        self.fds = fds
+        # Not durable until its fsync said so (a result never left None by an interrupted fsync).
+        self.results: list[StorageError | None] = [_NOT_SYNCED] * len(fds)
+        self._taken = itertools.count()
+        self._done = itertools.count(1)
+        self.finished = threading.Lock()  # held until the last fsync has returned
+        self.finished.acquire()
+
+    def work(self) -> None:
+        fds, results, count = self.fds, self.results, len(self.fds)
+        while (index := next(self._taken)) < count:
+            try:
+                results[index] = _fsync(fds[index])
+            finally:
+                if next(self._done) == count:
+                    self.finished.release()
+
+
+def _start_helpers(wanted: int) -> None:
+    global _helpers_started
+    if _helpers_started >= wanted:
+        return
+    with _helpers_lock:
+        while _helpers_started < wanted:
+            _helpers_started += 1
+            threading.Thread(target=_helper, name=f"stationflow-fsync_{_helpers_started}", daemon=True).start()
+
+
+def _helper() -> None:
+    while True:
+        batch = _helpers.get()
+        try:
+            batch.work()
+        except BaseException:  # noqa: BLE001 - _fsync returns errors; never lose the helper thread
+            pass
 
 
 def _fsync(fd: int) -> StorageError | None:

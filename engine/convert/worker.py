@@ -124,10 +124,26 @@ class _Requests:
 ORPHAN_EXIT = 3
 
 
-def resident_bytes(statm: str = "/proc/self/statm") -> int | None:
+_STATM = "/proc/self/statm"
+_statm_fd: int | None = None  # kept open by the worker: one pread per file, not open/read/close
+_page_size: int | None = None
+
+
+def _own_statm() -> bytes:
+    global _statm_fd, _page_size
+    if _statm_fd is None:
+        _statm_fd = os.open(_STATM, os.O_RDONLY)
+        _page_size = os.sysconf("SC_PAGE_SIZE")
+    return os.pread(_statm_fd, 256, 0)  # a /proc file read from its start is made anew
+
+
+def resident_bytes(statm: str = _STATM) -> int | None:
     """This process's resident memory now: /proc on Linux, the working set on Windows, the peak
     (``ru_maxrss``) elsewhere; None when it cannot be known (then only a crash recycles)."""
     try:
+        if statm == _STATM and hasattr(os, "pread"):
+            data = _own_statm()
+            return int(data.split()[1]) * (_page_size or os.sysconf("SC_PAGE_SIZE"))
         with open(statm, "rb") as fh:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError, AttributeError):
@@ -448,13 +464,23 @@ class WorkerPool:
         """One file's answer and, on success, its report frames."""
         from anyio import EndOfStream, IncompleteRead
 
+        stream = worker.stream
+
         async def frame() -> bytes:
-            head = await worker.stream.receive_exactly(_HEADER.size)
+            head = await stream.receive_exactly(_HEADER.size)
             (size,) = _HEADER.unpack(head)
             if size > MAX_FRAME:
                 raise ConversionFailed("error", f"the converter produced a report of {size} bytes "
                                                 f"(more than {MAX_FRAME} bytes)")
-            return await worker.stream.receive_exactly(size) if size else b""
+            # The pipe's chunks as they come, joined only if there are several: receive_exactly
+            # would copy a report twice more through its own buffer.
+            chunks: list[bytes] = []
+            left = size
+            while left:
+                chunk = await stream.receive(left)  # EndOfStream if the worker is gone mid-frame
+                chunks.append(chunk)
+                left -= len(chunk)
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
         ended: tuple[type[BaseException], ...] = (EndOfStream, IncompleteRead, *_gone())
         try:
@@ -518,19 +544,23 @@ class WorkerPool:
         try:
             await self._started(worker)
             await self._send(worker, request)
-            for _ in range(count):
-                with anyio.move_on_after(timeout) as scope:
+            # One cancel scope for the whole request, its deadline moved on after each answer: each
+            # file still has ``timeout`` from the answer before (a scope per file cost more than
+            # reading the file's answer).
+            with anyio.move_on_after(timeout) as scope:
+                for _ in range(count):
                     answer, reports = await self._receive(worker)
-                if scope.cancelled_caught:
-                    results.append(ConversionFailed("timeout", f"the converter took longer than {timeout:g} s "
-                                                               "(the intake's timeout_s) and was stopped"))
-                    break
-                results.append((answer, reports))
-                worker.note_rss(answer)
-                if answer.get("kind") == "memory":
-                    break
-            else:
-                healthy = True
+                    results.append((answer, reports))
+                    worker.note_rss(answer)
+                    if answer.get("kind") == "memory":
+                        break
+                    scope.deadline = anyio.current_time() + timeout
+                else:
+                    healthy = True
+            if scope.cancelled_caught:
+                healthy = False
+                results.append(ConversionFailed("timeout", f"the converter took longer than {timeout:g} s "
+                                                           "(the intake's timeout_s) and was stopped"))
         except ConversionFailed as exc:
             results.append(exc)
         finally:

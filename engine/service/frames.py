@@ -3,25 +3,51 @@
 Both ends are this program (the service starts the intake process itself and nothing else writes
 to its pipes), so a pickle is safe here and carries report bytes, exceptions and status dicts as
 they are. A frame longer than ``MAX_FRAME`` means the stream is out of step: it is refused.
+
+An accept frame carries a batch of reports (up to ~1.6 MB): the report bytes are copied as few
+times as the pipe allows — the head and the pickle are written one after the other (never joined
+into a third buffer), and the service reads a frame straight into one buffer of its size
+(:func:`read_frame_into`) and unpickles it from there (each report's bytes copied out of it once).
 """
 
 from __future__ import annotations
 
+import io
 import pickle
 import struct
+import sys
 from typing import IO, Any
-
-from anyio.streams.buffered import BufferedByteReceiveStream
 
 MAX_FRAME = 1 << 31  # one accept batch of the largest reports fits many times over
 _HEAD = struct.Struct(">I")
+#: The pipe the intake process writes to is made this large where the system allows (Linux): an
+#: accept batch then crosses it in a few reads (and writes) instead of one per 64 KB.
+PIPE_BYTES = 1 << 20
 
 
 def encode(message: Any) -> bytes:
+    """The whole frame in one buffer (small messages; large ones go through :func:`parts` and :func:`write_parts`)."""
+    body = _body(message)
+    return _HEAD.pack(len(body)) + body
+
+
+def _body(message: Any) -> bytes:
     body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     if len(body) >= MAX_FRAME:
         raise ValueError(f"a frame of {len(body)} bytes is too large")
-    return _HEAD.pack(len(body)) + body
+    return body
+
+
+def parts(message: Any) -> tuple[bytes, bytes]:
+    """The frame's head and body, to be written one after the other (:func:`write_parts`)."""
+    body = _body(message)
+    return _HEAD.pack(len(body)), body
+
+
+def write_parts(stream: IO[bytes], frame: tuple[bytes, bytes]) -> None:
+    """Write one frame to a blocking stream (the caller holds its write lock and flushes)."""
+    stream.write(frame[0])
+    stream.write(frame[1])
 
 
 def read_frame(stream: IO[bytes]) -> Any:
@@ -38,10 +64,39 @@ def _read_exactly(stream: IO[bytes], size: int) -> bytes:
             raise EOFError("the other side closed the pipe")
         chunks.append(chunk)
         size -= len(chunk)
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def receive_frame(stream: BufferedByteReceiveStream) -> Any:
-    """The next message from an async stream; anyio.IncompleteRead / EndOfStream at the end."""
-    (size,) = _HEAD.unpack(await stream.receive_exactly(_HEAD.size))
-    return pickle.loads(await stream.receive_exactly(size))
+def read_frame_into(pipe: io.RawIOBase) -> Any:
+    """The next message from an unbuffered blocking stream, read straight into one buffer of the
+    frame's size (the report bytes are then copied out of it once, by the unpickling); EOFError at
+    the end. The service's reader thread uses it (intake_process.py)."""
+    (size,) = _HEAD.unpack(_read_into(pipe, _HEAD.size))
+    if size >= MAX_FRAME:
+        raise ValueError(f"a frame of {size} bytes: the stream is out of step")
+    return pickle.loads(_read_into(pipe, size))
+
+
+def _read_into(pipe: io.RawIOBase, size: int) -> bytearray:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        count = pipe.readinto(view[got:])
+        if not count:
+            raise EOFError("the other side closed the pipe")
+        got += count
+    return buffer
+
+
+def widen_pipe(fd: int) -> None:
+    """Make the pipe ``fd`` belongs to ``PIPE_BYTES`` long, where the system allows it (Linux only;
+    elsewhere, or past the system's limit, the pipe stays as it is: only slower)."""
+    if sys.platform != "linux":
+        return
+    import fcntl
+
+    try:
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+    except OSError:
+        pass

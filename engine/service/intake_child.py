@@ -21,7 +21,12 @@ process exits, within ``_ORPHAN_EXIT_S`` even if something hangs. Its converter 
 own stdin close and exit with it.
 
 Protocol (frames of :mod:`.frames`), service → intake: ``init`` (once), ``accepted``, ``pause``,
-``resume``, ``drain``; intake → service: ``ready``, ``accept``, ``status``, ``log``, ``drained``.
+``resume``, ``drain``; intake → service: ``ready``, ``accept``, ``status``, ``logs``, ``drained``.
+
+Log records go in ``logs`` frames of several records: a burst logs a line per file, and a frame
+per line cost the service an event-loop wake-up each. A record waits at most ``_LOG_DELAY_S``
+(a warning or error not at all), and every other frame takes the records logged before it along
+first, so the service logs them in order and before whatever that frame says.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any, cast
@@ -42,12 +48,13 @@ import anyio.lowlevel
 
 from ..errors import StorageError
 from ..spool.store import Accepted, Spool
-from .frames import encode, read_frame
+from .frames import parts, read_frame, write_parts
 
 log = logging.getLogger(__name__)
 
 _ORPHAN_EXIT_S = 10.0  # after the service is gone: time to unwind before a hard exit
 _STATUS_EVERY_S = 0.2  # the service's copy of the status is at most this old
+_LOG_DELAY_S = 0.05  # an info line reaches the service's log at most this much later
 _GONE = "the service process is gone; the source stays in its folder and is taken again at the next start"
 
 
@@ -57,6 +64,9 @@ class ServiceLink:
     def __init__(self, inp: IO[bytes], out: IO[bytes]) -> None:
         self._inp, self._out = inp, out
         self._write_lock = threading.Lock()
+        self._logs: list[tuple[int, str, str]] = []  # records not sent yet (level, logger, text)
+        self._logs_lock = threading.Lock()
+        self._logs_due = threading.Event()
         self._ids = itertools.count(1)
         # request id -> (its answer, how many items it asked for)
         self._waiting: dict[int, tuple[concurrent.futures.Future[list[Accepted | Exception]], int]] = {}
@@ -64,10 +74,48 @@ class ServiceLink:
         self.closed = threading.Event()
 
     def send(self, message: Any) -> None:
-        frame = encode(message)
+        """One frame, after the log records logged before it (from any thread; blocking)."""
+        frame = parts(message)  # pickled before the lock: other threads' frames need not wait for it
         with self._write_lock:
-            self._out.write(frame)
+            self._write_logs()
+            write_parts(self._out, frame)
             self._out.flush()
+
+    def log(self, level: int, name: str, text: str) -> None:
+        """Queue a log record for the service: sent with the next frame, within ``_LOG_DELAY_S``, or
+        at once from a warning up."""
+        with self._logs_lock:
+            self._logs.append((level, name, text))
+            first = len(self._logs) == 1
+        if level >= logging.WARNING:
+            self.flush_logs()
+        elif first:
+            self._logs_due.set()
+
+    def flush_logs(self) -> None:
+        """Send the queued log records now (if any)."""
+        with self._write_lock:
+            if self._write_logs():
+                self._out.flush()
+
+    def _write_logs(self) -> bool:
+        """Write the queued records as one frame; the caller holds the write lock and flushes."""
+        with self._logs_lock:
+            records, self._logs = self._logs, []
+        if records:
+            write_parts(self._out, parts(("logs", records)))
+        return bool(records)
+
+    def forward_logs(self) -> None:
+        """The thread that sends queued info records at most ``_LOG_DELAY_S`` after the first."""
+        while True:
+            self._logs_due.wait()
+            time.sleep(_LOG_DELAY_S)
+            self._logs_due.clear()
+            try:
+                self.flush_logs()
+            except (OSError, ValueError):
+                return  # the service is gone (or the pipe closed): the reader thread ends the process
 
     def accept_many(self, items: list[tuple[bytes, str | None]], *,
                     validated_keys: Sequence[str | None] | None = None) -> list[Accepted | Exception]:
@@ -128,7 +176,7 @@ class _ForwardLogs(logging.Handler):
             text = record.getMessage()
             if record.exc_info:
                 text += "\n" + logging.Formatter().formatException(record.exc_info)
-            self.link.send(("log", record.levelno, record.name, text))
+            self.link.log(record.levelno, record.name, text)
         except Exception:  # noqa: BLE001 - a log line must never take the intake down
             self.handleError(record)
 
@@ -215,7 +263,14 @@ def main() -> int:
     root = logging.getLogger()
     root.handlers[:] = [_ForwardLogs(link)]
     root.setLevel(init["log_level"])
-    anyio.run(serve, link, init)
+    threading.Thread(target=link.forward_logs, name="forward-logs", daemon=True).start()
+    try:
+        anyio.run(serve, link, init)
+    finally:
+        try:
+            link.flush_logs()  # the last lines (how it ended) before the process exits
+        except (OSError, ValueError):
+            pass
     return 0
 
 

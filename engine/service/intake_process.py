@@ -14,9 +14,16 @@ One process owns the spool: the service. It holds the spool's lock and index, so
 ``queue`` commands, operator triggers and the uploads see one truth, as before. The intake process
 hands each batch of converted reports over and waits for ``Spool.accept_many``'s answer.
 
+Costs per report kept low (issue 18): a thread reads the intake process's frames straight into one
+buffer each (not the event loop, 64 KB at a time); each message is still handled on the event loop,
+in order. An accept batch goes to ``accept_many`` in a worker thread; its answer is sent after it
+returns. Log records come several to a frame.
+
 Durability argument: the reports are in the spool — written, fsynced, renamed into ``pending/``,
 directory fsynced — when ``accept_many`` returns, which is before the uploader can claim them and
-before the intake process is answered; the intake process touches a source only after that answer.
+before the intake process is answered (the answer is sent only by ``_accept``, after
+``accept_many`` has returned; how the frames are read changes nothing of this); the intake
+process touches a source only after that answer.
 A ``kill -9`` of the intake process loses nothing: a batch the service accepted is in the spool; the
 sources are where they were (or their copies and job records are) and are converted again to the
 same ids, which the spool answers as "already present". The supervisor sees the pipe end and starts
@@ -29,9 +36,12 @@ This object stands where :class:`~stationflow.engine.intake.Intake` stood in the
 
 from __future__ import annotations
 
+import asyncio
+import io
 import logging
 import os
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 import subprocess
 import sys
@@ -39,8 +49,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 from anyio.abc import Process, TaskGroup
-from anyio.streams.buffered import BufferedByteReceiveStream
 
 from ..children import child_env
 from ..errors import StationflowError
@@ -48,7 +59,7 @@ from ..layout import DataDir
 from ..lifecycle import Lifecycle
 from ..spool.store import Spool
 from ...schemas.config import StationConfig
-from .frames import encode, receive_frame
+from .frames import encode, read_frame_into, widen_pipe
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +70,16 @@ _EXIT_WAIT_S = 10.0  # after its stdin is closed, the intake process unwinds (ke
 def separate_by_default() -> bool:
     """Intake in its own process unless ``STATIONFLOW_INTAKE_PROCESS`` is 0/false/no/off."""
     return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _poster() -> Callable[..., object]:
+    """How a thread hands a call to the running event loop, in order: on asyncio without waiting for
+    it (each wait was a thread wake-up more per message), elsewhere through anyio (waiting)."""
+    try:
+        return asyncio.get_running_loop().call_soon_threadsafe
+    except RuntimeError:  # not asyncio (trio)
+        token = anyio.lowlevel.current_token()
+        return lambda fn, *args: anyio.from_thread.run_sync(fn, *args, token=token)
 
 
 def _starting_status(config: StationConfig, data_dir: Path) -> dict[str, Any]:
@@ -107,7 +128,8 @@ class IntakeProcess:
         self._sendable = anyio.Lock()
         self._pause: str | None = None  # a pause asked before the process was up is sent when it is
         self._tg: TaskGroup | None = None
-        self._frames: BufferedByteReceiveStream | None = None
+        self._out_fd: int | None = None  # the intake process's stdout, until its reader thread takes it
+        self._read_ended: anyio.Event | None = None  # set when that thread saw the end of it
 
     # ------------------------------------------------------------------ control (from the event loop)
 
@@ -145,31 +167,63 @@ class IntakeProcess:
                     await proc.stdin.aclose()
                 except (anyio.BrokenResourceError, OSError):
                     pass
+            # Keep reading while it unwinds: a full pipe would block its last log lines (and it).
+            ended = self._read_frames()
             with anyio.move_on_after(_EXIT_WAIT_S):
-                async with anyio.create_task_group() as tg:
-                    # Keep reading while it unwinds: a full pipe would block its last log lines (and it).
-                    tg.start_soon(self._read_to_end, self._frames)
-                    await proc.wait()
+                await proc.wait()
+                await ended.wait()  # its last log lines are in the log before this returns
             if proc.returncode is None:
                 log.warning("the intake process (pid %s) did not exit in %g s; killing it", proc.pid, _EXIT_WAIT_S)
                 proc.kill()
                 await proc.wait()
             await proc.aclose()
 
-    async def _read_to_end(self, frames: BufferedByteReceiveStream | None) -> None:
-        """What the process still says while it exits: its log lines are kept, the rest dropped."""
-        if frames is None:
-            return
-        while True:
+    def _read_frames(self) -> anyio.Event:
+        """Start the thread that reads the intake process's frames (once); the event it sets at their end.
+
+        Why a thread and not the event loop: an accept batch is ~1.6 MB, which the event loop's pipe
+        reader took in 64 KB pieces, each a wake-up and two or three copies; the thread reads each
+        frame with blocking reads straight into one buffer. Every message is then handled on the
+        event loop, in order (``_handle``), as before; only the reading moved."""
+        if self._read_ended is not None:
+            return self._read_ended
+        ended = self._read_ended = anyio.Event()
+        fd, self._out_fd = self._out_fd, None
+        if fd is None:
+            ended.set()
+            return ended
+        threading.Thread(target=self._reader, args=(io.FileIO(fd, "rb"), ended, _poster()),
+                         name="intake-process-frames", daemon=True).start()
+        return ended
+
+    def _reader(self, pipe: io.FileIO, ended: anyio.Event, post: Callable[..., object]) -> None:
+        """The reader thread: each frame to ``_handle`` on the event loop, until the end of the pipe.
+        Once the event loop is gone it reads on to the end, so the process is never stuck writing."""
+        loop_gone = False
+        try:
+            while True:
+                try:
+                    message = read_frame_into(pipe)
+                except EOFError:
+                    return
+                except Exception:  # noqa: BLE001 - out of step (or the pipe failed): stop reading
+                    log.debug("the intake process's output was not readable", exc_info=True)
+                    return
+                if loop_gone:
+                    continue
+                try:
+                    post(self._handle_read, message)
+                except RuntimeError:  # the event loop is closed (anyio.RunFinishedError is one too)
+                    loop_gone = True
+        finally:
+            pipe.close()  # the process then gets a broken pipe if it writes on: it is being ended
             try:
-                message = await receive_frame(frames)
-            except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                return
-            except Exception:  # noqa: BLE001 - out of step after a read cut off by a cancel: stop reading
-                log.debug("the intake process's last output was not readable", exc_info=True)
-                return
-            if message[0] == "log":
-                self._handle(message, None)
+                post(ended.set)
+            except RuntimeError:
+                pass
+
+    def _handle_read(self, message: tuple[Any, ...]) -> None:
+        self._handle(message, self._tg)  # no task group (run() is over): accepts are not answered
 
     # ------------------------------------------------------------------ running
 
@@ -180,8 +234,19 @@ class IntakeProcess:
         if self._proc is not None:
             return
         cmd = [sys.executable, "-m", "stationflow.engine.service.intake_child"]
-        self._proc = proc = await anyio.open_process(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                                     stderr=None, env=child_env())  # this very stationflow
+        # Its stdout is a pipe of our own, read by a thread (_read_frames); the process holds the
+        # only write end, so its exit is the end of the pipe.
+        read_fd, write_fd = os.pipe()
+        try:
+            widen_pipe(write_fd)  # an accept batch crosses in a few reads (frames.PIPE_BYTES)
+            self._proc = proc = await anyio.open_process(cmd, stdin=subprocess.PIPE, stdout=write_fd,
+                                                         stderr=None, env=child_env())  # this very stationflow
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        self._out_fd, self._read_ended = read_fd, None  # a new process: a new reader (run, aclose)
         self.pid = proc.pid
         self._status["process"] = "running"
         await self._send(("init", {
@@ -201,16 +266,9 @@ class IntakeProcess:
             await self.start()
             proc = self._proc
             assert proc is not None
-            assert proc.stdout is not None
-            self._frames = frames = BufferedByteReceiveStream(proc.stdout)
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                while True:
-                    try:
-                        message = await receive_frame(frames)
-                    except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError):
-                        break
-                    self._handle(message, tg)
+                await self._read_frames().wait()
                 # Its stdout closed: the process ended. Accepts under way still finish (the tasks).
                 self._tg = None
             with anyio.move_on_after(_EXIT_WAIT_S):
@@ -232,6 +290,11 @@ class IntakeProcess:
             if self._pause is not None:  # a pause asked a moment ago shows at once
                 status = {**status, "paused": True, "paused_reason": status.get("paused_reason") or self._pause}
             self._status = {**status, "process": "running"}
+        elif kind == "logs":  # several records at once (intake_child.py says why)
+            for level, name, text in message[1]:
+                logger = logging.getLogger(name)
+                if logger.isEnabledFor(level):  # a record as the intake made it: no caller to look up here
+                    logger.handle(logger.makeRecord(name, level, "(intake process)", 0, text, (), None))
         elif kind == "log":
             _, level, name, text = message
             logging.getLogger(name).log(level, "%s", text)

@@ -2,6 +2,10 @@
 
 The durability argument of ``accept``/``accept_many`` is in the store's module docstring; this is
 its implementation, kept apart so the store holds only the moves between states.
+
+Per report it does only what durability needs (write, fsync, rename; one directory fsync per call)
+and the index: the disk's free space is read once per call (``Room``), paths are plain strings, and
+the fsyncs of a call go through ``durable.fsync_all`` (a few thread wake-ups per call, not per file).
 """
 
 from __future__ import annotations
@@ -9,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from pathlib import Path
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -45,15 +48,16 @@ def accept_many(spool: Spool, items: list[tuple[bytes, str | None]],
     """
     spool._writable()
     results: list[Accepted | Exception | None] = [None] * len(items)
-    staged: list[tuple[int, str, _Entry, Path, int]] = []  # (index, key, entry, tmp file, open fd)
+    staged: list[tuple[int, str, _Entry, str, int]] = []  # (index, key, entry, tmp file, open fd)
     stop: Exception | None = None
+    room = Room(spool)
     try:
         for index, (raw, _source) in enumerate(items):
             if stop is not None:
                 results[index] = stop
                 continue
             try:
-                prepared = stage(spool, raw, validated_keys[index] if validated_keys is not None else None)
+                prepared = stage(spool, raw, validated_keys[index] if validated_keys is not None else None, room)
             except (InvalidReport, DuplicateReport) as exc:
                 results[index] = exc
                 continue
@@ -71,6 +75,7 @@ def accept_many(spool: Spool, items: list[tuple[bytes, str | None]],
         raise
     written: list[tuple[int, str]] = []  # (index, key) of reports new in this call
     left = list(zip(staged, synced))
+    into = os.fspath(spool._dir(spool._initial))
     try:
         while left:
             (index, key, entry, tmp, fd), failure = left.pop(0)
@@ -80,7 +85,7 @@ def accept_many(spool: Spool, items: list[tuple[bytes, str | None]],
                 failure = failure or StorageError(f"writing {tmp} failed: {exc.strerror}")
             if failure is None:
                 try:
-                    durable.replace(tmp, spool._dir(spool._initial) / entry.filename(key))
+                    durable.replace(tmp, os.path.join(into, entry.filename(key)))
                 except StorageError as exc:
                     failure = exc
             if failure is not None:
@@ -130,10 +135,12 @@ def write_sources(spool: Spool, written: list[tuple[int, str]], items: list[tupl
         log.warning("%d report(s) accepted without their source recorded: %s", len(pairs), exc)
 
 
-def stage(spool: Spool, raw: bytes, validated_key: str | None = None) -> Accepted | tuple[str, _Entry, Path, int]:
+def stage(spool: Spool, raw: bytes, validated_key: str | None = None,
+          room: Room | None = None) -> Accepted | tuple[str, _Entry, str, int]:
     """Validate (unless the caller already did and gives the key), check room, and write the report
     in tmp/ (not yet fsynced): its key, index entry (busy), tmp file and open descriptor; or
     Accepted if these bytes are already here."""
+    room = room or Room(spool)
     if validated_key and KEY.fullmatch(validated_key):
         key = validated_key
     else:
@@ -146,20 +153,21 @@ def stage(spool: Spool, raw: bytes, validated_key: str | None = None) -> Accepte
         existing = spool._entries.get(key)
         if existing is not None:
             return accept_existing(spool, key, existing, raw, crc)
-        check_room(spool, len(raw))
+        check_room(spool, len(raw), room)
         entry = _Entry(spool._initial, crc, len(raw), busy=True)
         spool._add_entry(key, entry)
-    tmp = spool.root / "tmp" / f"{key}.{crc}.json.tmp"
+    tmp = os.path.join(room.tmp_dir, f"{key}.{crc}.json.tmp")
     try:
         fd = durable.write_open(tmp, raw)
     except BaseException:
         with spool._lock:
             spool._drop_entry(key)
         raise
+    room.staged += len(raw)
     return key, entry, tmp, fd
 
 
-def unstage(spool: Spool, staged: list[tuple[int, str, _Entry, Path, int]]) -> None:
+def unstage(spool: Spool, staged: list[tuple[int, str, _Entry, str, int]]) -> None:
     """Undo staged writes after an error: nothing of them was accepted."""
     for _index, key, _entry, tmp, fd in staged:
         try:
@@ -187,7 +195,26 @@ def accept_existing(spool: Spool, key: str, existing: _Entry, raw: bytes, crc: s
     )
 
 
-def check_room(spool: Spool, size: int) -> None:
+class Room:
+    """What one ``accept_many`` call knows of the disk: its free space, read once (``statvfs``) at
+    the call's first new report, less what the call has written since; and where tmp/ is."""
+
+    __slots__ = ("tmp_dir", "free", "staged")
+
+    def __init__(self, spool: Spool) -> None:
+        self.tmp_dir = os.path.join(spool.root, "tmp")
+        self.free: int | None = None
+        self.staged = 0  # bytes this call wrote to tmp/ so far
+
+    def free_bytes(self, spool: Spool) -> int:
+        if self.free is None:
+            self.free = shutil.disk_usage(spool.root).free
+        return self.free - self.staged
+
+
+def check_room(spool: Spool, size: int, room: Room | None = None) -> None:
+    """SpoolFull unless a report of ``size`` bytes fits the spool's limits and leaves the disk's
+    margin (the caller holds the spool's lock)."""
     active = sum(c for s, c in spool._counts.items() if s not in spool._final)
     if active >= spool.max_reports:
         raise SpoolFull(f"spool full: {active} reports waiting (spool.max_reports = {spool.max_reports})",
@@ -197,7 +224,7 @@ def check_room(spool: Spool, size: int) -> None:
         raise SpoolFull(f"spool full: {used + size} bytes would exceed spool.max_bytes = {spool.max_bytes}",
                         hint="restore the connection to the server or raise spool.max_bytes")
     if spool.min_free_bytes:
-        free = shutil.disk_usage(spool.root).free
+        free = (room or Room(spool)).free_bytes(spool)
         if free - size < spool.min_free_bytes:
             raise SpoolFull(f"disk almost full: {free} bytes free, spool.min_free_disk = {spool.min_free_bytes}",
                             hint=f"free space on the disk holding {spool.root}")
