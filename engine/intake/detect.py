@@ -325,6 +325,25 @@ def locked(path: Path) -> bool:
     return False
 
 
+def backlog(watches: list[Watch], in_flight: set[TrackedFile],
+            closed_as: Callable[[str, int, int], bool] | None) -> bool:
+    """Files seen at the last listing that are due (settled, or closed by their writer) and wait
+    only for room in flight. Files still settling do not count: a new file is listed at once
+    then, and starts its own settle time without waiting for a poll interval. Over the files
+    waiting only (in a burst the first one answers), not every file tracked."""
+    now = time.monotonic()
+    for w in watches:
+        settle = w.section.settle_ms / 1000.0
+        early = closed_as if w.section.settle_on_close else None
+        for f in w.waiting:
+            if f in in_flight or now < f.next_try:
+                continue
+            if f.due or now - f.stable_since >= (settle if f.origin == "watch" else 0.0) or (
+                    early is not None and early(str(f.path), f.size, f.mtime_ns)):
+                return True
+    return False
+
+
 def next_pass_in(watches: list[Watch], poll_interval_s: float, *, notified: bool) -> float:
     """Seconds until intake's next pass: the poll interval, or — when change notifications wake it
     for everything else — sooner, as soon as a detected file is due to settle. Files already due

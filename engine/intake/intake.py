@@ -76,13 +76,14 @@ from ..spool.store import Accepted, Spool
 from ...schemas.config import IntakeSection, StationSection
 from ..clock import now_iso
 from .copying import Changed, CopyTimeout, TooLarge, Vanished, copy_all
-from .detect import detect, known_files, list_candidates, next_pass_in, settle_seen
+from .detect import backlog, detect, known_files, list_candidates, next_pass_in, settle_seen
 from . import inotify
 from .notify import ChangeNotifier
 from .model import BATCH_FILES, FileOutcome, IntakeOptions, TrackedFile, Watch, disk_full
 from .post_actions import after_action, drop_records, post_all, prune_archive, source_unchanged, write_kept
 from .recovery import recover
 from .rejects import move_to_rejected
+from .status import intake_status
 
 log = logging.getLogger(__name__)
 
@@ -161,34 +162,8 @@ class Intake:
 
     def status(self) -> dict[str, Any]:
         """JSON-able: paused reason, counts per conversion state, last error, per intake."""
-        return {
-            "paused": self.paused_reason is not None,
-            "paused_reason": self.paused_reason,
-            "draining": self._draining,
-            "in_flight": len(self._in_flight),
-            "workers": {"size": self.workers, "started": self.pool.started, "recycled": self.pool.recycled},
-            "intakes": {
-                w.name: {
-                    "watch": str(w.root),
-                    "converter": w.converter_name,
-                    "patterns": w.patterns,
-                    "after": w.section.after,
-                    "counts": w.counts(),
-                    "reports_accepted": w.reports,
-                    "problem": w.problem or w.folder_problem,
-                    "last_error": w.last_error,
-                    "waiting": [{"file": str(f.path), "state": f.state, "note": f.note}
-                                for f in list(w.files.values()) if f.note][:10],
-                    "error_folder": str(w.rejected_dir),
-                    "links_ignored": len(w.links_ignored),
-                    "notifications": (self._notifier.watching.get(str(w.root), "polling")
-                                      if self._notifier is not None else "polling"),
-                    "note": (f"{len(w.links_ignored)} symbolic link(s) in the watch folder are ignored (e.g. "
-                             f"{w.links_ignored[0]}): put the files themselves there") if w.links_ignored else None,
-                }
-                for w in self._watches
-            },
-        }
+        return intake_status(self, self._watches, self._notifier, draining=self._draining,
+                             in_flight=len(self._in_flight))
 
     # ------------------------------------------------------------------ running
 
@@ -225,22 +200,7 @@ class Intake:
                 await self._save_kept()
 
     def _backlog(self) -> bool:
-        """Files seen at the last listing that are due (settled, or closed by their writer) and wait
-        only for room in flight. Files still settling do not count: a new file is listed at once
-        then, and starts its own settle time without waiting for a poll interval. Over the files
-        waiting only (in a burst the first one answers), not every file tracked."""
-        now = time.monotonic()
-        closed_as = self._notifier.closed_as if self._notifier is not None else None
-        for w in self._watches:
-            settle = w.section.settle_ms / 1000.0
-            early = closed_as if w.section.settle_on_close else None
-            for f in w.waiting:
-                if f in self._in_flight or now < f.next_try:
-                    continue
-                if f.due or now - f.stable_since >= (settle if f.origin == "watch" else 0.0) or (
-                        early is not None and early(str(f.path), f.size, f.mtime_ns)):
-                    return True
-        return False
+        return backlog(self._watches, self._in_flight, self._notifier.closed_as if self._notifier else None)
 
     def _start_notifier(self) -> Notifier | None:
         """OS change notifications for the watch folders (polling stays, as the fallback)."""
