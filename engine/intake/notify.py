@@ -24,10 +24,11 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from watchdog.events import FileClosedEvent, FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver
+if TYPE_CHECKING:  # watchdog is imported when it is used: on Linux it is not (5 MB of memory less)
+    from watchdog.events import FileSystemEvent
+    from watchdog.observers.api import BaseObserver
 
 #: (folder, recursive, folders under it that are not watched: the data dir, move_to)
 WatchedFolder = tuple[Path, bool, list[Path]]
@@ -38,26 +39,23 @@ log = logging.getLogger(__name__)
 _MAX_CLOSED = 100_000
 
 
-class _Handler(FileSystemEventHandler):
-    def __init__(self, notifier: ChangeNotifier) -> None:
-        self.notifier = notifier
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        if isinstance(event, FileClosedEvent) and not event.is_directory:
-            self.notifier.note_closed(os.fsdecode(event.src_path))
-        if event.event_type in ("opened", "closed_no_write", "deleted"):
-            # Reading a file changes nothing worth a look; nor does a file leaving (intake's own
-            # archive moves, or someone taking a file back): the next poll notices it is gone.
-            return
-        if event.is_directory and event.event_type == "modified":
-            return  # a folder's own "modified" comes with the event of the file that changed in it
-        path = getattr(event, "dest_path", "") or event.src_path
-        if os.path.basename(os.fsdecode(path)).startswith("."):
-            # A hidden name is never taken (detect.walk skips it): intake's own claim of a source
-            # (renamed to .stationflow-….taking before it goes), an editor's temporary file. It
-            # is seen when renamed to a visible name: that event names the visible one.
-            return
-        self.notifier.changed()
+def _on_event(notifier: ChangeNotifier, event: FileSystemEvent) -> None:
+    """One watchdog event (the observer's thread): note a writer's close, wake intake if it can matter."""
+    if event.event_type == "closed" and not event.is_directory:
+        notifier.note_closed(os.fsdecode(event.src_path))
+    if event.event_type in ("opened", "closed_no_write", "deleted"):
+        # Reading a file changes nothing worth a look; nor does a file leaving (intake's own
+        # archive moves, or someone taking a file back): the next poll notices it is gone.
+        return
+    if event.is_directory and event.event_type == "modified":
+        return  # a folder's own "modified" comes with the event of the file that changed in it
+    path = getattr(event, "dest_path", "") or event.src_path
+    if os.path.basename(os.fsdecode(path)).startswith("."):
+        # A hidden name is never taken (detect.walk skips it): intake's own claim of a source
+        # (renamed to .stationflow-….taking before it goes), an editor's temporary file. It
+        # is seen when renamed to a visible name: that event names the visible one.
+        return
+    notifier.changed()
 
 
 class ClosedRecords:
@@ -107,8 +105,17 @@ class ChangeNotifier(ClosedRecords):
     def start(self, folders: list[WatchedFolder]) -> None:
         """Watch each (folder, recursive, not watched: ignored here); a folder that cannot be
         watched is polled only."""
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        notifier = self
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                _on_event(notifier, event)
+
         observer = Observer()
-        handler = _Handler(self)
+        handler = Handler()
         for folder, recursive, _ in folders:
             try:
                 observer.schedule(handler, str(folder), recursive=recursive)
