@@ -13,6 +13,7 @@ import os
 import re
 import time
 from pathlib import Path
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from filelock import FileLock, Timeout
@@ -154,7 +155,7 @@ def scan(spool: Spool, *, recover: bool) -> None:
                                      note=f"found in {state} (work in flight) at start-up")
     spool._queue.extend(pending.oldest_first())
     spool._sent_order.extend((sent.times[i], sent.keys[i]) for i in sent.order())
-    schedule_waiting(spool, list(zip(waiting.times, waiting.keys)))
+    schedule_waiting(spool, zip(waiting.times, waiting.keys))  # not a list: 100,000 tuples less at the peak
 
 
 class Found:
@@ -200,7 +201,7 @@ def canonical(spool: Spool, state: str, name: str, path: Path, pending: Found, s
     log.warning("spool recovery: %s", note)
 
 
-def schedule_waiting(spool: Spool, waiting: list[tuple[float, str]]) -> None:
+def schedule_waiting(spool: Spool, waiting: Iterable[tuple[float, str]]) -> None:
     """Schedule the reports found in waiting states: the due time is the file's mtime (set as the
     report entered its wait), so no sidecar is read per report. A spool last written by a version
     that kept due times only in sidecars (no ``WAITS_IN_MTIME`` marker) is read the old way once,

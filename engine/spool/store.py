@@ -51,7 +51,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -317,7 +317,7 @@ class Spool:
         delay = min(max(delay, 0.0), self.max_wait_s)
         heapq.heappush(self._waiting, (now_mono + delay, key))
 
-    def _schedule_many(self, found: list[tuple[float, str]]) -> None:
+    def _schedule_many(self, found: Iterable[tuple[float, str]]) -> None:
         """``_schedule`` for the waiting reports found at start-up: one heap built at once."""
         now_wall, now_mono = time.time(), time.monotonic()
         cap = self.max_wait_s
