@@ -13,16 +13,19 @@ import json
 import math
 import re
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from stationflow.engine.convert.api import ConvertContext, finish_reports, load_converter
 from stationflow.engine.devtools.bench_pipeline import report_maker
 from stationflow.engine.devtools.samples import make_report_bytes
 from stationflow.schemas import wsjf
 from stationflow.schemas.wsjf import ReportValidationError, parse_header, refuse_non_finite
+from tests.conftest import FIXTURES
 
 # ------------------------------------------------------------------------- reference and oracle
 
@@ -83,7 +86,8 @@ def _numbers(draw: Any, max_int_digits: int = 25) -> str:
 
 _CONSTANTS = st.sampled_from(["NaN", "Infinity", "-Infinity"])
 _WORDS = st.sampled_from(["NaN check", "Infinity", "e123", "type e1234 ok", "1e999", "8e60-98e0dd9be928",
-                          "{0f8fad5b-d9cb-469f-a165-70867728e950}", "x E+400, y", "3fe1234"])
+                          "{0f8fad5b-d9cb-469f-a165-70867728e950}", "x E+400, y", "3fe1234", "Ke2701 - Läs",
+                          "value 'NaN'", "NaN", "-Infinity", "1e400 ]", "x 1e400,", "Infinity}"])
 _STRINGS = st.one_of(_WORDS, st.builds(lambda: str(uuid.uuid4())), st.text(max_size=12))
 
 
@@ -173,13 +177,14 @@ def test_long_but_finite_or_whole_numbers_pass(spelling: str) -> None:
 
 def test_guids_and_words_never_take_the_slow_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """The bench reports (random GUIDs: 'e' + three digits in about a quarter of them) and words
-    like e1234 that end a string are settled by the pre-test alone."""
+    like e1234, "Ke2701 - Läs" or "value 'NaN'" are settled by the pre-test alone."""
     def no_slow_path(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the slow path ran")
 
     make = report_maker(50_000)
     reports = [make() for _ in range(200)]
-    reports.append(make_report_bytes(1, seed=3).replace(b'"pn"', b'"note": "type e1234", "e": "3fe1234-e100", "pn"', 1))
+    reports.append(make_report_bytes(1, seed=3).replace(b'"pn"',
+        b'"note": "type e1234", "e": "3fe1234-e100", "step": "Ke2701 - L\xc3\xa4s", "v": "value \'NaN\'", "pn"', 1))
     assert sum(1 for r in reports if any(p.search(r) for p in _OLD_BIG_EXPONENT)) > 10  # the old false positives
     monkeypatch.setattr(wsjf.json, "loads", no_slow_path)
     for raw in reports:
@@ -191,3 +196,28 @@ def test_a_str_report_is_checked_like_its_bytes() -> None:
     raw = make_report_bytes(1, seed=3).decode().replace('"pn"', '"level": [1E+400 ], "pn"', 1)
     with pytest.raises(ReportValidationError, match="a number is 1E\\+400"):
         parse_header(raw)
+
+
+# ------------------------------------------------------------------------- the real samples
+
+_SAMPLES = [(FIXTURES / "reports" / name, "wsjf") for name in ("uut-wsjf-export.json", "new_report_example.json",
+                                                                  "uur_example.json")]
+_SAMPLES += [(path, "atml") for path in sorted((FIXTURES / "inputs" / "atml").iterdir())]
+_SAMPLES += [(FIXTURES / "inputs" / "wstf" / "wstf-example.txt", "wstf"),
+             (FIXTURES / "reports" / "uut-wsxf-export.xml", "wsxf"), (FIXTURES / "inputs" / "uur-wsxf.xml", "wsxf")]
+
+
+@pytest.mark.parametrize(("path", "converter"), _SAMPLES, ids=lambda v: v.name if isinstance(v, Path) else v)
+def test_every_real_sample_is_judged_as_before(path: Path, converter: str) -> None:
+    """Every real report, and what the ATML/WSTF/WSXF converters make of the real equipment files,
+    passes as before, without the slow path."""
+    context = ConvertContext(station_name="STATION-01", location="Line 1", purpose="Production", source_name=path.name,
+                             source_mtime=1_790_000_000.0)
+    keys: list[str] = []
+    reports = finish_reports(list(load_converter(converter)().convert(path, context)), context, sha256="0" * 64,
+                             converter=converter, keys=keys)
+    assert reports and len(keys) == len(reports)
+    for raw in reports:
+        assert _old_refusal(raw) is None and _refusal(raw) is None
+        assert not wsjf._may_be_non_finite(raw)
+        assert parse_header(raw).key in keys
