@@ -82,6 +82,7 @@ class ReportValidationError(ValueError):
 _GUID = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
 _GUID_RE = re.compile(rf"^(?:{_GUID}|\{{{_GUID}\}})$")
 _START_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2})$")
+_FRACTION_RE = re.compile(r"(\.\d{6})\d+")
 
 REPORT_RESULTS: tuple[str, ...] = ("P", "F", "E", "T", "D")
 STEP_STATUSES: tuple[str, ...] = ("P", "F", "S", "T", "D", "E")
@@ -92,7 +93,7 @@ def _check_start(value: str) -> str:
     if not _START_RE.match(value):
         raise PydanticCustomError("start_format", "not an ISO 8601 date-time with a UTC offset")
     date_part, _, rest = value.partition("T")
-    trimmed = re.sub(r"(\.\d{6})\d+", r"\1", rest)
+    trimmed = _FRACTION_RE.sub(r"\1", rest)
     try:
         datetime.fromisoformat(f"{date_part}T{trimmed}".replace("Z", "+00:00"))
     except ValueError as exc:
