@@ -146,7 +146,7 @@ class WsjfConverter(Converter):
 def read_text_bytes(source: Path, *, what: str) -> bytes:
     """The file's bytes, refusing what is plainly not UTF-8 text; a UTF-8 BOM is dropped."""
     raw = source.read_bytes()
-    if not raw.strip():
+    if not raw or raw.isspace():  # not raw.strip(): that copies a file ending in a newline
         raise ConversionError("the file is empty" if not raw else "the file holds only white space")
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in raw[:4096]:
         raise ConversionError(f"not UTF-8 text (it looks like UTF-16 or binary data) — {what} must be "
