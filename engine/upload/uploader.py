@@ -26,7 +26,8 @@ keep a fleet back from an outage from hitting the server in the same second (ben
 
 At most ``answers.BODY_LIMIT`` (64 KiB) of any answer is read. The bytes posted are the bytes the
 spool accepted, so a report whose answer never came is sent again with the same id, never a new one.
-One pooled ``httpx.AsyncClient`` serves every worker.
+One pooled ``httpx.AsyncClient`` serves every worker; reports go to its connection pool through
+``client.ReportPoster``, past the client layers the uploader never uses.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from ..lifecycle import Lifecycle, load_lifecycle
 from .answers import Answer, classify_exception, classify_reply, read_reply
 # Re-exported: the service, the CLI and the benchmarks import these from here.
 from .client import PROBE_PATH as PROBE_PATH, REPORT_PATH as REPORT_PATH, build_client as build_client
-from .client import report_url, skip_sniffio_lookups as skip_sniffio_lookups
+from .client import ReportPoster, skip_sniffio_lookups as skip_sniffio_lookups
 from .hold import Hold, describe
 from .pace import Pace, TokenBucket
 from ..spool.store import Claim, Spool
@@ -167,8 +168,7 @@ class Uploader:
         self._own_client = client is None
         self._retired_clients: list[httpx.AsyncClient] = []  # replaced by a reconfiguration, to close
         self.client = client or build_client(server, upload)
-        self._url_of: httpx.AsyncClient | None = None  # the client ``_url`` was merged for
-        self._url = httpx.URL(server.url)
+        self._poster_of: ReportPoster | None = None  # posts through ``self.client`` (``_poster``)
         self.backoff = Backoff(upload.retry, rng)
         self.bucket = TokenBucket(upload.rate_per_s)
         self.pace = Pace()  # the station's own rate after a busy server's answers (pace.py)
@@ -229,7 +229,8 @@ class Uploader:
                 loop.call_soon_threadsafe(self._wake)
 
         self.spool.add_listener(wake_from_any_thread)
-        self.spool.final_sync_elsewhere = True  # the scheduler syncs sent/ in its thread every 0.25 s
+        # The scheduler's thread syncs sent/ by the spool's batch rule, checked at every tick (0.25 s).
+        self.spool.final_sync_elsewhere = True
         try:
             async with anyio.create_task_group() as tg:
                 for n in range(self.upload.concurrency):
@@ -404,10 +405,11 @@ class Uploader:
         if then_claim:
             self._holding += 1
         try:
-            with anyio.CancelScope(shield=True):  # an answer received is never forgotten
-                if trigger == self._acknowledged and self._use_inline():
-                    following = self._timed_inline(self._record, (claim, trigger, kwargs, then_claim))
-                else:
+            if trigger == self._acknowledged and self._use_inline():
+                # No await: nothing can cancel it, so no shield (a cancel scope per report).
+                following = self._timed_inline(self._record, (claim, trigger, kwargs, then_claim))
+            else:
+                with anyio.CancelScope(shield=True):  # an answer received is never forgotten
                     following = await anyio.to_thread.run_sync(self._record, (claim, trigger, kwargs, then_claim),
                                                                 limiter=self._limiter)
         except BaseException:
@@ -419,10 +421,14 @@ class Uploader:
         return await self._checked(following) if then_claim else None
 
     def _record(self, job: tuple[Claim, str, dict[str, Any], bool]) -> Claim | None:
-        """The answer recorded first (a failure raises, and nothing more is claimed); then the next
-        claim when asked for."""
+        """The answer recorded first (a failure puts the report back in the queue and raises, and
+        nothing more is claimed); then the next claim when asked for."""
         claim, trigger, kwargs, then_claim = job
-        self._settle_many([(claim, trigger, kwargs)])
+        try:
+            self.spool.fire(claim.key, trigger, **kwargs)
+        except Exception:
+            self._put_back(claim.key)  # left in the sending state it would wait for the next start
+            raise
         return self.spool.claim_next() if then_claim else None
 
     def _release(self) -> None:
@@ -461,20 +467,6 @@ class Uploader:
             log.info("trying quick spool work on the event loop again")
         return self._inline_io
 
-    def _settle_many(self, batch: list[tuple[Claim, str, dict[str, Any]]]) -> None:
-        """Fire each report's trigger (in a thread, or on the event loop for a 2xx: see ``_settle``).
-        A failure puts that report back in ``pending`` (left in ``sending`` it would wait for the
-        next start) and is raised after the batch."""
-        failure: Exception | None = None
-        for claim, trigger, kwargs in batch:
-            try:
-                self.spool.fire(claim.key, trigger, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - re-raised below once the batch is done
-                self._put_back(claim.key)
-                failure = failure or exc
-        if failure is not None:
-            raise failure
-
     def _put_back(self, key: str) -> None:
         try:
             if self.spool.state_of(key) == self._sending_state:
@@ -501,17 +493,16 @@ class Uploader:
         self.latencies.add(time.monotonic() - started)
         return answer
 
-    def _report_url(self) -> httpx.URL:
-        """The report endpoint of the client in use, merged once per client (client.py)."""
-        if self._url_of is not self.client:
-            self._url_of, self._url = self.client, report_url(self.client)
-        return self._url
+    def _poster(self) -> ReportPoster:
+        """The lean post of the client in use (client.py), built once per client."""
+        if self._poster_of is None or self._poster_of.client is not self.client:
+            self._poster_of = ReportPoster(self.client)
+        return self._poster_of
 
     async def _post(self, claim: Claim) -> Answer:
         with anyio.move_on_after(self._send_timeout) as scope:
             try:
-                request = self.client.build_request("POST", self._report_url(), content=claim.data)
-                reply = await read_reply(await self.client.send(request, stream=True))
+                reply = await self._poster().post(claim.data)
             except (httpx.HTTPError, ssl.SSLError) as exc:
                 return classify_exception(exc)
             return classify_reply(reply)
@@ -592,11 +583,13 @@ class Uploader:
 
     def _tick(self) -> None:
         """The scheduler's trip to a thread: release reports whose wait is over (when one is), then
-        make the batched renames into final states durable. One trip, not one per job."""
+        make the batched renames into final states durable when the spool's batch rule says so
+        (``sent_sync_every`` renames or ``sent_sync_s``: at a steady trickle one journal commit a
+        second, not four). One trip, not one per job."""
         due = self.spool.next_due_in()
         if due is not None and due <= 0:
             self.spool.release_due()
-        self.spool.sync_final()
+        self.spool.sync_final_if_due()
 
     async def _prober(self) -> None:
         """While offline or paused: one probe at a time, with backoff, until the server answers."""
