@@ -5,7 +5,9 @@ the same timeouts and the same errors; and the spool's batch rule for fsyncs of 
 from __future__ import annotations
 
 import socket
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -211,3 +213,72 @@ def test_sync_final_if_due_follows_the_spools_batch_rule(data_dir: Path, monkeyp
         assert spool.sync_final_if_due() is True and synced.count("sent") == 2
         assert spool.sync_final_if_due() is False  # nothing left to make durable
     assert spool.counts()["sent"] == 4
+
+
+# ------------------------------------------------------------------ a busy machine is not a slow disk
+
+
+def test_the_run_queue_clock_reads_the_calling_threads_wait() -> None:
+    from stationflow.engine.upload.stall import RunQueueClock
+
+    clock = RunQueueClock()
+    try:
+        first = clock.waited_s()
+        assert first >= 0.0 and clock.waited_s() >= first  # a running total: never goes back
+        if sys.platform.startswith("linux"):
+            assert clock._fd >= 0 and clock._thread == threading.get_ident()
+        seen: list[int | None] = []
+        worker = threading.Thread(target=lambda: (clock.waited_s(), seen.append(clock._thread)))
+        worker.start()
+        worker.join()
+        if sys.platform.startswith("linux"):
+            assert seen == [worker.ident]  # reopened for the thread that asked, not the one that opened it
+    finally:
+        clock.close()
+    assert clock._fd == -1
+
+
+async def test_spool_work_stays_on_the_loop_when_the_machine_not_the_disk_was_slow(
+        data_dir: Path, monkeypatch: pytest.MonkeyPatch, recorder: _Recorder) -> None:
+    """A claim that took 50 ms while its thread sat 50 ms in the run queue: the disk was fine."""
+    from stationflow.engine.upload import stall
+    from stationflow.engine.upload.uploader import Uploader
+
+    waits = iter([0.0, 0.05])  # the first claim's before and after; 0 for everything later
+    monkeypatch.setattr(stall.RunQueueClock, "waited_s", lambda self: next(waits, 0.0))
+    with Spool(data_dir) as spool:
+        key = spool.accept(make_report_bytes(1, seed=18)).key
+        real_claim = spool.claim_next
+
+        def preempted_claim() -> object:
+            time.sleep(0.05)  # as long as the run queue wait above
+            return real_claim()
+
+        spool.claim_next = preempted_claim  # type: ignore[method-assign]
+        uploader = Uploader(spool, _server(recorder.url), UploadSection(concurrency=1))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(uploader.run)
+            with anyio.fail_after(30):
+                while spool.counts()["sent"] < 1:
+                    await anyio.sleep(0.01)
+            assert uploader._inline_io  # still on the event loop
+            uploader.drain()
+        assert spool.state_of(key) == "sent"
+
+
+def test_disk_stalls_that_add_up_move_spool_work_to_threads_a_lone_one_does_not(
+        data_dir: Path, recorder: _Recorder) -> None:
+    from stationflow.engine.upload.uploader import Uploader
+
+    with Spool(data_dir) as spool:
+        uploader = Uploader(spool, _server(recorder.url), UploadSection())
+        uploader._stalled(0.040, 0.0)  # the journal held a rename: stays on the loop
+        uploader._stalled(0.400, 0.398)  # slow because the machine was busy, not the disk
+        uploader._stalled(0.004, 0.0)  # not a stall at all
+        assert uploader._inline_io
+        uploader._stall_since -= 1.0  # later: the first stall no longer counts
+        for _ in range(4):
+            uploader._stalled(0.010, 0.0)
+        assert uploader._inline_io  # 40 ms within a quarter second
+        uploader._stalled(0.010, 0.0)  # every call slowed by the disk: 50 ms within a quarter second
+        assert not uploader._inline_io and uploader._inline_retry_s == 120
