@@ -67,7 +67,7 @@ def _readable(sock: socket.socket | None, poller: Any = None) -> bool:
 HEAD_LIMIT = 8 * 1024
 
 
-def _now() -> float:
+def loop_now() -> float:
     """The event loop's clock, which cancel scopes' deadlines are read against (asyncio's is
     ``time.monotonic``), without anyio's look-up of the running library at every call."""
     return asyncio.get_running_loop().time()
@@ -108,7 +108,7 @@ class QuickStream(httpcore.AsyncNetworkStream):
         try:
             if timeout is None:
                 return await raw.receive(max_bytes)
-            with anyio.CancelScope(deadline=_now() + timeout):
+            with anyio.CancelScope(deadline=loop_now() + timeout):
                 return await raw.receive(max_bytes)
         except anyio.EndOfStream:
             return b""
@@ -135,7 +135,7 @@ class QuickStream(httpcore.AsyncNetworkStream):
             if timeout is None:
                 await raw.send(buffer)
                 return
-            with anyio.CancelScope(deadline=_now() + timeout):
+            with anyio.CancelScope(deadline=loop_now() + timeout):
                 await raw.send(buffer)
                 return
         except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:

@@ -52,7 +52,7 @@ from ..lifecycle import Lifecycle, load_lifecycle
 from .answers import Answer, classify_exception, classify_reply, read_reply
 # Re-exported: the service, the CLI and the benchmarks import these from here.
 from .client import PROBE_PATH as PROBE_PATH, REPORT_PATH as REPORT_PATH, build_client as build_client
-from .client import ReportPoster, skip_sniffio_lookups as skip_sniffio_lookups
+from .client import ReportPoster, loop_now, skip_sniffio_lookups as skip_sniffio_lookups
 from .hold import Hold, describe
 from .pace import Pace, TokenBucket
 from .stall import RunQueueClock
@@ -532,7 +532,9 @@ class Uploader:
         return self._poster_of
 
     async def _post(self, claim: Claim) -> Answer:
-        with anyio.move_on_after(self._send_timeout) as scope:
+        # The state's timeout as a bare scope: ``move_on_after`` asks anyio for the running library's
+        # clock at every post; asyncio's is the loop's (client.py, ``loop_now``).
+        with anyio.CancelScope(deadline=loop_now() + self._send_timeout) as scope:
             try:
                 reply = await self._poster().post(claim.data)
             except (httpx.HTTPError, ssl.SSLError) as exc:
