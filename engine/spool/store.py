@@ -26,9 +26,11 @@ Durability argument, per transition:
   in a non-durable state is moved back by that state's ``on_crash`` transition (``recover``), which
   the lifecycle checker proves leads to a durable state.
 * into a *final* state (``sent``): rename, directory fsync batched (at most ``sent_sync_every``
-  renames or ``sent_sync_s`` seconds later, and at ``close``). If power fails before the batch
-  fsync, the report reappears in ``sending/``, recovery puts it back in ``pending/`` and it is sent
-  again with the same id, which the server replaces: a duplicate by id, never a loss.
+  renames or ``sent_sync_s`` seconds later, and at ``close``; where the uploader's scheduler has
+  taken the syncs over, at its first tick after that: ``sync_final_if_due``). If power fails
+  before the batch fsync, the report reappears in ``sending/``, recovery puts it back in
+  ``pending/`` and it is sent again with the same id, which the server replaces: a duplicate by
+  id, never a loss.
 
 Sidecars are informational and written without fsync (they survive a crash of this process; after
 a power loss a missing or truncated sidecar only costs attempts/history, never the report).
@@ -314,7 +316,8 @@ class Spool:
         """``sync_final`` when the batch rule says so (``sent_sync_every`` renames, or ``sent_sync_s``
         since the last sync, whichever comes first); True when it synced. For whoever took the
         syncs over (``final_sync_elsewhere``): the uploader's scheduler calls it from its thread
-        at every tick, so a quiet station fsyncs ``sent/`` once a second, not four times."""
+        at every tick (0.25 s), so a station sending fewer than ``sent_sync_every`` reports a second
+        fsyncs ``sent/`` once a second, not at every tick."""
         with self._lock:
             due = self._final_sync_due()
         if due:
