@@ -264,7 +264,8 @@ def test_spool_module_only_moves_files_through_the_lifecycle() -> None:
     source = Path(spool_module.__file__).read_text()
     body_of_fire = source.split("def _fire_locked_io", 1)[1].split("\n    def ", 1)[0]
     assert "self.lifecycle.next_state(source, trigger)" in body_of_fire
-    assert source.count("durable.replace(self._dir(source)") == 1
+    assert source.count("durable.replace(") == 1  # the one rename, in the transition function
+    assert "durable.replace(path, self._path(dest, key, entry))" in body_of_fire
     assert durable.replace  # the only rename helper
 
 

@@ -86,7 +86,7 @@ class ReportInfo:
         }
 
 
-def read_file(path: Path, size: int) -> bytes:
+def read_file(path: str | os.PathLike[str], size: int) -> bytes:
     """Read a whole spool file in as few system calls as possible (each one gives up the GIL)."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     try:
@@ -103,7 +103,7 @@ def read_file(path: Path, size: int) -> bytes:
         os.close(fd)
 
 
-def stamp_file(path: Path, epoch: float) -> None:
+def stamp_file(path: str | os.PathLike[str], epoch: float) -> None:
     """Set a report file's times (informational: a failure costs a wait's timing, never the report)."""
     try:
         os.utime(path, (epoch, epoch))

@@ -13,7 +13,7 @@ import json
 import ssl
 import time
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -71,35 +71,44 @@ def _decoder(headers: httpx.Headers) -> zlib._Decompress | None:  # noqa: SLF001
     return None
 
 
-def _reply(response: httpx.Response, raw: bytes, truncated: bool) -> Reply:
-    decoder = _decoder(response.headers)
+def reply_of(status: int, headers: httpx.Headers, raw: bytes, truncated: bool) -> Reply:
+    """The answer as the uploader keeps it: the body decoded (gzip, deflate) and bounded again. From
+    httpx's response (``read_reply``) or straight from the connection pool's (the lean post)."""
+    decoder = _decoder(headers)
     body = raw
     if decoder is not None:  # bounded again after decoding: a small gzip can hold a huge body
         try:
             body = decoder.decompress(raw, BODY_LIMIT)
             truncated = truncated or bool(decoder.unconsumed_tail)
         except zlib.error as exc:  # not what it says it is: never taken as an acknowledgement
-            raise httpx.DecodingError(f"the answer's {response.headers.get('content-encoding')} body cannot be "
+            raise httpx.DecodingError(f"the answer's {headers.get('content-encoding')} body cannot be "
                                       f"decoded ({exc})") from None
-    elif response.headers.get("content-encoding", "identity").strip().lower() not in ("", "identity"):
+    elif headers.get("content-encoding", "identity").strip().lower() not in ("", "identity"):
         body = b""  # br, zstd: not read at all; the status code still speaks
-    return Reply(response.status_code, response.headers, body, truncated)
+    return Reply(status, headers, body, truncated)
 
 
 async def read_reply(response: httpx.Response) -> Reply:
     """Read at most ``BODY_LIMIT`` of a streamed response's body, then close it."""
-    chunks, size, truncated = [], 0, False
     try:
-        async for chunk in _araw(response):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size >= BODY_LIMIT:
-                truncated = True
-                break
+        raw, truncated = await read_bounded(_araw(response))
     finally:
         await response.aclose()
-    raw = b"".join(chunks)
-    return _reply(response, raw[:BODY_LIMIT], truncated or len(raw) > BODY_LIMIT)
+    return reply_of(response.status_code, response.headers, raw, truncated)
+
+
+async def read_bounded(chunks: AsyncIterable[bytes]) -> tuple[bytes, bool]:
+    """At most ``BODY_LIMIT`` of a body's raw bytes, and whether there was more (the caller closes
+    the response: an unread rest closes its connection)."""
+    parts, size, truncated = [], 0, False
+    async for chunk in chunks:
+        parts.append(chunk)
+        size += len(chunk)
+        if size >= BODY_LIMIT:
+            truncated = True
+            break
+    raw = parts[0] if len(parts) == 1 else b"".join(parts)
+    return raw[:BODY_LIMIT], truncated or len(raw) > BODY_LIMIT
 
 
 def read_reply_sync(response: httpx.Response) -> Reply:
@@ -115,7 +124,7 @@ def read_reply_sync(response: httpx.Response) -> Reply:
     finally:
         response.close()
     raw = b"".join(chunks)
-    return _reply(response, raw[:BODY_LIMIT], truncated or len(raw) > BODY_LIMIT)
+    return reply_of(response.status_code, response.headers, raw[:BODY_LIMIT], truncated or len(raw) > BODY_LIMIT)
 
 
 def _araw(response: httpx.Response) -> AsyncIterator[bytes]:
