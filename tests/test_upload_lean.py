@@ -23,6 +23,7 @@ import pytest
 from stationflow.engine.devtools.emulator import DEFAULT_TOKEN, Emulator
 from stationflow.engine.devtools.samples import make_report_bytes
 from stationflow.engine.spool.store import Spool
+from stationflow.engine.upload import stall as stall_module
 from stationflow.engine.upload import uploader as uploader_module
 from stationflow.engine.upload.uploader import OFFLINE, PAUSED, Uploader
 from stationflow.schemas.config import RetrySection, ServerSection, UploadSection
@@ -76,7 +77,7 @@ async def test_an_acknowledged_report_costs_no_thread_hand_off(data_dir: Path, e
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Claims and the record of a 2xx run on the event loop; only the scheduler's periodic work
     (release of due reports, the batched fsync of sent/) goes to threads."""
-    monkeypatch.setattr(uploader_module, "_INLINE_LIMIT_S", 60.0)  # a busy test machine is not a slow disk
+    monkeypatch.setattr(stall_module, "INLINE_LIMIT_S", 60.0)  # a busy test machine is not a slow disk
     hops: list[str] = []
     real = anyio.to_thread.run_sync
 

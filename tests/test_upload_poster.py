@@ -261,7 +261,7 @@ async def test_spool_work_stays_on_the_loop_when_the_machine_not_the_disk_was_sl
             with anyio.fail_after(30):
                 while spool.counts()["sent"] < 1:
                     await anyio.sleep(0.01)
-            assert uploader._inline_io  # still on the event loop
+            assert uploader._gate.inline  # still on the event loop
             uploader.drain()
         assert spool.state_of(key) == "sent"
 
@@ -272,13 +272,13 @@ def test_disk_stalls_that_add_up_move_spool_work_to_threads_a_lone_one_does_not(
 
     with Spool(data_dir) as spool:
         uploader = Uploader(spool, _server(recorder.url), UploadSection())
-        uploader._stalled(0.040, 0.0)  # the journal held a rename: stays on the loop
-        uploader._stalled(0.400, 0.398)  # slow because the machine was busy, not the disk
-        uploader._stalled(0.004, 0.0)  # not a stall at all
-        assert uploader._inline_io
-        uploader._stall_since -= 1.0  # later: the first stall no longer counts
+        uploader._gate.stalled(0.040, 0.0)  # the journal held a rename: stays on the loop
+        uploader._gate.stalled(0.400, 0.398)  # slow because the machine was busy, not the disk
+        uploader._gate.stalled(0.004, 0.0)  # not a stall at all
+        assert uploader._gate.inline
+        uploader._gate.since -= 1.0  # later: the first stall no longer counts
         for _ in range(4):
-            uploader._stalled(0.010, 0.0)
-        assert uploader._inline_io  # 40 ms within a quarter second
-        uploader._stalled(0.010, 0.0)  # every call slowed by the disk: 50 ms within a quarter second
-        assert not uploader._inline_io and uploader._inline_retry_s == 120
+            uploader._gate.stalled(0.010, 0.0)
+        assert uploader._gate.inline  # 40 ms within a quarter second
+        uploader._gate.stalled(0.010, 0.0)  # every call slowed by the disk: 50 ms within a quarter second
+        assert not uploader._gate.inline and uploader._gate.retry_s == 120

@@ -296,21 +296,21 @@ async def test_a_slow_disk_moves_spool_work_off_the_event_loop(data_dir: Path, e
 
         spool.claim_next = slow_claim  # type: ignore[method-assign]
         uploader = Uploader(spool, _server(emulator.url), _upload())
-        assert uploader._inline_io
+        assert uploader._gate.inline
         seen: dict[str, object] = {}
 
         def later(_elapsed: float) -> None:
             if "more" not in seen and spool.counts()["sent"] == 20:
-                seen["inline after the stall"] = uploader._inline_io
-                seen["next wait"] = uploader._inline_retry_s
-                uploader._inline_retry_at = time.monotonic()  # the while is over: the loop is tried again
+                seen["inline after the stall"] = uploader._gate.inline
+                seen["next wait"] = uploader._gate.retry_s
+                uploader._gate.retry_at = time.monotonic()  # the while is over: the loop is tried again
                 seen["more"] = _fill(spool, 5, start=20)
 
         await _serve(uploader, lambda: spool.counts()["sent"] == 25, during=later)
         assert seen["inline after the stall"] is False  # after the stall, spool work ran in threads
         assert seen["next wait"] == 120  # a second stall would wait twice as long
         assert "disk is slow" in caplog.text and "again in 60 s" in caplog.text
-        assert uploader._inline_io and "on the event loop again" in caplog.text
+        assert uploader._gate.inline and "on the event loop again" in caplog.text
         assert emulator.received_ids() == ids | seen["more"]  # type: ignore[operator]
         assert not spool._unsynced_final  # the batched fsync of sent/ happened before run() returned
 

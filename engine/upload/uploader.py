@@ -55,7 +55,7 @@ from .client import PROBE_PATH as PROBE_PATH, REPORT_PATH as REPORT_PATH, build_
 from .client import ReportPoster, loop_now, skip_sniffio_lookups as skip_sniffio_lookups
 from .hold import Hold, describe
 from .pace import Pace, TokenBucket
-from .stall import RunQueueClock
+from .stall import StallGate
 from ..spool.store import Claim, Spool
 from ...schemas.config import RetrySection, ServerSection, UploadSection, masked_url
 
@@ -68,23 +68,6 @@ ONLINE, OFFLINE, PAUSED, STOPPED = "online", "offline", "paused", "stopped"
 #: Busy answers (429/503 with Retry-After) in a row, no acknowledgement between, that make the whole
 #: station wait and slow down: a busy server answers so to most posts, a random one to a few.
 BUSY_IN_A_ROW = 2
-# Spool work on the event loop moves to threads when the disk stalls it: calls slower than
-# ``_STALL_MIN_S`` (net of time spent waiting for a CPU: stall.py) that add up to more than
-# ``_INLINE_LIMIT_S`` within ``_STALL_WINDOW_S`` of the first. Measured in 2,000-file bursts on a
-# busy journaled ext4: a rename into sent/ now and then waits 5–15 ms for the journal, and most
-# slow calls were the thread waiting for a CPU. With the old rule (one call over 20 ms, the run
-# queue counted as disk) most bursts moved to threads and paid a thread hand-off per report from
-# then on (15 % of the service's Python time, +0.25 ms CPU per report). A disk that hangs trips the
-# rule at once (one 50 ms stall), and so does one slow at every call (10 ms per rename, which the
-# old rule never caught).
-_INLINE_LIMIT_S = 0.045
-_STALL_MIN_S = 0.005
-_STALL_WINDOW_S = 0.25
-#: After moving spool work to threads, try the event loop again this much later (doubling each
-#: time it is slow again, up to the maximum): one journal commit that stalled a rename must not
-#: cost the rest of the service's life, a disk that is slow for good is not tried every minute.
-INLINE_RETRY_S = 60.0
-INLINE_RETRY_MAX_S = 3600.0
 # The GIL switch interval for the service process. At Python's default (5 ms) a thread that gives up
 # the GIL for a system call (intake's accept: write, fsync, rename) waits up to 5 ms to get it back
 # from a busy event loop, once per call: measured, accept latency at a steady 50 reports/s went from
@@ -216,11 +199,7 @@ class Uploader:
         # made before the last one says nothing about the settings in force now (see ``_outcome``).
         self._settings_epoch = 0
         self._acknowledged = spool.roles.outcomes["acknowledged"]
-        self._inline_io = True
-        self._inline_retry_s = INLINE_RETRY_S
-        self._inline_retry_at = math.inf
-        self._run_queue = RunQueueClock()  # opened on the event loop's thread, closed when run() ends
-        self._stall_since, self._stall_sum = -math.inf, 0.0  # disk stalls of spool work (``_stalled``)
+        self._gate = StallGate()  # whether quick spool work runs on the event loop (``_timed_inline``)
 
     def _wake(self) -> None:
         """A report became ready, or the one cautious post is done: wake idle workers (on the event loop)."""
@@ -256,7 +235,7 @@ class Uploader:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self.spool.sync_final, limiter=self._limiter)
             self.spool.remove_listener(wake_from_any_thread)
-            self._run_queue.close()
+            self._gate.close()
             self.mode = self.link.after(self.mode, "stop")
             await self._close_retired()
             if self._own_client:
@@ -385,7 +364,7 @@ class Uploader:
         """Take the next ready report (``send`` trigger); None when none can be taken right now."""
         self._holding += 1  # before any wait, so cautious mode lets no second worker claim meanwhile
         try:
-            if self._use_inline():
+            if self._gate.use_inline():
                 claim: Claim | None = self._timed_inline(self._claim_next, None)
             else:
                 claim = await anyio.to_thread.run_sync(self.spool.claim_next, limiter=self._limiter)
@@ -420,7 +399,7 @@ class Uploader:
         if then_claim:
             self._holding += 1
         try:
-            if trigger == self._acknowledged and self._use_inline():
+            if trigger == self._acknowledged and self._gate.use_inline():
                 # No await: nothing can cancel it, so no shield (a cancel scope per report).
                 following = self._timed_inline(self._record, (claim, trigger, kwargs, then_claim))
             else:
@@ -461,43 +440,9 @@ class Uploader:
         because every system call hands the GIL back and forth with the busy event loop; measured,
         that held uploads to about half of what plain posts reach. Everything that fsyncs or writes
         a sidecar a person relies on stays in threads. When the disk stalls these calls, they move
-        to threads too (``_stalled``, the rule at ``_INLINE_LIMIT_S``).
+        to threads too (stall.py's ``StallGate``).
         """
-        started, queued = time.perf_counter(), self._run_queue.waited_s()
-        try:
-            return fn(arg)
-        finally:
-            elapsed = time.perf_counter() - started
-            if elapsed > _STALL_MIN_S and self._inline_io:
-                self._stalled(elapsed, self._run_queue.waited_s() - queued)
-
-    def _stalled(self, elapsed: float, queued: float) -> None:
-        """A slow call of spool work on the event loop: count its stall (the time its thread sat in
-        the run queue is a busy machine, not a slow disk), and move to threads when they add up."""
-        stalled = elapsed - queued
-        if stalled <= _STALL_MIN_S:
-            return
-        now = time.monotonic()
-        if now - self._stall_since > _STALL_WINDOW_S:
-            self._stall_since, self._stall_sum = now, 0.0
-        self._stall_sum += stalled
-        if self._stall_sum <= _INLINE_LIMIT_S:
-            return
-        self._inline_io = False
-        self._inline_retry_at = now + self._inline_retry_s
-        log.warning("spool work on the event loop waited %.0f ms for the disk within %.1f s (the last call %.0f ms, "
-                    "%.0f ms of it waiting for a CPU); the disk is slow, so spool work moves to worker threads "
-                    "(tried on the event loop again in %.0f s)", self._stall_sum * 1000, now - self._stall_since,
-                    elapsed * 1000, queued * 1000, self._inline_retry_s)
-        self._inline_retry_s = min(self._inline_retry_s * 2, INLINE_RETRY_MAX_S)
-        self._stall_since, self._stall_sum = -math.inf, 0.0
-
-    def _use_inline(self) -> bool:
-        """Whether quick spool work runs on the event loop now (see ``_timed_inline``)."""
-        if not self._inline_io and time.monotonic() >= self._inline_retry_at:
-            self._inline_io, self._inline_retry_at = True, math.inf
-            log.info("trying quick spool work on the event loop again")
-        return self._inline_io
+        return self._gate.timed(fn, arg)
 
     def _put_back(self, key: str) -> None:
         try:
