@@ -60,6 +60,7 @@ from ..lifecycle import Lifecycle
 from ..spool.store import Spool
 from ...schemas.config import StationConfig
 from .frames import encode, read_frame_into, widen_pipe
+from .logs import one_write
 
 log = logging.getLogger(__name__)
 
@@ -290,11 +291,12 @@ class IntakeProcess:
             if self._pause is not None:  # a pause asked a moment ago shows at once
                 status = {**status, "paused": True, "paused_reason": status.get("paused_reason") or self._pause}
             self._status = {**status, "process": "running"}
-        elif kind == "logs":  # several records at once (intake_child.py says why)
-            for level, name, text in message[1]:
-                logger = logging.getLogger(name)
-                if logger.isEnabledFor(level):  # a record as the intake made it: no caller to look up here
-                    logger.handle(logger.makeRecord(name, level, "(intake process)", 0, text, (), None))
+        elif kind == "logs":  # several records at once (intake_child.py says why), one write for all
+            with one_write():
+                for level, name, text in message[1]:
+                    logger = logging.getLogger(name)
+                    if logger.isEnabledFor(level):  # a record as the intake made it: no caller to look up here
+                        logger.handle(logger.makeRecord(name, level, "(intake process)", 0, text, (), None))
         elif kind == "log":
             _, level, name, text = message
             logging.getLogger(name).log(level, "%s", text)
