@@ -23,7 +23,8 @@ import pytest
 
 from stationflow.engine.devtools.samples import make_report_bytes
 from stationflow.engine.service import intake_child
-from stationflow.engine.service.frames import MAX_FRAME, parts, read_frame, read_frame_into, write_parts
+from stationflow.engine.service import frames
+from stationflow.engine.service.frames import MAX_FRAME, FrameReader, parts, read_frame, read_frame_into, write_parts
 from stationflow.engine.service.intake_child import ServiceLink
 from stationflow.engine.service.intake_process import IntakeProcess, IntakeProcessExited
 from stationflow.engine.spool.store import Spool
@@ -53,6 +54,38 @@ def test_frames_are_read_whole_into_one_buffer_and_the_end_is_eoferror() -> None
             read_frame_into(pipe)
     thread.join(30)
     assert got == messages
+
+
+def test_the_reader_keeps_one_buffer_for_every_frame_up_to_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new 1.6 MB buffer per accept frame cost ~400 page faults and its zeroing (issue 18): the
+    reader keeps one. A smaller frame after a larger one reads none of the larger one's bytes, and
+    a frame past KEEP_BYTES gets a buffer of its own (the kept one does not grow without end)."""
+    monkeypatch.setattr(frames, "KEEP_BYTES", 300_000)
+    read, write = os.pipe()
+    messages: list[Any] = [("accept", 1, [(os.urandom(50_000), f"/w/{i}") for i in range(4)], None),
+                           ("status", {"n": 1}),
+                           ("accept", 2, [(os.urandom(50_000), "/w/x")], None),
+                           ("accept", 3, [(os.urandom(100_000), f"/w/{i}") for i in range(4)], None),  # ~400 KB
+                           ("logs", [(20, "x", "after the large one")])]
+
+    def writer() -> None:
+        with os.fdopen(write, "wb") as out:
+            for message in messages:
+                write_parts(out, parts(message))
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    with open(read, "rb", buffering=0) as pipe:
+        reader = FrameReader(pipe)
+        got, buffers = [], []
+        for _ in messages:
+            got.append(reader.read())
+            buffers.append(reader._buffer)
+        with pytest.raises(EOFError):
+            reader.read()
+    thread.join(30)
+    assert got == messages
+    assert all(b is buffers[0] for b in buffers) and 200_000 < len(buffers[0]) <= 300_000
 
 
 def test_a_frame_head_out_of_step_is_refused() -> None:

@@ -6,8 +6,10 @@ they are. A frame longer than ``MAX_FRAME`` means the stream is out of step: it 
 
 An accept frame carries a batch of reports (up to ~1.6 MB): the report bytes are copied as few
 times as the pipe allows — the head and the pickle are written one after the other (never joined
-into a third buffer), and the service reads a frame straight into one buffer of its size
-(:func:`read_frame_into`) and unpickles it from there (each report's bytes copied out of it once).
+into a third buffer), and the service reads a frame straight into one buffer (:class:`FrameReader`)
+and unpickles it from there (each report's bytes copied out of it once). That buffer is kept from
+frame to frame (up to ``KEEP_BYTES``): a new 1.6 MB buffer per frame cost ~400 page faults and its
+zeroing, measured 61 → 30 µs of system time per report in the reader.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ _HEAD = struct.Struct(">I")
 #: The pipe the intake process writes to is made this large where the system allows (Linux): an
 #: accept batch then crosses it in a few reads (and writes) instead of one per 64 KB.
 PIPE_BYTES = 1 << 20
+#: The reader's buffer is kept between frames up to this size (a default accept batch of 50 KB
+#: reports is ~1.6 MB); a larger frame is read into a buffer of its own, freed after it.
+KEEP_BYTES = 4 << 20
 
 
 def encode(message: Any) -> bytes:
@@ -68,25 +73,53 @@ def _read_exactly(stream: IO[bytes], size: int) -> bytes:
 
 
 def read_frame_into(pipe: io.RawIOBase) -> Any:
-    """The next message from an unbuffered blocking stream, read straight into one buffer of the
-    frame's size (the report bytes are then copied out of it once, by the unpickling); EOFError at
-    the end. The service's reader thread uses it (intake_process.py)."""
-    (size,) = _HEAD.unpack(_read_into(pipe, _HEAD.size))
-    if size >= MAX_FRAME:
-        raise ValueError(f"a frame of {size} bytes: the stream is out of step")
-    return pickle.loads(_read_into(pipe, size))
+    """The next message from an unbuffered blocking stream (one frame, a buffer of its own); the
+    service's reader thread keeps one :class:`FrameReader` instead."""
+    return FrameReader(pipe).read()
 
 
-def _read_into(pipe: io.RawIOBase, size: int) -> bytearray:
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    got = 0
-    while got < size:
-        count = pipe.readinto(view[got:])
-        if not count:
-            raise EOFError("the other side closed the pipe")
-        got += count
-    return buffer
+class FrameReader:
+    """Frames from an unbuffered blocking stream, each read straight into one buffer — the same
+    buffer every time, grown to the largest frame up to ``KEEP_BYTES`` — and unpickled from there
+    (the report bytes are copied out of it once, by the unpickling, so nothing refers to the buffer
+    once :meth:`read` returns). One thread reads (the service's reader thread, intake_process.py)."""
+
+    __slots__ = ("pipe", "_buffer")
+
+    def __init__(self, pipe: io.RawIOBase) -> None:
+        self.pipe = pipe
+        self._buffer = bytearray()
+
+    def read(self) -> Any:
+        """The next message; EOFError at the end (the other side is gone), ValueError out of step."""
+        with self._fill(_HEAD.size) as head:
+            (size,) = _HEAD.unpack(head)
+        if size >= MAX_FRAME:
+            raise ValueError(f"a frame of {size} bytes: the stream is out of step")
+        with self._fill(size) as body:
+            return pickle.loads(body)
+
+    def _fill(self, size: int) -> memoryview:
+        """``size`` bytes of the stream, in a view the caller releases (the kept buffer cannot be
+        grown while a view of it is held)."""
+        buffer = self._buffer
+        if size > len(buffer):
+            buffer = bytearray(size)
+            if size <= KEEP_BYTES:
+                self._buffer = buffer
+        view = memoryview(buffer)[:size]
+        try:
+            got = 0
+            while got < size:
+                with view[got:] as rest:
+                    count = self.pipe.readinto(rest)
+                if not count:
+                    raise EOFError("the other side closed the pipe")
+                got += count
+        except BaseException:
+            view.release()
+            raise
+        return view
 
 
 def widen_pipe(fd: int) -> None:

@@ -59,7 +59,7 @@ from ..layout import DataDir
 from ..lifecycle import Lifecycle
 from ..spool.store import Spool
 from ...schemas.config import StationConfig
-from .frames import encode, read_frame_into, widen_pipe
+from .frames import FrameReader, encode, widen_pipe
 from .logs import one_write
 
 log = logging.getLogger(__name__)
@@ -201,10 +201,11 @@ class IntakeProcess:
         """The reader thread: each frame to ``_handle`` on the event loop, until the end of the pipe.
         Once the event loop is gone it reads on to the end, so the process is never stuck writing."""
         loop_gone = False
+        frames = FrameReader(pipe)  # one buffer for every frame (frames.py says why)
         try:
             while True:
                 try:
-                    message = read_frame_into(pipe)
+                    message = frames.read()
                 except EOFError:
                     return
                 except Exception:  # noqa: BLE001 - out of step (or the pipe failed): stop reading
