@@ -86,6 +86,44 @@ def test_reports_travel_beside_the_pickle_and_arrive_as_bytes_of_their_own() -> 
     assert all(type(raw) is bytes for raw, _ in got[2])
 
 
+def test_a_frame_goes_out_in_gathering_writes_and_one_cut_short_is_finished(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One os.writev per frame where there is one (a write per report woke the reader per report);
+    a writev that writes only part (a signal) is continued where it stopped, never repeated."""
+    real_writev = os.writev
+    calls: list[int] = []
+
+    def short_writev(fd: int, views: list[memoryview]) -> int:
+        calls.append(len(views))
+        budget, cut = 70_001, []  # at most ~70 KB a call, ending inside a piece
+        for view in views:
+            if budget <= 0:
+                break
+            cut.append(view[:budget])
+            budget -= len(cut[-1])
+        return real_writev(fd, cut)
+
+    monkeypatch.setattr(frames.os, "writev", short_writev)
+    message = ("accept", 1, [(os.urandom(50_000), f"/w/{i}") for i in range(6)], None)
+    read, write = os.pipe()
+    frames.widen_pipe(write)
+
+    def writer() -> None:
+        with os.fdopen(write, "wb") as out:
+            write_parts(out, parts(("logs", [(20, "x", "before")])))  # small: held in the buffer, flushed first
+            write_parts(out, parts(message))
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    with open(read, "rb", buffering=0) as pipe:
+        reader = FrameReader(pipe)
+        assert reader.read() == ("logs", [(20, "x", "before")])
+        assert reader.read() == message
+        with pytest.raises(EOFError):
+            reader.read()
+    thread.join(30)
+    assert calls and calls[0] == 8 and len(calls) == 5  # 300 KB in cuts of ~70 KB, continued
+
+
 def test_the_reader_keeps_one_buffer_for_every_frame_up_to_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     """A new buffer per frame cost page faults and its zeroing (issue 18): the reader keeps one for
     the pickles. A smaller frame after a larger one reads none of the larger one's bytes, and a

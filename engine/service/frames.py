@@ -13,12 +13,12 @@ number of such buffers and their lengths, then the pickle, then the buffers::
     classic:      >I len | pickle
     out-of-band:  >I (len | 1<<31) | >I count | count × >I size | pickle | buffer 1 | … | buffer count
 
-The pieces are written one after the other (never joined), and the reader reads each buffer
-straight into a bytes object of its own, which the unpickling then uses as it is. Measured (issue
-18): pickling an accept batch into one 1.6 MB buffer cost the intake process ~31 µs per report
-(7 user, 24 system: ~390 page faults per frame), its largest single cost; the service's reader then
-copied each report out of its frame buffer once more. The small pickle itself is read into one
-buffer kept from frame to frame (:class:`FrameReader`, up to ``KEEP_BYTES``).
+The pieces go out in one gathering write (``os.writev``; one write each where there is none), never
+joined into a third buffer. Measured (issue 18): pickling an accept batch into one 1.6 MB buffer
+cost the intake process ~31 µs per report (7 user, 24 system: ~390 page faults per frame), its
+largest single cost. The service reads a whole frame into one buffer kept from frame to frame
+(:class:`FrameReader`, up to ``KEEP_BYTES``: a new 1.6 MB buffer per frame cost ~400 page faults
+and its zeroing) and copies each report out of it once, into the bytes object the message holds.
 
 Only the intake process → service direction carries reports; :func:`encode` (service → intake
 process) stays classic, and :func:`read_frame` and :class:`FrameReader` read both forms.
@@ -27,6 +27,7 @@ process) stays classic, and :func:`read_frame` and :class:`FrameReader` read bot
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import struct
 import sys
@@ -37,13 +38,17 @@ MAX_FRAME = 1 << 31  # one accept batch of the largest reports fits many times o
 _HEAD = struct.Struct(">I")
 _OUT_OF_BAND = 1 << 31  # in the length word: buffers follow the pickle
 _MAX_BUFFERS = 1 << 16  # more in one frame means the stream is out of step
+try:  # pieces per writev: the system's IOV_MAX (Linux, the BSDs and macOS: 1024; POSIX's least: 16)
+    _IOV_MAX = max(16, os.sysconf("SC_IOV_MAX"))
+except (AttributeError, ValueError, OSError):  # no sysconf (Windows: no writev either)
+    _IOV_MAX = 16
 #: A bytes object at least this large travels beside the pickle (a report), a smaller one inside it.
 OUT_OF_BAND_BYTES = 16 * 1024
 #: The pipe the intake process writes to is made this large where the system allows (Linux): an
 #: accept batch then crosses it in a few reads (and writes) instead of one per 64 KB.
 PIPE_BYTES = 1 << 20
-#: The reader's buffer for the pickle is kept between frames up to this size; a larger pickle is
-#: read into a buffer of its own, freed after it.
+#: The reader's buffer is kept between frames up to this size (a default accept batch of 50 KB
+#: reports is ~1.6 MB); a larger frame is read into a buffer of its own, freed after it.
 KEEP_BYTES = 4 << 20
 
 #: One piece of a frame, written as it is.
@@ -95,9 +100,33 @@ def _lift(value: Any, depth: int) -> Any:
 
 
 def write_parts(stream: IO[bytes], frame: Sequence[Part]) -> None:
-    """Write one frame to a blocking stream (the caller holds its write lock and flushes)."""
-    for part in frame:
-        stream.write(part)
+    """Write one frame to a blocking stream (the caller holds its write lock and flushes). A frame
+    with reports beside its pickle goes out in one gathering write (``os.writev``, where there is
+    one) after what the stream holds: a write per report would wake the reader once per report."""
+    fd = _gathering_fd(stream) if len(frame) > 2 else None
+    if fd is None:
+        for part in frame:
+            stream.write(part)
+        return
+    stream.flush()
+    views = [memoryview(part) for part in frame]
+    while views:
+        written = os.writev(fd, views[:_IOV_MAX])
+        while views and written >= views[0].nbytes:  # the pieces written whole
+            written -= views.pop(0).nbytes
+        if written:  # one written in part (a signal interrupted the write)
+            views[0] = views[0][written:]
+
+
+def _gathering_fd(stream: IO[bytes]) -> int | None:
+    """The descriptor to ``os.writev`` to under ``stream``, or None (no writev on this system, or
+    the stream has no descriptor)."""
+    if not hasattr(os, "writev"):
+        return None
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return None
 
 
 def read_frame(stream: IO[bytes]) -> Any:
@@ -140,12 +169,12 @@ def read_frame_into(pipe: io.RawIOBase) -> Any:
 
 
 class FrameReader:
-    """Frames from an unbuffered blocking stream. The pickle is read straight into one buffer —
-    the same buffer every time, grown to the largest pickle up to ``KEEP_BYTES`` — and unpickled
-    from there (what it holds is copied out by the unpickling, so nothing refers to the buffer once
-    :meth:`read` returns); each out-of-band buffer (a report) is read straight into a bytes object
-    of its own, which becomes the message's. One thread reads (the service's reader thread,
-    intake_process.py)."""
+    """Frames from an unbuffered blocking stream. A frame (its pickle and the reports beside it) is
+    read straight into one buffer — the same buffer every time, grown to the largest frame up to
+    ``KEEP_BYTES`` — with a few large reads; each report is copied out of it once into a bytes
+    object of its own (which the unpickling uses as it is), and what the pickle holds is copied out
+    by the unpickling, so nothing refers to the buffer once :meth:`read` returns. One thread reads
+    (the service's reader thread, intake_process.py)."""
 
     __slots__ = ("pipe", "_buffer")
 
@@ -167,25 +196,16 @@ class FrameReader:
             _sizes(size, count, b"")  # raises: out of step
         with self._fill(_HEAD.size * count) as packed:
             sizes = _sizes(size, count, packed.tobytes())
-        with self._fill(size) as body:  # the buffers follow it: read them before it is unpickled
-            return pickle.loads(body, buffers=[self._bytes(n) for n in sizes])
-
-    def _bytes(self, size: int) -> bytes:
-        """``size`` bytes of the stream in a bytes object of their own (one read, most often)."""
-        data = self.pipe.read(size)
-        if not data:
-            raise EOFError("the other side closed the pipe")
-        if len(data) == size:
-            return data
-        chunks = [data]
-        got = len(data)
-        while got < size:
-            chunk = self.pipe.read(size - got)
-            if not chunk:
-                raise EOFError("the other side closed the pipe")
-            chunks.append(chunk)
-            got += len(chunk)
-        return b"".join(chunks)
+        # The pickle and the reports in one go (a few reads, not one per report: each read is a
+        # wake-up and a take of the GIL); each report is then copied out into a bytes of its own.
+        with self._fill(size + sum(sizes)) as frame:
+            reports, at = [], size
+            for length in sizes:
+                with frame[at:at + length] as report:
+                    reports.append(report.tobytes())
+                at += length
+            with frame[:size] as body:
+                return pickle.loads(body, buffers=reports)
 
     def _fill(self, size: int) -> memoryview:
         """``size`` bytes of the stream, in a view the caller releases (the kept buffer cannot be
