@@ -15,9 +15,8 @@ One process owns the spool: the service. It holds the spool's lock and index, so
 hands each batch of converted reports over and waits for ``Spool.accept_many``'s answer.
 
 Costs per report kept low (issue 18): a thread reads the intake process's frames with blocking reads
-(not the event loop, 64 KB at a time): each report straight into a bytes object of its own, the
-small pickle around them into one buffer kept from frame to frame (frames.py); each message is still
-handled on the event loop, in order. An accept batch goes to ``accept_many`` in a worker thread; its
+(not the event loop, 64 KB at a time) into one buffer kept from frame to frame, the reports copied
+out of it once (frames.py); each message is still handled on the event loop, in order. An accept batch goes to ``accept_many`` in a worker thread; its
 answer is sent after it returns. Log records come several to a frame, and a frame's records reach
 the log file and the console in one write each (``logs.one_write``).
 
@@ -186,7 +185,7 @@ class IntakeProcess:
 
         Why a thread and not the event loop: an accept batch is ~1.6 MB, which the event loop's pipe
         reader took in 64 KB pieces, each a wake-up and two or three copies; the thread reads each
-        frame with blocking reads, the reports straight into their own bytes. Every message is then handled on the
+        frame with a few blocking reads into one kept buffer. Every message is then handled on the
         event loop, in order (``_handle``), as before; only the reading moved."""
         if self._read_ended is not None:
             return self._read_ended
