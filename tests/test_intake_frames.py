@@ -23,7 +23,8 @@ import pytest
 
 from stationflow.engine.devtools.samples import make_report_bytes
 from stationflow.engine.service import intake_child
-from stationflow.engine.service.frames import MAX_FRAME, parts, read_frame, read_frame_into, write_parts
+from stationflow.engine.service import frames
+from stationflow.engine.service.frames import MAX_FRAME, FrameReader, parts, read_frame, read_frame_into, write_parts
 from stationflow.engine.service.intake_child import ServiceLink
 from stationflow.engine.service.intake_process import IntakeProcess, IntakeProcessExited
 from stationflow.engine.spool.store import Spool
@@ -55,12 +56,117 @@ def test_frames_are_read_whole_into_one_buffer_and_the_end_is_eoferror() -> None
     assert got == messages
 
 
-def test_a_frame_head_out_of_step_is_refused() -> None:
+def test_reports_travel_beside_the_pickle_and_arrive_as_bytes_of_their_own() -> None:
+    """Pickling a batch into one 1.6 MB buffer cost the intake process ~31 µs per report (issue
+    18): a report (a bytes object of OUT_OF_BAND_BYTES or more) is written as it is, after a small
+    pickle, and read into a bytes object of its own; smaller bytes stay inside the pickle."""
+    reports = [os.urandom(50_000) for _ in range(4)]
+    small = os.urandom(100)
+    message = ("accept", 7, [(raw, f"/w/{i}") for i, raw in enumerate(reports)] + [(small, None)], None)
+    frame = parts(message)
+    head, body, *buffers = frame
+    assert len(body) < 1000 and [bytes(b) for b in buffers] == reports
+    assert all(isinstance(b, memoryview) and b.obj is raw for b, raw in zip(buffers, reports)), "not copied"
     read, write = os.pipe()
-    os.write(write, MAX_FRAME.to_bytes(4, "big") + b"junk")
-    os.close(write)
-    with open(read, "rb", buffering=0) as pipe, pytest.raises(ValueError, match="out of step"):
-        read_frame_into(pipe)
+
+    def writer() -> None:
+        with os.fdopen(write, "wb") as out:
+            for _ in range(2):
+                write_parts(out, frame)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    with open(read, "rb", buffering=0) as raw_pipe, open(os.dup(read), "rb") as buffered:
+        got = FrameReader(raw_pipe).read()  # the service's reader
+        again = read_frame(raw_pipe)  # the blocking reader reads the same form
+        with pytest.raises(EOFError):
+            read_frame(buffered)
+    thread.join(30)
+    assert got == again == message
+    assert all(type(raw) is bytes for raw, _ in got[2])
+
+
+def test_a_frame_goes_out_in_gathering_writes_and_one_cut_short_is_finished(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One os.writev per frame where there is one (a write per report woke the reader per report);
+    a writev that writes only part (a signal) is continued where it stopped, never repeated."""
+    real_writev = os.writev
+    calls: list[int] = []
+
+    def short_writev(fd: int, views: list[memoryview]) -> int:
+        calls.append(len(views))
+        budget, cut = 70_001, []  # at most ~70 KB a call, ending inside a piece
+        for view in views:
+            if budget <= 0:
+                break
+            cut.append(view[:budget])
+            budget -= len(cut[-1])
+        return real_writev(fd, cut)
+
+    monkeypatch.setattr(frames.os, "writev", short_writev)
+    message = ("accept", 1, [(os.urandom(50_000), f"/w/{i}") for i in range(6)], None)
+    read, write = os.pipe()
+    frames.widen_pipe(write)
+
+    def writer() -> None:
+        with os.fdopen(write, "wb") as out:
+            write_parts(out, parts(("logs", [(20, "x", "before")])))  # small: held in the buffer, flushed first
+            write_parts(out, parts(message))
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    with open(read, "rb", buffering=0) as pipe:
+        reader = FrameReader(pipe)
+        assert reader.read() == ("logs", [(20, "x", "before")])
+        assert reader.read() == message
+        with pytest.raises(EOFError):
+            reader.read()
+    thread.join(30)
+    assert calls and calls[0] == 8 and len(calls) == 5  # 300 KB in cuts of ~70 KB, continued
+
+
+def test_the_reader_keeps_one_buffer_for_every_frame_up_to_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new buffer per frame cost page faults and its zeroing (issue 18): the reader keeps one for
+    the pickles. A smaller frame after a larger one reads none of the larger one's bytes, and a
+    pickle past KEEP_BYTES gets a buffer of its own (the kept one does not grow without end)."""
+    monkeypatch.setattr(frames, "KEEP_BYTES", 300_000)
+    read, write = os.pipe()
+    in_band = frames.OUT_OF_BAND_BYTES // 2
+    messages: list[Any] = [("accept", 1, [(os.urandom(in_band), f"/w/{i}") for i in range(20)], None),  # ~160 KB
+                           ("status", {"n": 1}),
+                           ("accept", 2, [(os.urandom(50_000), "/w/x")], None),  # out of band
+                           ("accept", 3, [(os.urandom(in_band), f"/w/{i}") for i in range(50)], None),  # ~400 KB
+                           ("logs", [(20, "x", "after the large one")])]
+
+    def writer() -> None:
+        with os.fdopen(write, "wb") as out:
+            for message in messages:
+                write_parts(out, parts(message))
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    with open(read, "rb", buffering=0) as pipe:
+        reader = FrameReader(pipe)
+        got, buffers = [], []
+        for _ in messages:
+            got.append(reader.read())
+            buffers.append(reader._buffer)
+        with pytest.raises(EOFError):
+            reader.read()
+    thread.join(30)
+    assert got == messages
+    assert all(b is buffers[0] for b in buffers) and 150_000 < len(buffers[0]) <= 300_000
+
+
+@pytest.mark.parametrize("junk", [MAX_FRAME.to_bytes(4, "big") + b"junk",  # no pickle, 1.8e9 buffers
+                                  (MAX_FRAME | 10).to_bytes(4, "big") + (0).to_bytes(4, "big"),  # no buffer
+                                  (MAX_FRAME | 10).to_bytes(4, "big") + (1).to_bytes(4, "big") + b"\xff" * 4])
+def test_a_frame_head_out_of_step_is_refused(junk: bytes) -> None:
+    for reader in (read_frame_into, read_frame):
+        read, write = os.pipe()
+        os.write(write, junk)
+        os.close(write)
+        with open(read, "rb", buffering=0) as pipe, pytest.raises(ValueError, match="out of step"):
+            reader(pipe)
 
 
 def test_info_records_go_several_to_a_frame_before_the_next_message_and_a_warning_at_once() -> None:

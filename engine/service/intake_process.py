@@ -14,10 +14,11 @@ One process owns the spool: the service. It holds the spool's lock and index, so
 ``queue`` commands, operator triggers and the uploads see one truth, as before. The intake process
 hands each batch of converted reports over and waits for ``Spool.accept_many``'s answer.
 
-Costs per report kept low (issue 18): a thread reads the intake process's frames straight into one
-buffer each (not the event loop, 64 KB at a time); each message is still handled on the event loop,
-in order. An accept batch goes to ``accept_many`` in a worker thread; its answer is sent after it
-returns. Log records come several to a frame.
+Costs per report kept low (issue 18): a thread reads the intake process's frames with blocking reads
+(not the event loop, 64 KB at a time) into one buffer kept from frame to frame, the reports copied
+out of it once (frames.py); each message is still handled on the event loop, in order. An accept batch goes to ``accept_many`` in a worker thread; its
+answer is sent after it returns. Log records come several to a frame, and a frame's records reach
+the log file and the console in one write each (``logs.one_write``).
 
 Durability argument: the reports are in the spool — written, fsynced, renamed into ``pending/``,
 directory fsynced — when ``accept_many`` returns, which is before the uploader can claim them and
@@ -59,7 +60,8 @@ from ..layout import DataDir
 from ..lifecycle import Lifecycle
 from ..spool.store import Spool
 from ...schemas.config import StationConfig
-from .frames import encode, read_frame_into, widen_pipe
+from .frames import FrameReader, encode, widen_pipe
+from .logs import one_write
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +185,7 @@ class IntakeProcess:
 
         Why a thread and not the event loop: an accept batch is ~1.6 MB, which the event loop's pipe
         reader took in 64 KB pieces, each a wake-up and two or three copies; the thread reads each
-        frame with blocking reads straight into one buffer. Every message is then handled on the
+        frame with a few blocking reads into one kept buffer. Every message is then handled on the
         event loop, in order (``_handle``), as before; only the reading moved."""
         if self._read_ended is not None:
             return self._read_ended
@@ -200,10 +202,11 @@ class IntakeProcess:
         """The reader thread: each frame to ``_handle`` on the event loop, until the end of the pipe.
         Once the event loop is gone it reads on to the end, so the process is never stuck writing."""
         loop_gone = False
+        frames = FrameReader(pipe)  # one buffer for every frame (frames.py says why)
         try:
             while True:
                 try:
-                    message = read_frame_into(pipe)
+                    message = frames.read()
                 except EOFError:
                     return
                 except Exception:  # noqa: BLE001 - out of step (or the pipe failed): stop reading
@@ -290,11 +293,12 @@ class IntakeProcess:
             if self._pause is not None:  # a pause asked a moment ago shows at once
                 status = {**status, "paused": True, "paused_reason": status.get("paused_reason") or self._pause}
             self._status = {**status, "process": "running"}
-        elif kind == "logs":  # several records at once (intake_child.py says why)
-            for level, name, text in message[1]:
-                logger = logging.getLogger(name)
-                if logger.isEnabledFor(level):  # a record as the intake made it: no caller to look up here
-                    logger.handle(logger.makeRecord(name, level, "(intake process)", 0, text, (), None))
+        elif kind == "logs":  # several records at once (intake_child.py says why), one write for all
+            with one_write():
+                for level, name, text in message[1]:
+                    logger = logging.getLogger(name)
+                    if logger.isEnabledFor(level):  # a record as the intake made it: no caller to look up here
+                        logger.handle(logger.makeRecord(name, level, "(intake process)", 0, text, (), None))
         elif kind == "log":
             _, level, name, text = message
             logging.getLogger(name).log(level, "%s", text)
