@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import durable
+from ..clock import now_iso
 from ..errors import StorageError
 from .model import CHUNK, TrackedFile, unlink_quietly
 
@@ -203,6 +204,7 @@ def write_record(files: list[TrackedFile], batch: str) -> None:
     the process, and losing it to a power cut only means the sources (still in place) are
     converted again, with the same report ids."""
     watch = files[0].watch
-    record = {"batch": batch, "files": [file.record(watch.roles.copied) for file in files]}
+    copied, updated = watch.roles.copied, now_iso()
+    record = {"batch": batch, "files": [file.record(copied, updated=updated) for file in files]}
     data = json.dumps(record, separators=(",", ":")).encode()  # compact: json's C encoder (indent is pure Python)
     durable.atomic_write(watch.jobs / f"{batch}.json", data, tmp_dir=watch.tmp, sync=False)

@@ -145,12 +145,14 @@ class TrackedFile:
         self.stable_since, self.due = now, False
         self.watch.due_by(self, now)
 
-    def record(self, state: str | None = None) -> dict[str, Any]:
+    def record(self, state: str | None = None, *, updated: str | None = None) -> dict[str, Any]:
+        """The file's entry in its batch's job record (``updated``: the batch's time, read once)."""
+        copy = self.copy
         return {"job": self.job, "intake": self.watch.name, "source": str(self.path), "rel": self.rel,
                 "origin": self.origin, "size": self.size, "mtime_ns": self.mtime_ns, "sha256": self.sha256,
                 "identity": list(self.identity),
-                "copy": f"{self.copy.parent.name}/{self.copy.name}" if self.copy else None, "state": state or self.state, "reports": self.reports,
-                "updated": now_iso()}
+                "copy": f"{copy.parent.name}/{copy.name}" if copy else None, "state": state or self.state,
+                "reports": self.reports, "updated": updated or now_iso()}
 
 
 class Watch:

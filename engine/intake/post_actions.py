@@ -26,6 +26,7 @@ from ..durable import retry_held as held  # Windows: a file held by another prog
 from ..errors import StorageError
 from ..layout import DataDir
 from ..names import short_name
+from ..spool.store import Accepted, Spool
 from .model import CHUNK, TrackedFile, Watch, unlink_quietly
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,45 @@ def post_all(files: list[TrackedFile], *, fsync: bool) -> list[Exception | None]
     sync_folders(synced, failures, fsync=fsync)
     drop_records([f for i, f in enumerate(files) if failures[i] is None and plans[i][0] != "keep"])
     return failures
+
+
+def accept_then_post(spool: Spool, converted: list[tuple[TrackedFile, list[bytes], list[str]]], *, fsync: bool
+                     ) -> tuple[list[Accepted | Exception], list[TrackedFile], list[Exception | None] | Exception]:
+    """Blocking (one thread hop): accept the reports of converted files (report bytes and the ids
+    the worker validated, per file) in one ``Spool.accept_many``, then run the post-actions of the
+    files whose every report it returned accepted — durable — and of no other. Returns
+    accept_many's results, those files, and post_all's failures for them (or what post_all
+    raised: the caller raises it once the files are spooled, as if post_all ran in a hop of its own)."""
+    items: list[tuple[bytes, str | None]] = [(raw, str(file.path)) for file, reports, _ in converted for raw in reports]
+    keys = [k for _, reports, ids in converted for k in (ids or [""] * len(reports))]
+    results = spool.accept_many(items, validated_keys=keys) if items else []
+    safe: list[TrackedFile] = []
+    at = 0
+    for file, reports, _ in converted:
+        if all(isinstance(r, Accepted) for r in results[at:at + len(reports)]):
+            safe.append(file)
+        at += len(reports)
+    try:
+        return results, safe, post_all(safe, fsync=fsync) if safe else []
+    except Exception as exc:  # noqa: BLE001 - raised by the caller, after accept_many's results are used
+        return results, safe, exc
+
+
+def log_finished(files: list[TrackedFile]) -> None:
+    """One info line per batch of finished files (of one intake), naming each with its report
+    count: a line per file cost a log record, a hand-over to the service and a write there, per
+    report."""
+    if not files:
+        return
+    file = files[0]
+    if len(files) == 1:
+        log.info("intake %s: %s → %d report(s) in the spool (%s)", file.watch.name, file.path.name,
+                 len(file.reports), after_action(file))
+        return
+    actions = sorted({after_action(f) for f in files})
+    log.info("intake %s: %d files → %d report(s) in the spool (%s): %s", file.watch.name, len(files),
+             sum(len(f.reports) for f in files), ", ".join(actions),
+             ", ".join(f"{f.path.name} ({len(f.reports)})" for f in files))
 
 
 def _archive(copy: Path, target: Path) -> bool:
