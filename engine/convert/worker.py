@@ -564,6 +564,8 @@ class WorkerPool:
         import anyio
 
         box: list[_Worker] = [worker] if worker is not None else []
+        if not box:
+            self.started += 1  # counted here, on the loop: the thread starts it (_talk)
         gave_up = threading.Event()
         try:
             results, healthy = await anyio.to_thread.run_sync(self._talk, box, request, count, timeout, gave_up,
@@ -594,7 +596,6 @@ class WorkerPool:
         and reaped here. ``gave_up``: the caller was cancelled (the worker is stopped)."""
         if not box:
             box.append(self._spawn())
-            self.started += 1
         worker = box[0]
         if gave_up.is_set():  # cancelled while it started (the caller saw no worker to stop)
             worker.stop()
