@@ -447,7 +447,10 @@ class _Watchdog:
                 for worker, deadline in list(self._deadlines.items()):
                     if deadline <= now:
                         del self._deadlines[worker]
-                        worker.stop()
+                        try:
+                            worker.stop()
+                        except Exception:  # noqa: BLE001 - the watchdog must outlive any one worker
+                            log.exception("convert worker: stopping a late worker failed")
                 self._cond.wait(min(self._deadlines.values(), default=now + 60) - now)
 
 
