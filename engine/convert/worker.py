@@ -40,13 +40,15 @@ import logging
 import os
 import queue
 import struct
+import subprocess
 import sys
 import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 __all__ = ["ConversionFailed", "Converted", "WorkerPool", "DEFAULT_MEMORY_LIMIT", "DEFAULT_MEMORY_GROWTH", "resident_bytes"]
 
@@ -323,13 +325,6 @@ def main(argv: list[str] | None = None) -> int:
 
 # =============================================================================== the service side
 
-def _gone() -> tuple[type[BaseException], ...]:
-    """What talking to a worker that has exited raises (anyio wraps a broken pipe in its own error)."""
-    import anyio
-
-    return (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)
-
-
 class ConversionFailed(Exception):
     """A file could not be converted. ``kind``: invalid, error, memory, timeout, crash or load."""
 
@@ -354,13 +349,18 @@ class Converted:
 
 
 class _Worker:
-    def __init__(self, process: Any, stream: Any) -> None:
+    """One worker process and the blocking pipes the pool talks to it through (from a thread)."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
         self.process = process
-        self.stream = stream
+        assert process.stdin is not None and process.stdout is not None  # asked for with PIPE
+        self.stdin: IO[bytes] = process.stdin
+        self.stdout: IO[bytes] = process.stdout
         self.jobs = 0
         self.ready = False  # its "ready" frame read
         self.baseline: int | None = None  # resident bytes after its first file (its converter loaded)
         self.rss: int | None = None  # resident bytes after its latest file
+        self.expired = False  # the watchdog stopped it (a timeout), or its caller gave up on it
 
     def note_rss(self, answer: dict[str, Any]) -> None:
         rss = answer.get("rss")
@@ -372,32 +372,97 @@ class _Worker:
     def grew_past(self, limit: int) -> bool:
         return self.rss is not None and self.baseline is not None and self.rss - self.baseline > limit
 
-    async def kill(self) -> None:
-        import anyio
+    def stop(self) -> None:
+        """Kill it and close its stdin (from any thread; the thread reading its answers then sees
+        end-of-file). Closing stdin matters behind a venv redirector (Windows): killing the
+        redirector leaves the real interpreter running, which exits when its stdin ends."""
+        self.expired = True
+        try:
+            self.process.kill()
+        except OSError:
+            pass
+        try:
+            self.stdin.close()
+        except (OSError, ValueError):
+            pass
 
-        with anyio.CancelScope(shield=True):
+    def kill(self) -> None:
+        """Blocking: stop it and reap it."""
+        self.stop()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        self._close_pipes()
+
+    def close(self) -> None:
+        """Blocking: the normal end (its stdin closed: it exits by itself), killed after 2 s."""
+        try:
+            self.stdin.close()
+        except (OSError, ValueError):
+            pass  # the worker is gone already; waiting and killing below still apply
+        try:
+            self.process.wait(2)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        for pipe in (self.stdin, self.stdout):
             try:
-                self.process.kill()
-            except ProcessLookupError:
+                pipe.close()
+            except (OSError, ValueError):
                 pass
-            with anyio.move_on_after(5):
-                await self.process.wait()
-            await self.process.aclose()
 
-    async def close(self) -> None:
-        import anyio
 
-        with anyio.CancelScope(shield=True):
-            try:
-                await self.process.stdin.aclose()
-            except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                pass  # the worker is gone already; waiting and killing below still apply
-            with anyio.move_on_after(2):
-                await self.process.wait()
-            if self.process.returncode is None:
-                await self.kill()
-            else:
-                await self.process.aclose()
+class _Watchdog:
+    """Stops a worker whose answer is late: one thread for the pool, woken only when a deadline
+    may have passed or comes sooner. Moving a deadline on (after each answer) costs a lock, not a
+    wake-up."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._deadlines: dict[_Worker, float] = {}
+        self._thread: threading.Thread | None = None
+
+    def arm(self, worker: _Worker, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        with self._cond:
+            before = self._deadlines.get(worker)
+            self._deadlines[worker] = deadline
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="stationflow-worker-watchdog", daemon=True)
+                self._thread.start()
+            elif before is None or deadline < before:
+                self._cond.notify()
+
+    def disarm(self, worker: _Worker) -> None:
+        with self._cond:
+            self._deadlines.pop(worker, None)
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                for worker, deadline in list(self._deadlines.items()):
+                    if deadline <= now:
+                        del self._deadlines[worker]
+                        try:
+                            worker.stop()
+                        except Exception:  # noqa: BLE001 - the watchdog must outlive any one worker
+                            log.exception("convert worker: stopping a late worker failed")
+                self._cond.wait(min(self._deadlines.values(), default=now + 60) - now)
+
+
+class _Gone(Exception):
+    """The worker's stdout ended (it exited, or was stopped) in the middle of an answer."""
+
+
+def _read_exactly(stream: IO[bytes], size: int) -> bytes:
+    data = stream.read(size)  # a buffered reader: whole, or short only at the end of the stream
+    if len(data) < size:
+        raise _Gone(f"end of stream after {len(data)} of {size} bytes")
+    return data
 
 
 class WorkerPool:
@@ -405,6 +470,12 @@ class WorkerPool:
 
     ``convert`` is safe to call from many tasks at once: each call takes a worker for itself.
     A call that is cancelled kills the worker it was using (its state is unknown).
+
+    Each exchange with a worker (its request, and every file's answer and report frames) runs in
+    one thread, reading the worker's stdout as a blocking buffered stream: a report arrives in one
+    or two reads straight into its bytes. Reading it through the event loop's pipe transport cost
+    a callback, a buffer copy and a task wake-up per 64 KB (a fifth of the intake's CPU). Each
+    file's timeout is kept by a watchdog thread, which stops the worker (the reads then end).
     """
 
     def __init__(self, size: int = 2, *, memory_limit: int = DEFAULT_MEMORY_LIMIT,
@@ -419,90 +490,44 @@ class WorkerPool:
         self._slots = anyio.Semaphore(self.size)
         self._idle: list[_Worker] = []
         self._closed = False
+        self._watchdog = _Watchdog()
         self.started = 0  # workers started so far (for status and tests)
 
-    async def _spawn(self) -> _Worker:
-        import subprocess
-
-        import anyio
-        from anyio.streams.buffered import BufferedByteReceiveStream
+    def _spawn(self) -> _Worker:
+        """Blocking: start a worker process (its "ready" frame is read by the first exchange)."""
+        from ..children import child_env
+        from ..service.frames import widen_pipe
 
         command = [self.python, "-m", WORKER_MODULE, "--memory-limit", str(self.memory_limit)]
-        from ..children import child_env
-
         env = child_env()  # the worker imports this very package, wherever it is installed
-        process = await anyio.open_process(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None,
-                                           env=env)
-        self.started += 1
-        assert process.stdout is not None  # asked for with PIPE
-        return _Worker(process, BufferedByteReceiveStream(process.stdout))
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, env=env)
+        assert process.stdout is not None
+        widen_pipe(process.stdout.fileno())  # a report crosses in one write and one read (Linux)
+        return _Worker(process)
 
-    async def _started(self, worker: _Worker) -> None:
-        """Wait for a new worker's "ready" frame, so that its start is not counted in a file's timeout."""
-        import anyio
+    def _receive(self, worker: _Worker) -> tuple[dict[str, Any], list[bytes]]:
+        """Blocking: one file's answer and, on success, its report frames."""
+        stream = worker.stdout
 
-        if worker.ready:
-            return
-        with anyio.move_on_after(START_TIMEOUT_S):
-            answer, _ = await self._receive(worker)
-            if answer.get("ready") is not True:
-                raise ConversionFailed("crash", f"the converter's worker process sent {answer!r} instead of "
-                                                "saying it was ready")
-            worker.ready = True
-            return
-        raise ConversionFailed("timeout", f"the converter's worker process did not start within "
-                                          f"{START_TIMEOUT_S:g} s")
-
-    async def _send(self, worker: _Worker, request: dict[str, Any]) -> None:
-        body = json.dumps(request).encode()
-        try:
-            await worker.process.stdin.send(_HEADER.pack(len(body)) + body)
-        except _gone() as exc:
-            raise await self._crashed(worker, exc) from None
-
-    async def _receive(self, worker: _Worker) -> tuple[dict[str, Any], list[bytes]]:
-        """One file's answer and, on success, its report frames."""
-        from anyio import EndOfStream, IncompleteRead
-
-        stream = worker.stream
-
-        async def frame() -> bytes:
-            head = await stream.receive_exactly(_HEADER.size)
-            (size,) = _HEADER.unpack(head)
+        def frame() -> bytes:
+            (size,) = _HEADER.unpack(_read_exactly(stream, _HEADER.size))
             if size > MAX_FRAME:
                 raise ConversionFailed("error", f"the converter produced a report of {size} bytes "
                                                 f"(more than {MAX_FRAME} bytes)")
-            # The pipe's chunks as they come, joined only if there are several: receive_exactly
-            # would copy a report twice more through its own buffer.
-            chunks: list[bytes] = []
-            left = size
-            while left:
-                chunk = await stream.receive(left)  # EndOfStream if the worker is gone mid-frame
-                chunks.append(chunk)
-                left -= len(chunk)
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return _read_exactly(stream, size)
 
-        ended: tuple[type[BaseException], ...] = (EndOfStream, IncompleteRead, *_gone())
-        try:
-            answer = json.loads(await frame())
-            reports = [await frame() for _ in range(int(answer.get("count", 0)))] if answer.get("ok") else []
-        except ended as exc:
-            raise await self._crashed(worker, exc) from None
+        answer = json.loads(frame())
+        reports = [frame() for _ in range(int(answer.get("count", 0)))] if answer.get("ok") else []
         return answer, reports
 
-    async def _crashed(self, worker: _Worker, exc: BaseException) -> ConversionFailed:
-        code = await self._exit_code(worker)
+    @staticmethod
+    def _crashed(worker: _Worker, exc: BaseException) -> ConversionFailed:
+        try:
+            code: int | None = worker.process.wait(2)
+        except subprocess.TimeoutExpired:
+            code = worker.process.returncode
         how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
         return ConversionFailed("crash", f"the converter's worker process {how} while converting", detail=repr(exc))
-
-    @staticmethod
-    async def _exit_code(worker: _Worker) -> int | None:
-        import anyio
-
-        code: int | None = None
-        with anyio.move_on_after(2):
-            code = await worker.process.wait()
-        return code if code is not None else worker.process.returncode
 
     async def _run_many(self, request: dict[str, Any], count: int,
                         timeout: float) -> list[tuple[dict[str, Any], list[bytes]] | ConversionFailed]:
@@ -526,58 +551,100 @@ class WorkerPool:
                 log.info("convert worker: an idle worker was gone (%s); sending the request to a new one",
                          results[0])
 
-    async def _take(self) -> tuple[_Worker, bool]:
-        """An idle worker (True) that still runs, else a new one (False)."""
+    async def _take(self) -> tuple[_Worker | None, bool]:
+        """An idle worker (True) that still runs, else None: a new one is started by the exchange."""
+        import anyio
+
         while self._idle:
             worker = self._idle.pop()
-            if worker.process.returncode is None:
+            if worker.process.poll() is None:
                 return worker, True
-            await worker.kill()  # exited while idle: reap it
-        return await self._spawn(), False
+            await anyio.to_thread.run_sync(worker.kill)  # exited while idle: reap it
+        return None, False
 
-    async def _exchange(self, worker: _Worker, request: dict[str, Any], count: int,
+    async def _exchange(self, worker: _Worker | None, request: dict[str, Any], count: int,
                         timeout: float) -> list[tuple[dict[str, Any], list[bytes]] | ConversionFailed]:
         import anyio
 
+        box: list[_Worker] = [worker] if worker is not None else []
+        if not box:
+            self.started += 1  # counted here, on the loop: the thread starts it (_talk)
+        gave_up = threading.Event()
+        try:
+            results, healthy = await anyio.to_thread.run_sync(self._talk, box, request, count, timeout, gave_up,
+                                                              abandon_on_cancel=True)
+        except BaseException:  # cancelled: the worker's state is unknown
+            gave_up.set()
+            if box:
+                box[0].stop()  # the thread sees the end of its stream, reaps the worker and ends
+            raise
+        worker = box[0]
+        worker.jobs += max(1, len(results))
+        grown = worker.grew_past(self.memory_growth)
+        if healthy and not self._closed and not grown:
+            self._idle.append(worker)
+        elif healthy:
+            if grown:
+                self.recycled += 1
+                log.info("convert worker: replaced after %d file(s): its memory grew from %.0f MB to %.0f MB "
+                         "(more than %.0f MB; a converter that keeps memory)", worker.jobs,
+                         (worker.baseline or 0) / 2**20, (worker.rss or 0) / 2**20, self.memory_growth / 2**20)
+            await anyio.to_thread.run_sync(worker.close)
+        return results
+
+    def _talk(self, box: list[_Worker], request: dict[str, Any], count: int, timeout: float,
+              gave_up: threading.Event) -> tuple[list[tuple[dict[str, Any], list[bytes]] | ConversionFailed], bool]:
+        """Blocking (a thread): the whole exchange, a new worker started first if ``box`` is empty;
+        (the results, whether the worker is fit for another request). An unfit worker is killed
+        and reaped here. ``gave_up``: the caller was cancelled (the worker is stopped)."""
+        if not box:
+            box.append(self._spawn())
+        worker = box[0]
+        if gave_up.is_set():  # cancelled while it started (the caller saw no worker to stop)
+            worker.stop()
         healthy = False
         results: list[tuple[dict[str, Any], list[bytes]] | ConversionFailed] = []
+        watchdog = self._watchdog
         try:
-            await self._started(worker)
-            await self._send(worker, request)
-            # One cancel scope for the whole request, its deadline moved on after each answer: each
-            # file still has ``timeout`` from the answer before (a scope per file cost more than
-            # reading the file's answer).
-            with anyio.move_on_after(timeout) as scope:
-                for _ in range(count):
-                    answer, reports = await self._receive(worker)
-                    results.append((answer, reports))
-                    worker.note_rss(answer)
-                    if answer.get("kind") == "memory":
-                        break
-                    scope.deadline = anyio.current_time() + timeout
-                else:
-                    healthy = True
-            if scope.cancelled_caught:
-                healthy = False
-                results.append(ConversionFailed("timeout", f"the converter took longer than {timeout:g} s "
-                                                           "(the intake's timeout_s) and was stopped"))
+            if not worker.ready:
+                # Its start is not counted in a file's timeout (START_TIMEOUT_S apart).
+                watchdog.arm(worker, START_TIMEOUT_S)
+                answer, _ = self._receive(worker)
+                if answer.get("ready") is not True:
+                    raise ConversionFailed("crash", f"the converter's worker process sent {answer!r} instead of "
+                                                    "saying it was ready")
+                worker.ready = True
+            body = json.dumps(request).encode()
+            worker.stdin.write(_HEADER.pack(len(body)) + body)
+            worker.stdin.flush()
+            watchdog.arm(worker, timeout)  # each file: ``timeout`` from the answer before
+            for _ in range(count):
+                answer, reports = self._receive(worker)
+                results.append((answer, reports))
+                worker.note_rss(answer)
+                if answer.get("kind") == "memory":
+                    break
+                watchdog.arm(worker, timeout)
+            else:
+                healthy = True
         except ConversionFailed as exc:
             results.append(exc)
-        finally:
-            worker.jobs += max(1, len(results))
-            grown = worker.grew_past(self.memory_growth)
-            if healthy and not self._closed and not grown:
-                self._idle.append(worker)
-            elif healthy:
-                if grown:
-                    self.recycled += 1
-                    log.info("convert worker: replaced after %d file(s): its memory grew from %.0f MB to %.0f MB "
-                             "(more than %.0f MB; a converter that keeps memory)", worker.jobs,
-                             (worker.baseline or 0) / 2**20, (worker.rss or 0) / 2**20, self.memory_growth / 2**20)
-                await worker.close()
+        except (_Gone, OSError, ValueError) as exc:  # ValueError: a pipe closed by stop()
+            if not worker.expired:
+                results.append(self._crashed(worker, exc))
+            elif not worker.ready:
+                results.append(ConversionFailed("timeout", f"the converter's worker process did not start "
+                                                           f"within {START_TIMEOUT_S:g} s"))
             else:
-                await worker.kill()
-        return results
+                results.append(ConversionFailed("timeout", f"the converter took longer than {timeout:g} s "
+                                                           "(the intake's timeout_s) and was stopped"))
+        finally:
+            watchdog.disarm(worker)
+            if worker.expired:
+                healthy = False  # stopped by the watchdog (or given up) after its last answer
+            if not healthy:
+                worker.kill()
+        return results, healthy
 
     async def _run(self, request: dict[str, Any], timeout: float) -> tuple[dict[str, Any], list[bytes]]:
         [result] = await self._run_many(request, 1, timeout)
@@ -629,9 +696,11 @@ class WorkerPool:
 
     async def aclose(self) -> None:
         self._closed = True
+        import anyio
+
         idle, self._idle = self._idle, []
         for worker in idle:
-            await worker.close()
+            await anyio.to_thread.run_sync(worker.close)
 
 
 if __name__ == "__main__":

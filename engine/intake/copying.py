@@ -1,10 +1,12 @@
 """Copying a settled source into the data dir before anything converts it.
 
-The source is only read. Its bytes go to ``tmp/<job>.part``; the copies of a batch are fsynced
-together (``durable.fsync_all``), checked against the source's size and mtime (a file that
-changed while it was copied is taken again later), renamed to ``copies/<batch>/<name>``, and one
-job record for the whole batch (``jobs/<batch>.json``, listing each file) is written so that a
-restart resumes from the copies. One record per batch, not per file: a file created, renamed and
+The source is only read. Its bytes go straight to ``copies/<batch>/<name>``; the copies of a
+batch are fsynced together (``durable.fsync_all``), checked against the source's size and mtime
+(a file that changed while it was copied is taken again later, its copy removed), and one job
+record for the whole batch (``jobs/<batch>.json``, listing each file) is written so that a
+restart resumes from the copies. A copy is a copy once that record names it: one that no record
+names (a crash while copying) is removed at the next start (recovery.py), its source untouched —
+so no temporary name and no rename per file are needed. One record per batch, not per file: a file created, renamed and
 deleted per report was a measurable share of the pipeline's CPU. The record goes when the last
 file of the batch is finished (``Watch.release_record``). See :mod:`.intake` for the durability
 argument.
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import durable
+from ..clock import now_iso
 from ..errors import StorageError
 from .model import CHUNK, TrackedFile, unlink_quietly
 
@@ -32,10 +35,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Copy:
-    """A copy being made: its temp file, open descriptor (-1 once closed), job id, the source's
-    stat before copying, bytes copied and digest."""
+    """A copy being made: where it is written, its open descriptor (-1 once closed), job id, the
+    source's stat before copying, bytes copied and digest."""
 
-    tmp: Path
+    path: Path
     fd: int
     job: str
     before: os.stat_result
@@ -52,7 +55,12 @@ class Copy:
             self.close()
         except OSError:
             pass
-        unlink_quietly(self.tmp)
+        unlink_quietly(self.path)
+        if self.path.parent.name == self.job:  # a folder of its own (a name repeated in its batch)
+            try:
+                os.rmdir(self.path.parent)
+            except OSError:
+                pass
 
 
 class Vanished(Exception):
@@ -81,7 +89,7 @@ def copy_all(files: list[TrackedFile], deadline: float, *, fsync: bool) -> list[
     try:
         for i, file in enumerate(files):
             try:
-                written.append((i, copy_data(file, deadline)))
+                written.append((i, copy_data(file, deadline, batch, names)))
             except Exception as exc:
                 failures[i] = exc
         fds = [c.fd for _, c in written]
@@ -96,12 +104,17 @@ def copy_all(files: list[TrackedFile], deadline: float, *, fsync: bool) -> list[
             copy.close()
             if failure is not None:
                 raise failure
-            place_copy(file, copy, batch, names)
+            place_copy(file, copy)
         except Exception as exc:
             copy.discard()
             failures[i] = Vanished() if isinstance(exc, FileNotFoundError) else exc
             continue
         placed.append(file)
+    if not placed and written:
+        try:
+            os.rmdir(files[0].watch.copies / batch)  # made by a copy that then failed: empty
+        except OSError:
+            pass  # never made, or holds a folder of its own of a copy being removed
     if placed:
         watch = placed[0].watch
         for file in placed:
@@ -114,9 +127,11 @@ def copy_all(files: list[TrackedFile], deadline: float, *, fsync: bool) -> list[
     return failures
 
 
-def copy_data(file: TrackedFile, deadline: float) -> Copy:
-    """Copy the source's bytes into ``tmp/<job>.part`` (not yet fsynced; the caller fsyncs the
-    batch together); the source is only read. Raises Vanished, Changed, TooLarge, ..."""
+def copy_data(file: TrackedFile, deadline: float, batch: str, names: set[str]) -> Copy:
+    """Copy the source's bytes into ``copies/<batch>/<name>`` (not yet fsynced; the caller fsyncs
+    the batch together); the source is only read. The copies of one batch share a folder (no
+    folder created and removed per file); a name already used in the batch (a recursive watch)
+    gets a folder of its own. Raises Vanished, Changed, TooLarge, ..."""
     watch = file.watch
     max_bytes = int(watch.section.max_file_bytes)
     # Not over max_bytes here: intake rejected a larger file before the copy, and the size is the
@@ -143,9 +158,11 @@ def copy_data(file: TrackedFile, deadline: float) -> Copy:
             file.size, file.mtime_ns, file.seen_at = before.st_size, before.st_mtime_ns, looked
             raise Changed()
         job = uuid.uuid4().hex[:16]
-        copy = Copy(watch.tmp / f"{job}.part", -1, job, before)
+        name = file.path.name  # the converter sees the file under its own name
+        copy = Copy(watch.copies / (job if name in names else batch) / name, -1, job, before)
+        names.add(name)
         digest = hashlib.sha256()
-        copy.fd = os.open(copy.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o644)
+        copy.fd = _create(copy.path)
         # Until a short read (the end, for a regular file): one read for most files, none more to
         # be told the end. A short read that was not the end is caught by place_copy's check of
         # the size copied against the file's size afterwards.
@@ -176,24 +193,31 @@ def copy_data(file: TrackedFile, deadline: float) -> Copy:
     return copy
 
 
-def place_copy(file: TrackedFile, copy: Copy, batch: str, names: set[str]) -> None:
-    """Check the source did not change while it was copied, and move the (fsynced) copy to
-    ``copies/<batch>/<name>``. The copies of one batch share a folder (no folder created and
-    removed per file); a name already used in the batch (a recursive watch) gets its own."""
+def _create(path: Path) -> int:
+    """A new file for a copy (never over another), its folder made when missing (the batch's
+    first copy). A folder that cannot be made is a storage problem, never the source vanishing."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    try:
+        return os.open(path, flags, 0o644)
+    except FileNotFoundError:
+        pass
+    try:
+        path.parent.mkdir(exist_ok=True)
+        return os.open(path, flags, 0o644)
+    except FileNotFoundError as exc:
+        raise StorageError(f"cannot create the copy {path}: {exc.strerror}") from exc
+
+
+def place_copy(file: TrackedFile, copy: Copy) -> None:
+    """Check the source did not change while it was copied: then the (fsynced) copy is the job's."""
     after = os.stat(file.path)
     before = copy.before
     if (after.st_size, after.st_mtime_ns, after.st_dev, after.st_ino) != (
             before.st_size, before.st_mtime_ns, before.st_dev, before.st_ino) or copy.size != after.st_size:
         file.size, file.mtime_ns, file.seen_at = after.st_size, after.st_mtime_ns, time.monotonic()
         raise Changed()
-    name = file.path.name  # the converter sees the file under its own name
-    folder = copy.job if name in names else batch
-    target = file.watch.copies / folder / name
-    if folder != batch or not names:  # the batch's folder is made once, with its first copy
-        target.parent.mkdir(exist_ok=True)
-    names.add(name)
-    durable.replace(copy.tmp, target)  # no directory fsync: see intake.py's durability argument
-    file.job, file.sha256, file.copy = copy.job, copy.sha256, target
+    # No directory fsync: see intake.py's durability argument.
+    file.job, file.sha256, file.copy = copy.job, copy.sha256, copy.path
     file.claimed = False  # a new job id: no private name of it exists (post_actions.claim_source)
     file.identity = (before.st_dev, before.st_ino)
 
@@ -203,6 +227,7 @@ def write_record(files: list[TrackedFile], batch: str) -> None:
     the process, and losing it to a power cut only means the sources (still in place) are
     converted again, with the same report ids."""
     watch = files[0].watch
-    record = {"batch": batch, "files": [file.record(watch.roles.copied) for file in files]}
+    copied, updated = watch.roles.copied, now_iso()
+    record = {"batch": batch, "files": [file.record(copied, updated=updated) for file in files]}
     data = json.dumps(record, separators=(",", ":")).encode()  # compact: json's C encoder (indent is pure Python)
     durable.atomic_write(watch.jobs / f"{batch}.json", data, tmp_dir=watch.tmp, sync=False)

@@ -80,7 +80,7 @@ from .detect import backlog, detect, known_files, list_candidates, next_pass_in,
 from . import inotify
 from .notify import ChangeNotifier
 from .model import BATCH_FILES, FileOutcome, IntakeOptions, TrackedFile, Watch, disk_full
-from .post_actions import after_action, drop_records, post_all, prune_archive, source_unchanged, write_kept
+from .post_actions import accept_then_post, after_action, drop_records, log_finished, post_all, prune_archive, source_unchanged, write_kept
 from .recovery import recover
 from .rejects import move_to_rejected
 from .status import intake_status
@@ -536,11 +536,10 @@ class Intake:
         return 1
 
     async def _spool(self, converted: list[tuple[TrackedFile, Converted]]) -> int:
-        """Accept every report of the converted files in one call (one directory fsync)."""
-        items: list[tuple[bytes, str | None]] = [(raw, str(file.path)) for file, result in converted
-                                                 for raw in result.reports]
-        keys = [k for _, r in converted for k in (r.ids or [""] * len(r.reports))]  # ids the worker validated
-        results = await anyio.to_thread.run_sync(lambda: self.spool.accept_many(items, validated_keys=keys)) if items else []
+        """Accept every report of the converted files in one call (one directory fsync); the post-actions
+        of the files it returned durable follow in the same thread hop (post_actions.accept_then_post)."""
+        results, durable, failures = await anyio.to_thread.run_sync(lambda: accept_then_post(
+            self.spool, [(f, r.reports, r.ids) for f, r in converted], fsync=self.options.fsync))
         finished = 0
         spooled: list[TrackedFile] = []
         at = 0
@@ -571,7 +570,10 @@ class Intake:
             # the copy is converted again — the same ids, "already present" — then finished.
             file.fire("converted")
         if spooled:
-            finished += await self._finish(spooled)
+            assert spooled == durable  # the same files, in the same order: their post-actions are done
+            if isinstance(failures, Exception):
+                raise failures  # unexpected: the files are spooled; a later pass applies the post-actions
+            finished += await self._finish(spooled, failures)
         return finished
 
     async def _defer(self, file: TrackedFile, exc: Exception) -> None:
@@ -586,9 +588,11 @@ class Intake:
 
     # ------------------------------------------------------------------ after: archive, move, delete, keep
 
-    async def _finish(self, files: list[TrackedFile]) -> int:
-        """Apply the post-actions of spooled files (one thread hop); return how many are done."""
-        failures = await anyio.to_thread.run_sync(lambda: post_all(files, fsync=self.options.fsync))
+    async def _finish(self, files: list[TrackedFile], failures: list[Exception | None] | None = None) -> int:
+        """Apply the post-actions of spooled files (one thread hop), or note those applied already
+        (``failures``: post_all's results); return how many are done."""
+        if failures is None:
+            failures = await anyio.to_thread.run_sync(lambda: post_all(files, fsync=self.options.fsync))
         kept: list[TrackedFile] = []
         for file, exc in zip(files, failures):
             if exc is not None:
@@ -615,7 +619,7 @@ class Intake:
                     file.note = f"post-action keep failed: {exc}; retrying"
             else:
                 await anyio.to_thread.run_sync(drop_records, kept)
-        done = 0
+        finished: list[TrackedFile] = []
         for file, failure in zip(files, failures):
             if failure is not None:
                 continue
@@ -623,11 +627,10 @@ class Intake:
             file.fire("finish")
             watch.forget(file)
             watch.done += 1
-            done += 1
+            finished.append(file)
             self.outcomes.append(FileOutcome(watch.name, str(file.path), file.state, list(file.reports), file.already))
-            log.info("intake %s: %s → %d report(s) in the spool (%s)", watch.name, file.path.name, len(file.reports),
-                     after_action(file))
-        return done
+        log_finished(finished)
+        return len(finished)
 
     async def _remember_kept(self, file: TrackedFile) -> None:
         """Note a source left in place (after: keep) durably, so a restart does not take it again."""

@@ -35,6 +35,7 @@ WINDOWS = sys.platform == "win32"
 CHUNK = 1024 * 1024
 #: New files taken together: one copy hop, one exchange with a worker, one spool directory fsync.
 BATCH_FILES = 32
+_MATCHED_NAMES = 100_000  # names whose match is remembered (then forgotten all at once)
 
 
 def disk_full(exc: BaseException) -> bool:
@@ -145,12 +146,14 @@ class TrackedFile:
         self.stable_since, self.due = now, False
         self.watch.due_by(self, now)
 
-    def record(self, state: str | None = None) -> dict[str, Any]:
+    def record(self, state: str | None = None, *, updated: str | None = None) -> dict[str, Any]:
+        """The file's entry in its batch's job record (``updated``: the batch's time, read once)."""
+        copy = self.copy
         return {"job": self.job, "intake": self.watch.name, "source": str(self.path), "rel": self.rel,
                 "origin": self.origin, "size": self.size, "mtime_ns": self.mtime_ns, "sha256": self.sha256,
                 "identity": list(self.identity),
-                "copy": f"{self.copy.parent.name}/{self.copy.name}" if self.copy else None, "state": state or self.state, "reports": self.reports,
-                "updated": now_iso()}
+                "copy": f"{copy.parent.name}/{copy.name}" if copy else None, "state": state or self.state,
+                "reports": self.reports, "updated": updated or now_iso()}
 
 
 class Watch:
@@ -174,6 +177,7 @@ class Watch:
         self.patterns_set = "patterns" in section.model_fields_set
         self._compiled_for: list[str] | None = None
         self._pattern = re.compile("(?!)")
+        self._matched: dict[str, bool] = {}  # name -> matches (for the patterns compiled)
         self.converter_name: str = section.converter
         self.problem: str | None = None  # the intake cannot work at all (converter not loadable)
         self.folder_problem: str | None = None  # the watch folder is missing or unreadable
@@ -261,12 +265,20 @@ class Watch:
             self.next_due = min(self.next_due, stable_since + self.section.settle_ms / 1000.0)
 
     def matches(self, name: str) -> bool:
-        """Whether ``name`` matches one of the patterns (as fnmatch; compiled once per patterns)."""
+        """Whether ``name`` matches one of the patterns (as fnmatch; compiled once per patterns).
+        Remembered per name: a burst's folder is listed again and again with the same names."""
         if self.patterns != self._compiled_for:
             self._compiled_for = list(self.patterns)
             self._pattern = re.compile("|".join(f"(?:{fnmatch.translate(os.path.normcase(p))})"
                                                 for p in self.patterns) or "(?!)")
-        return self._pattern.match(os.path.normcase(name) if WINDOWS else name) is not None
+            self._matched = {}
+        hit = self._matched.get(name)
+        if hit is None:
+            hit = self._pattern.match(os.path.normcase(name) if WINDOWS else name) is not None
+            if len(self._matched) >= _MATCHED_NAMES:
+                self._matched.clear()
+            self._matched[name] = hit
+        return hit
 
     def counts(self) -> dict[str, int]:
         counts = Counter(f.state for f in self.busy)

@@ -26,6 +26,7 @@ from ..durable import retry_held as held  # Windows: a file held by another prog
 from ..errors import StorageError
 from ..layout import DataDir
 from ..names import short_name
+from ..spool.store import Accepted, Spool
 from .model import CHUNK, TrackedFile, Watch, unlink_quietly
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ def post_all(files: list[TrackedFile], *, fsync: bool) -> list[Exception | None]
     plans: list[tuple[str, bool | None]] = []
     archived: dict[Path, list[int]] = {}
     moved: set[int] = set()
+    copies: dict[int, Path] = {}  # where each job's copy is now (renamed into the archive, or in place)
     for i, file in enumerate(files):
         after = after_action(file)
         try:
@@ -81,6 +83,7 @@ def post_all(files: list[TrackedFile], *, fsync: bool) -> list[Exception | None]
                 if _archive(file.copy, target) or target.exists():
                     # (not renamed now: renamed in by a try whose folder fsync failed, that sync is still owed)
                     moved.add(i)
+                    copies[i] = target
                     archived.setdefault(target.parent, []).append(i)
         except Exception as exc:
             failures[i] = exc
@@ -94,10 +97,11 @@ def post_all(files: list[TrackedFile], *, fsync: bool) -> list[Exception | None]
         after, unchanged = plans[i]
         try:
             folders: list[tuple[Path, bool]] = []
+            reference = copies.get(i, file.copy)
             if unchanged and after in ("archive", "delete"):
-                folders = remove_source(file)
+                folders = remove_source(file, reference)
             elif unchanged and after == "move":
-                folders = move_source(file, Path(file.watch.section.move_to or ""), fsync=fsync)
+                folders = move_source(file, Path(file.watch.section.move_to or ""), fsync=fsync, reference=reference)
             drop_copy(file, moved=i in moved)
         except Exception as exc:
             failures[i] = exc
@@ -108,6 +112,45 @@ def post_all(files: list[TrackedFile], *, fsync: bool) -> list[Exception | None]
     sync_folders(synced, failures, fsync=fsync)
     drop_records([f for i, f in enumerate(files) if failures[i] is None and plans[i][0] != "keep"])
     return failures
+
+
+def accept_then_post(spool: Spool, converted: list[tuple[TrackedFile, list[bytes], list[str]]], *, fsync: bool
+                     ) -> tuple[list[Accepted | Exception], list[TrackedFile], list[Exception | None] | Exception]:
+    """Blocking (one thread hop): accept the reports of converted files (report bytes and the ids
+    the worker validated, per file) in one ``Spool.accept_many``, then run the post-actions of the
+    files whose every report it returned accepted — durable — and of no other. Returns
+    accept_many's results, those files, and post_all's failures for them (or what post_all
+    raised: the caller raises it once the files are spooled, as if post_all ran in a hop of its own)."""
+    items: list[tuple[bytes, str | None]] = [(raw, str(file.path)) for file, reports, _ in converted for raw in reports]
+    keys = [k for _, reports, ids in converted for k in (ids or [""] * len(reports))]
+    results = spool.accept_many(items, validated_keys=keys) if items else []
+    safe: list[TrackedFile] = []
+    at = 0
+    for file, reports, _ in converted:
+        if all(isinstance(r, Accepted) for r in results[at:at + len(reports)]):
+            safe.append(file)
+        at += len(reports)
+    try:
+        return results, safe, post_all(safe, fsync=fsync) if safe else []
+    except Exception as exc:  # noqa: BLE001 - raised by the caller, after accept_many's results are used
+        return results, safe, exc
+
+
+def log_finished(files: list[TrackedFile]) -> None:
+    """One info line per batch of finished files (of one intake), naming each with its report
+    count: a line per file cost a log record, a hand-over to the service and a write there, per
+    report."""
+    if not files:
+        return
+    file = files[0]
+    if len(files) == 1:
+        log.info("intake %s: %s → %d report(s) in the spool (%s)", file.watch.name, file.path.name,
+                 len(file.reports), after_action(file))
+        return
+    actions = sorted({after_action(f) for f in files})
+    log.info("intake %s: %d files → %d report(s) in the spool (%s): %s", file.watch.name, len(files),
+             sum(len(f.reports) for f in files), ", ".join(actions),
+             ", ".join(f"{f.path.name} ({len(f.reports)})" for f in files))
 
 
 def _archive(copy: Path, target: Path) -> bool:
@@ -152,7 +195,7 @@ def private_name(file: TrackedFile) -> Path:
     return file.path.with_name(f".stationflow-{file.job}.taking")
 
 
-def claim_source(file: TrackedFile) -> Path | None:
+def claim_source(file: TrackedFile, reference: Path | None = None) -> Path | None:
     """Take the source away from its name before removing or moving it, and check it is the very
     file that was copied; the private path, or None when there is nothing of ours to remove.
 
@@ -160,7 +203,8 @@ def claim_source(file: TrackedFile) -> Path | None:
     the same name in between: the new file would be removed unread. A rename is atomic: after it,
     the name is free for the writer, and what we hold is checked by device, inode, size and mtime.
     A newcomer caught this way is put back under its name (or, if that is taken again, beside it),
-    so it is taken as a new file.
+    so it is taken as a new file. ``reference``: where the job's copy is now (its bytes are
+    compared, see _same_bytes), else the SHA-256 of the copy decides.
     """
     private = private_name(file)
     # Not claimed by an earlier try that crashed or failed after the rename (known in this run;
@@ -178,7 +222,8 @@ def claim_source(file: TrackedFile) -> Path | None:
     # its rename over the old one, the same size, and an mtime within the same clock tick. The
     # content is what was converted: it decides (the file is small and was just read; cheap).
     if same and file.sha256 is not None:
-        same = _sha256_of(private) == file.sha256
+        compared = _same_bytes(private, reference, file.size) if reference is not None else None
+        same = compared if compared is not None else _sha256_of(private) == file.sha256
     if same:
         return private
     _put_back(private, file.path)
@@ -195,6 +240,30 @@ def release_claim(file: TrackedFile) -> None:
     if private is not None and private.exists():
         _put_back(private, file.path)
     file.claimed = False
+
+
+def _same_bytes(path: Path, reference: Path, size: int) -> bool | None:
+    """Whether ``path`` holds the very bytes of ``reference`` (the job's fsynced copy: what was
+    converted), both read whole — as good a proof as their SHA-256, for a read and a compare
+    instead of ~50 µs of hashing a 50 KB file. None when the reference is not there (gone with an
+    earlier try, or larger than one read): the SHA-256 decides."""
+    if size > CHUNK:
+        return None
+    try:
+        ref = os.open(reference, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    except OSError:
+        return None
+    try:
+        expected = os.read(ref, size + 1)  # a regular file up to CHUNK reads whole
+    finally:
+        os.close(ref)
+    if len(expected) != size:
+        return None
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        return os.read(fd, size + 1) == expected
+    finally:
+        os.close(fd)
 
 
 def _sha256_of(path: Path) -> str:
@@ -224,22 +293,23 @@ def _put_back(private: Path, name: Path) -> None:
     os.unlink(private)
 
 
-def remove_source(file: TrackedFile) -> list[tuple[Path, bool]]:
+def remove_source(file: TrackedFile, reference: Path | None = None) -> list[tuple[Path, bool]]:
     """Remove the source (only the very file that was copied); the folders to fsync afterwards,
-    with whether that is best effort."""
-    private = claim_source(file)
+    with whether that is best effort. ``reference``: see claim_source."""
+    private = claim_source(file, reference)
     if private is None:
         return []
     held("delete", private, lambda: os.unlink(private))
     return [(file.path.parent, True)]
 
 
-def move_source(file: TrackedFile, folder: Path, *, fsync: bool) -> list[tuple[Path, bool]]:
+def move_source(file: TrackedFile, folder: Path, *, fsync: bool, reference: Path | None = None
+                ) -> list[tuple[Path, bool]]:
     """Move the source (only the very file that was copied) into ``folder``, never over a file;
-    the folders to fsync afterwards."""
+    the folders to fsync afterwards. ``reference``: see claim_source."""
     target = free_name(folder / file.rel)
     target.parent.mkdir(parents=True, exist_ok=True)
-    private = claim_source(file)
+    private = claim_source(file, reference)
     if private is None:
         return []
     try:
@@ -334,7 +404,7 @@ def free_name(target: Path, *, also: str = "") -> Path:
 
 def drop_copy(file: TrackedFile, *, moved: bool = False) -> None:
     """Remove a job's copy (unless it was just moved away into the archive or the error folder).
-    A copy in a folder of its own (a name repeated in its batch, see copying.place_copy) takes the
+    A copy in a folder of its own (a name repeated in its batch, see copying.copy_data) takes the
     folder along; the batch's shared folder goes with the batch's job record
     (``Watch.release_record``) instead of a failing rmdir per file."""
     copy = file.copy

@@ -23,10 +23,10 @@ own stdin close and exit with it.
 Protocol (frames of :mod:`.frames`), service → intake: ``init`` (once), ``accepted``, ``pause``,
 ``resume``, ``drain``; intake → service: ``ready``, ``accept``, ``status``, ``logs``, ``drained``.
 
-Log records go in ``logs`` frames of several records: a burst logs a line per file, and a frame
-per line cost the service an event-loop wake-up each. A record waits at most ``_LOG_DELAY_S``
-(a warning or error not at all), and every other frame takes the records logged before it along
-first, so the service logs them in order and before whatever that frame says.
+Log records go in ``logs`` frames of several records: a burst logs a line per batch of files, and
+a frame per line cost the service an event-loop wake-up each. A record waits at most
+``_LOG_DELAY_S`` (a warning or error not at all), and every other frame takes the records logged
+before it along first, so the service logs them in order and before whatever that frame says.
 """
 
 from __future__ import annotations
