@@ -13,7 +13,10 @@ import pytest
 from stationflow.engine.intake import copying
 from stationflow.engine.intake.copying import copy_all
 from stationflow.engine.intake.model import TrackedFile, Watch
-from stationflow.engine.intake.post_actions import claim_source
+from stationflow.engine.devtools.samples import make_report_bytes
+from stationflow.engine.errors import IllegalTransition
+from stationflow.engine.intake.post_actions import accept_then_post, claim_source, post_follows
+from stationflow.engine.spool.store import Spool
 from stationflow.engine.lifecycle import load_lifecycle
 from stationflow.schemas.config import IntakeSection
 
@@ -100,3 +103,36 @@ def test_a_batch_whose_every_copy_failed_leaves_no_folder(tmp_path: Path, monkey
     monkeypatch.setattr(copying, "place_copy", changed_meanwhile)
     assert [type(f).__name__ for f in copy_all([again], time.monotonic() + 60, fsync=False)] == ["Changed"]
     assert [p.name for p in file.watch.copies.iterdir()] == [file.batch]  # the first batch's only
+
+
+class _NoFinishAfterConverted:
+    """The shipped conversion machine, except that ``finish`` is not allowed from ``spooled``: a
+    machine that does not lead from the accept straight to the post-action."""
+
+    def __init__(self) -> None:
+        self._shipped = load_lifecycle("conversion")
+
+    def next_state(self, source: str, trigger: str) -> str:
+        if (source, trigger) == ("spooled", "finish"):
+            raise IllegalTransition("cannot finish a conversion in state spooled")
+        return self._shipped.next_state(source, trigger)
+
+
+@pytest.mark.parametrize("machine", ["shipped", "no finish after converted"])
+def test_the_post_action_joins_the_accepts_hop_only_where_the_lifecycle_leads_straight_to_it(
+        tmp_path: Path, machine: str) -> None:
+    file = _copied(tmp_path, make_report_bytes(1))
+    if machine != "shipped":
+        file.watch.lifecycle = _NoFinishAfterConverted()  # type: ignore[assignment]
+    file.state = "converting"
+    raw = file.copy.read_bytes() if file.copy is not None else b""
+    with Spool(tmp_path / "spool") as spool:
+        results, durable, failures = accept_then_post(spool, [(file, [raw], [])], fsync=False)
+        assert [type(r).__name__ for r in results] == ["Accepted"] and durable == [file]
+        assert spool.counts()["pending"] == 1
+    assert post_follows(file) is (machine == "shipped")
+    if machine == "shipped":
+        assert failures == [None] and not file.path.exists()  # deleted in the same hop, after the accept
+    else:
+        assert failures is None and file.path.read_bytes() == raw  # untouched: the caller goes step by step
+        assert file.state == "converting"  # the state is the event loop's to move

@@ -23,7 +23,7 @@ import anyio
 
 from .. import durable
 from ..durable import retry_held as held  # Windows: a file held by another program is retried
-from ..errors import StorageError
+from ..errors import IllegalTransition, StorageError
 from ..layout import DataDir
 from ..names import short_name
 from ..spool.store import Accepted, Spool
@@ -115,12 +115,13 @@ def post_all(files: list[TrackedFile], *, fsync: bool) -> list[Exception | None]
 
 
 def accept_then_post(spool: Spool, converted: list[tuple[TrackedFile, list[bytes], list[str]]], *, fsync: bool
-                     ) -> tuple[list[Accepted | Exception], list[TrackedFile], list[Exception | None] | Exception]:
+                     ) -> tuple[list[Accepted | Exception], list[TrackedFile], list[Exception | None] | Exception | None]:
     """Blocking (one thread hop): accept the reports of converted files (report bytes and the ids
     the worker validated, per file) in one ``Spool.accept_many``, then run the post-actions of the
     files whose every report it returned accepted — durable — and of no other. Returns
     accept_many's results, those files, and post_all's failures for them (or what post_all
-    raised: the caller raises it once the files are spooled, as if post_all ran in a hop of its own)."""
+    raised: the caller raises it once the files are spooled, as if post_all ran in a hop of its own;
+    or None: the lifecycle does not lead straight to the post-action, see :func:`post_follows`)."""
     items: list[tuple[bytes, str | None]] = [(raw, str(file.path)) for file, reports, _ in converted for raw in reports]
     keys = [k for _, reports, ids in converted for k in (ids or [""] * len(reports))]
     results = spool.accept_many(items, validated_keys=keys) if items else []
@@ -130,10 +131,26 @@ def accept_then_post(spool: Spool, converted: list[tuple[TrackedFile, list[bytes
         if all(isinstance(r, Accepted) for r in results[at:at + len(reports)]):
             safe.append(file)
         at += len(reports)
+    if not all(post_follows(file) for file in safe):
+        return results, safe, None  # the caller fires the lifecycle's steps first, then post-actions
     try:
         return results, safe, post_all(safe, fsync=fsync) if safe else []
     except Exception as exc:  # noqa: BLE001 - raised by the caller, after accept_many's results are used
         return results, safe, exc
+
+
+def post_follows(file: TrackedFile) -> bool:
+    """Whether the conversion lifecycle in force leads from the file's state (converting) by
+    ``converted`` and then ``finish``: the post-action is that ``finish``. Checked, not assumed, so
+    the post-action runs in the accept's hop only where the machine would run it right after; a
+    site machine that leads elsewhere gets the steps one by one (the validator's rule: the source
+    is touched only after ``converted``). Read-only: the file's state moves on the event loop."""
+    lifecycle = file.watch.lifecycle
+    try:
+        lifecycle.next_state(lifecycle.next_state(file.state, "converted"), "finish")
+    except IllegalTransition:
+        return False
+    return True
 
 
 def log_finished(files: list[TrackedFile]) -> None:
