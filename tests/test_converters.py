@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stationflow.engine.convert.csvfile import CsvConverter, _compare
-from stationflow.engine.convert.worker import ConversionFailed, WorkerPool
+from stationflow.engine.convert.pool import ConversionFailed, WorkerPool
 from stationflow.engine.convert.wsxf import WsxfConverter, convert_wsxf_bytes
 from stationflow.engine.convert.api import (
     ConversionError,

@@ -26,7 +26,7 @@ import pytest
 
 from stationflow.engine.children import child_env
 from stationflow.engine.convert.api import ConvertContext
-from stationflow.engine.convert.worker import ConversionFailed, Converted, WorkerPool
+from stationflow.engine.convert.pool import ConversionFailed, Converted, WorkerPool
 
 HERE = Path(__file__).resolve().parent
 WINSIM = HERE / "winsim.py"
@@ -170,7 +170,7 @@ def test_a_hung_worker_behind_a_redirector_exits_when_the_service_is_killed(tmp_
         import anyio
         from pathlib import Path
         from stationflow.engine.convert.api import ConvertContext
-        from stationflow.engine.convert.worker import WorkerPool
+        from stationflow.engine.convert.pool import WorkerPool
 
         async def main():
             pool = WorkerPool(1, python={str(_redirector(tmp_path))!r})

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from stationflow.engine.convert.api import ConvertContext
-from stationflow.engine.convert.worker import ConversionFailed, Converted, WorkerPool
+from stationflow.engine.convert.pool import ConversionFailed, Converted, WorkerPool
 
 SLOW_CONVERTER = '''
 import time

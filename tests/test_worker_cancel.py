@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 
 from stationflow.engine.convert.api import ConvertContext
-from stationflow.engine.convert.worker import WorkerPool
+from stationflow.engine.convert.pool import WorkerPool
 from tests.conftest import FIXTURES
 
 MISBEHAVING = FIXTURES / "inputs" / "converters" / "misbehaving.py"

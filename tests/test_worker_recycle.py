@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from stationflow.engine.convert.api import ConvertContext
-from stationflow.engine.convert.worker import Converted, ConversionFailed, WorkerPool, resident_bytes
+from stationflow.engine.convert.pool import Converted, ConversionFailed, WorkerPool
+from stationflow.engine.convert.worker import resident_bytes
 from stationflow.engine.devtools.samples import make_report_bytes
 
 LEAKY = '''

@@ -21,7 +21,7 @@ import anyio
 from ..errors import InvalidInput
 from ...schemas.config import StationSection
 from .api import ConvertContext
-from .worker import Converted, WorkerPool
+from .pool import Converted, WorkerPool
 
 #: Largest file ``submit`` reads (the intakes' own limit is max_file_bytes).
 MAX_NAMED_BYTES = 256 * 1024**2

@@ -16,7 +16,8 @@ import anyio
 
 from ..errors import InvalidInput
 from .named import convert_named
-from .worker import DEFAULT_MEMORY_LIMIT, ConversionFailed, WorkerPool
+from .pool import ConversionFailed, WorkerPool
+from .worker import DEFAULT_MEMORY_LIMIT
 from ...schemas.config import StationSection
 
 __all__ = ["Preview", "preview_files"]

@@ -69,7 +69,7 @@ from typing import Any
 import anyio
 
 from ..convert.api import ConvertContext
-from ..convert.worker import ConversionFailed, Converted, WorkerPool
+from ..convert.pool import ConversionFailed, Converted, WorkerPool
 from ..errors import SpoolFull, StorageError
 from ..lifecycle import Lifecycle, load_lifecycle
 from ..spool.store import Accepted, Spool

@@ -14,7 +14,8 @@ from typing import Any
 import anyio
 
 from ..convert.named import MAX_NAMED_BYTES, convert_named
-from ..convert.worker import DEFAULT_MEMORY_LIMIT, ConversionFailed, WorkerPool
+from ..convert.pool import ConversionFailed, WorkerPool
+from ..convert.worker import DEFAULT_MEMORY_LIMIT
 from ..errors import InvalidInput, SpoolFull, StorageError
 from ..layout import DataDir
 from ..spool.store import Spool
