@@ -228,6 +228,36 @@ def from_text(kind: str, text: str, optional: bool) -> Any:
 
 # ------------------------------------------------------------------------------------------ rows
 
+class WrapFollower:
+    """Labels that wrap at the width of the cell they sit in, without a resize loop.
+
+    A label's new wrap length changes what it asks for, which can change the width of its grid
+    column, which resizes the cell again: two widths taking turns (A, B, A, …) made ``update()``
+    spin for minutes under Xvfb (seen in CI). A width that only undoes the last change is answered
+    with the wider of the two, once, and then ignored; changes of a few pixels are ignored too.
+    """
+
+    MIN_WIDTH = 240
+    SLACK_PX = 4
+
+    def __init__(self, *labels: Any) -> None:
+        self.labels = labels
+        self.width = 0
+        self.before = 0  # the width before the last change
+
+    def follow(self, width: int) -> None:
+        width = max(self.MIN_WIDTH, width)
+        if abs(width - self.width) <= self.SLACK_PX:
+            return
+        if abs(width - self.before) <= self.SLACK_PX:  # back where the last change came from: a loop
+            width = max(width, self.width)
+            if width == self.width:
+                return
+        self.before, self.width = self.width, width
+        for label in self.labels:
+            label.configure(wraplength=width)
+
+
 class FieldRow:
     """One field on screen: input, help and error line. ``value()`` is what goes into the data."""
 
@@ -259,6 +289,7 @@ class FieldRow:
         self.error_label.grid_remove()
         self.error_label.grid_configure(pady=(0, 2))
         # Help and error lines wrap at the width the column has, not at a fixed 560 px (clipped or ragged).
+        self._wrap = WrapFollower(self.help, self.error_label)
         self.cell.bind("<Configure>", self._resized, add="+")
         self.widget.bind("<FocusOut>", self._place_error_line, add="+")
         self.shown = True
@@ -266,9 +297,7 @@ class FieldRow:
         self.var.trace_add("write", self._changed)
 
     def _resized(self, event: tk.Event) -> None:
-        width = max(240, int(event.width))
-        self.help.configure(wraplength=width)
-        self.error_label.configure(wraplength=width)
+        self._wrap.follow(int(event.width))
 
     def show(self, visible: bool) -> None:
         """Show or hide the whole row (a field that does not apply: move_to unless after is move)."""

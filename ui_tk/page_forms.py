@@ -13,7 +13,7 @@ from tkinter import ttk
 from typing import TYPE_CHECKING, Any
 
 from ..schemas.config import IntakeSection, StationConfig, StationSection
-from .forms import ModelForm
+from .forms import ModelForm, WrapFollower
 from .model_list import ModelListEditor
 from .page_base import Page
 from .widgets import HELP_FG, WARN_FG, ScrollFrame
@@ -55,8 +55,8 @@ class IntakePage(Page):
         self.links_note = ttk.Label(follow.cell, text="", foreground=WARN_FG, wraplength=560, justify="left")
         self.links_note.grid(row=1, column=0, columnspan=3, sticky="w", pady=(2, 0))
         self.links_note.grid_remove()
-        follow.cell.bind("<Configure>", lambda e: self.links_note.configure(wraplength=max(240, int(e.width))),
-                         add="+")
+        wrap = WrapFollower(self.links_note)
+        follow.cell.bind("<Configure>", lambda e: wrap.follow(int(e.width)), add="+")
         #: intake name → its status, as the running service of this config last reported it
         self.live: dict[str, dict[str, Any]] = {}
         self.editor.on_select.append(lambda _index: self.show_links_note())
