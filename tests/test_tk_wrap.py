@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stationflow.ui_tk.forms import WrapFollower
+from stationflow.ui_tk.wrap import WrapFollower
 
 
 class _Label:

@@ -13,7 +13,8 @@ from tkinter import ttk
 from typing import TYPE_CHECKING, Any
 
 from ..schemas.config import IntakeSection, StationConfig, StationSection
-from .forms import ModelForm, WrapFollower
+from .forms import ModelForm
+from .wrap import WrapFollower
 from .model_list import ModelListEditor
 from .page_base import Page
 from .widgets import HELP_FG, WARN_FG, ScrollFrame
