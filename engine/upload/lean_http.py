@@ -182,7 +182,8 @@ class _Connection(asyncio.Protocol):
             self._timer = self._loop.call_at(self._deadline, self._check_time)
         self.transport.write(data)
         try:
-            return await waiter
+            answer: _Answer = await waiter
+            return answer
         finally:
             if self._timer is not None:
                 self._timer.cancel()
@@ -247,7 +248,7 @@ class _Connection(asyncio.Protocol):
                     del buf[:1 if buf[:1] == b"\n" else 2]
                     answer.left = _SIZE_LINE
                     continue
-                if buf in (b"", b"\r"):
+                if len(buf) == 0 or buf == b"\r":
                     return True
                 raise _Broken("a chunk is longer than its size says")
             if answer.left < 0:  # a size line, or (after the last chunk) a trailer line, is due
