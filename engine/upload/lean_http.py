@@ -34,7 +34,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import re
+import select
 import ssl
+import sys
 from typing import Any
 
 import httpx
@@ -140,11 +142,16 @@ class _Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._write_paused = False
         self._got_bytes = False
+        self._poller: Any = None  # ``select.poll`` of the socket (POSIX), for ``usable``
 
     # asyncio's protocol callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.fileno() >= 0 and hasattr(select, "poll") and sys.platform != "win32":
+            self._poller = select.poll()
+            self._poller.register(sock.fileno(), select.POLLIN)
 
     def data_received(self, data: bytes) -> None:
         if self._waiter is None or self._waiter.done():  # bytes nobody asked for: never reuse this one
@@ -191,10 +198,16 @@ class _Connection(asyncio.Protocol):
             self._waiter = None
 
     def usable(self, now: float) -> bool:
-        """Still open, nothing unasked-for arrived, idle for less than ``KEEPALIVE_S``."""
+        """Still open, idle for less than ``KEEPALIVE_S``, and nothing waiting to be read: an idle
+        connection's socket is readable only if the server closed it (or sent what nobody asked
+        for), and the loop may not have read that yet (httpcore asks the same before a reuse)."""
         transport = self.transport
-        return (not self.closed and transport is not None and not transport.is_closing()
-                and now - self.idle_since < KEEPALIVE_S)
+        if self.closed or transport is None or transport.is_closing() or now - self.idle_since >= KEEPALIVE_S:
+            return False
+        if self._poller is not None:
+            return not self._poller.poll(0)
+        sock = transport.get_extra_info("socket")
+        return sock is None or sock.fileno() < 0 or not select.select([sock.fileno()], [], [], 0)[0]
 
     def close(self) -> None:
         self.closed = True
@@ -370,9 +383,14 @@ class LeanPool:
             slot: asyncio.Future[None] = loop.create_future()
             self._waiting.append(slot)
             try:
-                await asyncio.wait_for(slot, self._timeout.pool)
-            except asyncio.TimeoutError:
-                raise httpx.PoolTimeout("no free connection in time") from None
+                async with asyncio.timeout(self._timeout.pool):
+                    await slot
+            except BaseException as exc:
+                if slot.done() and not slot.cancelled():  # woken, but leaving: the next waiter is woken instead
+                    self._wake()
+                if isinstance(exc, TimeoutError):
+                    raise httpx.PoolTimeout("no free connection in time") from None
+                raise
             finally:
                 if slot in self._waiting:
                     self._waiting.remove(slot)
@@ -400,9 +418,9 @@ class LeanPool:
         if self._ssl is not None:
             kwargs = {"ssl": self._ssl, "server_hostname": self.host}
         try:
-            _, conn = await asyncio.wait_for(loop.create_connection(protocol, self.host, self.port, **kwargs),
-                                             self._timeout.connect)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(self._timeout.connect):
+                _, conn = await loop.create_connection(protocol, self.host, self.port, **kwargs)
+        except TimeoutError:
             raise httpx.ConnectTimeout(f"no connection to {self.host}:{self.port} in time") from None
         except OSError as exc:  # ssl.SSLError (a failed TLS check) is one: its cause is kept for the message
             raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
