@@ -87,3 +87,43 @@ async def test_a_file_written_hidden_then_renamed_is_taken_without_waiting_for_a
                     await anyio.sleep(0.01)
             tg.cancel_scope.cancel()
         await intake.aclose()
+
+
+async def test_files_notified_while_a_burst_drains_are_listed_when_the_seen_ones_run_out(tmp_path: Path) -> None:
+    """A second wave arrives while the first one's files (seen at the last listing) are still being
+    taken: the passes its notifications wake take more seen files without listing (a burst is not
+    listed at every pass). Once the seen files are all in hand, the folder is listed at once —
+    with a 30 s poll interval, a second wave left to the next poll stalled that long."""
+    data, drop, staging = tmp_path / "data", tmp_path / "drop", tmp_path / "staging"
+    drop.mkdir()
+    staging.mkdir()
+    for i in range(80):
+        (staging / f"r{i:04}.json").write_bytes(make_report_bytes(i, seed=7))
+    section = IntakeSection(name="w", watch=str(drop), converter="wsjf", settle_ms=0, after="delete")
+    with Spool(data) as spool:
+        intake = Intake([section], spool, data, STATION,
+                        options=IntakeOptions(poll_interval_s=30.0, max_in_flight=16))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(intake.run)
+            with anyio.fail_after(60):
+                while intake.status()["intakes"]["w"]["notifications"] != "notify" or \
+                        not intake.status()["workers"]["started"]:
+                    await anyio.sleep(0.01)
+            await anyio.sleep(0.2)  # the first listing (at start) is done
+            names = sorted(p.name for p in staging.iterdir())
+            for name in names[:40]:
+                (staging / name).rename(drop / name)
+            with anyio.fail_after(20):
+                while not spool.keys():  # the first wave is being taken, most of it still waiting
+                    await anyio.sleep(0.001)
+            for name in names[40:]:
+                (staging / name).rename(drop / name)
+            started = time.monotonic()
+            with anyio.fail_after(25):  # below the 30 s poll interval: only a listing can find the second wave
+                while len(spool.keys()) < 80 or any(drop.iterdir()):
+                    await anyio.sleep(0.01)
+            took = time.monotonic() - started
+            tg.cancel_scope.cancel()
+        await intake.aclose()
+        assert len(spool.keys()) == 80
+    assert took < 15, f"the second wave took {took:.1f} s"

@@ -123,6 +123,7 @@ class Intake:
         self._idle.set()
         self._room = anyio.Event()  # set when a busy intake has room for more files again, or a folder changed
         self._notified = False  # a watch folder changed since the last listing (set from the notifier's thread)
+        self._unlisted = False  # changes were notified that no listing has looked at yet (see _collect)
         self._notifier: Notifier | None = None
         self._saturated = False  # the last pass left settled files behind (in-flight budget used up)
         self._started = False
@@ -191,6 +192,7 @@ class Intake:
                     # stat-ing) its thousands of files at every pass; what arrives meanwhile is seen
                     # at the next listing, at most a poll interval later (behind the burst anyway).
                     early = (self._room.is_set() and not self._notified) or self._backlog()
+                    self._unlisted = self._unlisted or self._notified
                     self._room, self._notified = anyio.Event(), False
         finally:
             if self._notifier is not None:
@@ -370,6 +372,7 @@ class Intake:
             # the next refusal pauses again.
             self._full_pause = None
             full = retry_full = False
+        listed_all = True  # every watch listed in this pass (or skipped): the changes notified are seen
         for watch in self._watches:
             if watch.problem:
                 continue
@@ -395,18 +398,27 @@ class Intake:
                 # it is copied.
                 settled = settle_seen(watch, time.monotonic(), budget, self._in_flight,
                                       self._notifier.closed_state if self._notifier else None)
-            else:
-                # Listing the folders is blocking I/O (a thread); the bookkeeping stays on this loop.
-                listed_from = time.monotonic()
-                listing, walked_root = await anyio.to_thread.run_sync(list_candidates, watch, only_reprocess,
-                                                                      known_files(watch))
-                if not only_reprocess:
-                    watch.listed_at = time.monotonic()
-                settled = detect(watch, listing, walked_root, time.monotonic(), only_reprocess, budget,
-                                 self._in_flight, self._notifier.closed_as if self._notifier else None,
-                                 listed_from)
+                budget -= len(settled)
+                ready.extend(settled)
+                # The files seen are all in hand and the folders changed since they were listed (the
+                # rest of a burst still being written): listed now, not a poll interval later — with
+                # room in flight and no wake-up to come, the burst would stall that long.
+                if budget <= 0 or not self._unlisted:
+                    listed_all = False
+                    continue
+            # Listing the folders is blocking I/O (a thread); the bookkeeping stays on this loop.
+            listed_from = time.monotonic()
+            listing, walked_root = await anyio.to_thread.run_sync(list_candidates, watch, only_reprocess,
+                                                                  known_files(watch))
+            if not only_reprocess:
+                watch.listed_at = time.monotonic()
+            settled = detect(watch, listing, walked_root, time.monotonic(), only_reprocess, budget,
+                             self._in_flight, self._notifier.closed_as if self._notifier else None,
+                             listed_from)
             ready.extend(settled)
             budget -= len(settled)
+        if listed_all and not only_reprocess:
+            self._unlisted = False
         self._saturated = budget <= 0
         return ready
 
