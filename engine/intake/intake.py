@@ -64,7 +64,7 @@ import math
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -77,17 +77,18 @@ from ...schemas.config import IntakeSection, StationSection
 from ..clock import now_iso
 from .copying import Changed, CopyTimeout, TooLarge, Vanished, copy_all
 from .detect import backlog, detect, known_files, list_candidates, next_pass_in, settle_seen
-from . import inotify
-from .notify import ChangeNotifier
+from .notify import start_notifier
 from .model import BATCH_FILES, FileOutcome, IntakeOptions, TrackedFile, Watch, disk_full
 from .post_actions import accept_then_post, after_action, drop_records, log_finished, post_all, prune_archive, source_unchanged, write_kept
 from .recovery import recover
 from .rejects import move_to_rejected
 from .status import intake_status
 
+if TYPE_CHECKING:
+    from .notify import Notifier
+
 log = logging.getLogger(__name__)
 
-Notifier = ChangeNotifier | inotify.InotifyNotifier
 
 __all__ = ["Intake", "IntakeOptions", "FileOutcome"]
 
@@ -208,26 +209,13 @@ class Intake:
         """OS change notifications for the watch folders (polling stays, as the fallback)."""
         if not self.options.notifications:
             return None
-        folders = [(w.root, w.section.recursive, w.excluded) for w in self._watches if w.root.is_dir()]
-        notifier: Notifier
-        if inotify.available():
-            def wake_here() -> None:  # on this loop, called by the loop itself: no hop
-                if not self._notified:
-                    self._notified = True
-                    self._room.set()
+        return start_notifier([(w.root, w.section.recursive, w.excluded) for w in self._watches if w.root.is_dir()],
+                              self._first_notice, lambda: self._room.set())
 
-            notifier = inotify.InotifyNotifier(wake_here)
-        else:
-            token = anyio.lowlevel.current_token()
-
-            def wake() -> None:  # the observer's thread: one hop into the loop per burst of events
-                if not self._notified:
-                    self._notified = True
-                    anyio.from_thread.run_sync(self._room.set, token=token)
-
-            notifier = ChangeNotifier(wake)
-        notifier.start(folders)
-        return notifier
+    def _first_notice(self) -> bool:
+        """A change was notified; True if it is the first since the last pass (it wakes the loop)."""
+        first, self._notified = not self._notified, True
+        return first
 
     async def scan_once(self, *, only_reprocess: bool = False) -> int:
         """One pass: detect, check settling, take every settled file; return files finished."""

@@ -24,11 +24,18 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
+
+import anyio.from_thread
+import anyio.lowlevel
 
 if TYPE_CHECKING:  # watchdog is imported when it is used: on Linux it is not (5 MB of memory less)
     from watchdog.events import FileSystemEvent
     from watchdog.observers.api import BaseObserver
+
+    from .inotify import InotifyNotifier
+
+    Notifier: TypeAlias = "ChangeNotifier | InotifyNotifier"
 
 #: (folder, recursive, folders under it that are not watched: the data dir, move_to)
 WatchedFolder = tuple[Path, bool, list[Path]]
@@ -141,3 +148,30 @@ class ChangeNotifier(ClosedRecords):
             self._on_change()
         except RuntimeError:  # the event loop is gone (intake stopping): nothing to wake
             pass
+
+
+def start_notifier(folders: list[WatchedFolder], first_notice: Callable[[], bool],
+                   wake: Callable[[], None]) -> ChangeNotifier | InotifyNotifier:
+    """The platform's notifier, started. inotify is read on the running event loop where it is
+    available (``wake`` called there, at once); else watchdog, whose thread hops into the loop to
+    call ``wake`` — once per burst of events: ``first_notice`` (a flag set without the loop) says
+    whether a wake is still to be sent since the intake's last pass."""
+    from . import inotify  # it imports this module
+
+    notifier: ChangeNotifier | InotifyNotifier
+    if inotify.available():
+        def on_loop() -> None:
+            if first_notice():
+                wake()
+
+        notifier = inotify.InotifyNotifier(on_loop)
+    else:
+        token = anyio.lowlevel.current_token()
+
+        def from_thread() -> None:
+            if first_notice():
+                anyio.from_thread.run_sync(wake, token=token)
+
+        notifier = ChangeNotifier(from_thread)
+    notifier.start(folders)
+    return notifier

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 from .model import Watch
 
 if TYPE_CHECKING:
-    from .intake import Intake, Notifier
+    from .intake import Intake
+    from .notify import Notifier
 
 
 def intake_status(intake: Intake, watches: list[Watch], notifier: Notifier | None, *, draining: bool,
