@@ -73,6 +73,10 @@ def test_the_verdict_says_not_met_and_never_passes_what_was_not_measured() -> No
     good = [Check("a", 0.6, ">=", 0.5), Check("b", 1.0, "<=", 2.0), Check("c", 100, "<", 300)]
     assert verdict(good, lines.append) is True and lines[-1] == "targets met"
     assert verdict([], lines.append) is False  # nothing measured is not "met"
+    # a value just off its target is not shown as the target itself
+    assert Check("r", 0.4971, ">=", 0.5, "×").line() == "  r: 0.497× (target ≥ 0.5×): NOT met"
+    assert Check("c", 2.0004, "<=", 2.0, " ms").line() == "  c: 2.0004 ms (target ≤ 2 ms): NOT met"
+    assert Check("c", 2.0, "<=", 2.0, " ms").line() == "  c: 2.00 ms (target ≤ 2 ms): met"
     assert spread([3.0, 1.0, 2.0]) == "2 (1–3)" and spread([2.5], ".1f") == "2.5" and spread([]) == "n/a"
 
 

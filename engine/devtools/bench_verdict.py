@@ -36,8 +36,18 @@ class Check:
         op = {">=": "≥", "<=": "≤", "<": "<"}[self.op]
         if self.value is None:
             return f"  {self.figure}: not measured here (target {op} {self.target:g}{self.unit}): NOT met"
-        return (f"  {self.figure}: {self.value:.2f}{self.unit} (target {op} {self.target:g}{self.unit}): "
+        return (f"  {self.figure}: {self._shown()}{self.unit} (target {op} {self.target:g}{self.unit}): "
                 f"{'met' if self.met else 'NOT met'}")
+
+    def _shown(self) -> str:
+        """The value with two decimals, or more where two would read as the target itself (0.497
+        shown as "0.50× … NOT met" looked like a wrong verdict)."""
+        assert self.value is not None
+        for digits in (2, 3, 4):
+            shown = f"{self.value:.{digits}f}"
+            if float(shown) != self.target or self.value == self.target:
+                return shown
+        return shown
 
 
 def verdict(checks: Sequence[Check], out: Callable[[str], None] = print) -> bool:
