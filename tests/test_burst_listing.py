@@ -62,6 +62,15 @@ async def test_a_burst_is_listed_about_once_per_poll_interval(tmp_path: Path, no
     assert during <= took / poll + 10, f"{during} listings in {took:.1f} s for {n} files: {[round(t - started, 3) for t in listings[before:]]}"
 
 
+async def _notifying_and_started(intake: Intake, name: str) -> None:
+    """Until the intake's notifications are on and its workers started, and its first listing done."""
+    with anyio.fail_after(60):
+        while intake.status()["intakes"][name]["notifications"] != "notify" or \
+                not intake.status()["workers"]["started"]:
+            await anyio.sleep(0.01)
+    await anyio.sleep(0.2)  # the first listing (at start) is done
+
+
 async def test_a_file_written_hidden_then_renamed_is_taken_without_waiting_for_a_poll(tmp_path: Path) -> None:
     """Events on hidden names and the folder's own "modified" wake nothing; the rename to a
     visible name does (inotify on Linux, watchdog elsewhere: both filter hidden names) (the poll interval here is 30 s: only a notification can explain a take)."""
@@ -72,11 +81,7 @@ async def test_a_file_written_hidden_then_renamed_is_taken_without_waiting_for_a
         intake = Intake([section], spool, data, STATION, options=IntakeOptions(poll_interval_s=30.0))
         async with anyio.create_task_group() as tg:
             tg.start_soon(intake.run)
-            with anyio.fail_after(60):
-                while intake.status()["intakes"]["h"]["notifications"] != "notify" or \
-                        not intake.status()["workers"]["started"]:
-                    await anyio.sleep(0.01)
-            await anyio.sleep(0.2)  # the first listing (at start) is done
+            await _notifying_and_started(intake, "h")
             hidden = drop / ".r1.json.part"
             hidden.write_bytes(make_report_bytes(1, seed=6))
             await anyio.sleep(0.5)
@@ -105,11 +110,7 @@ async def test_files_notified_while_a_burst_drains_are_listed_when_the_seen_ones
                         options=IntakeOptions(poll_interval_s=30.0, max_in_flight=16))
         async with anyio.create_task_group() as tg:
             tg.start_soon(intake.run)
-            with anyio.fail_after(60):
-                while intake.status()["intakes"]["w"]["notifications"] != "notify" or \
-                        not intake.status()["workers"]["started"]:
-                    await anyio.sleep(0.01)
-            await anyio.sleep(0.2)  # the first listing (at start) is done
+            await _notifying_and_started(intake, "w")
             names = sorted(p.name for p in staging.iterdir())
             for name in names[:40]:
                 (staging / name).rename(drop / name)

@@ -38,7 +38,7 @@ import httpcore
 import httpx
 
 from .answers import Reply, read_bounded, read_reply, reply_of
-from .lean_http import LeanPool
+from .lean_http import LeanPool, readable as _readable
 from ...schemas.config import ServerSection, UploadSection
 
 log = logging.getLogger(__name__)
@@ -56,18 +56,6 @@ def skip_sniffio_lookups() -> None:
     — the only loop we run."""
     if importlib.util.find_spec("sniffio") is None:
         sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
-
-
-def _readable(sock: socket.socket | None, poller: Any = None) -> bool:
-    """Whether reading ``sock`` would return at once (data, or the end a closed peer leaves); a socket
-    that is gone counts as readable, as httpcore counts it. ``poller``: a ``select.poll`` object with
-    the socket registered (one system call per question, not three)."""
-    fd = -1 if sock is None else sock.fileno()
-    if fd < 0:
-        return True
-    if poller is not None:
-        return bool(poller.poll(0))
-    return bool(select.select([fd], [], [], 0)[0])  # Windows, and where poll is missing
 
 
 #: A write this small is a request's head: held back and sent with what follows (its body).
@@ -309,7 +297,7 @@ class ReportPoster:
             else None)
         self._lean: LeanPool | None = None
         self._head = b""
-        if isinstance(transport, LeanTransport) and self._pool is not None and _plain(self._headers):
+        if isinstance(transport, LeanTransport) and _plain(self._headers):
             self._lean = transport.lean_pool(self.url, httpx.Timeout(**self._timeout))
             target = self.url.raw_path or b"/"
             self._head = (b"POST " + target + b" HTTP/1.1\r\n"

@@ -51,6 +51,18 @@ _LINE_END = re.compile(rb"\r?\n")
 _SIZE_LINE, _TRAILER, _CHUNK_END = -1, -2, -3  # where a chunked body is when no chunk's data is due
 
 
+def readable(sock: Any, poller: Any = None) -> bool:
+    """Whether reading ``sock`` would return at once (data, or the end a closed peer leaves); a socket
+    that is gone counts as readable. ``poller``: a ``select.poll`` object with the socket registered
+    (one system call per question). Also httpcore's "is this connection closed?" (client.py)."""
+    fd = -1 if sock is None else sock.fileno()
+    if fd < 0:
+        return True
+    if poller is not None:
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])  # Windows, and where poll is missing
+
+
 class _Broken(Exception):
     """The answer breaks HTTP/1.1 (becomes ``httpx.RemoteProtocolError``)."""
 
@@ -204,10 +216,7 @@ class _Connection(asyncio.Protocol):
         transport = self.transport
         if self.closed or transport is None or transport.is_closing() or now - self.idle_since >= KEEPALIVE_S:
             return False
-        if self._poller is not None:
-            return not self._poller.poll(0)
-        sock = transport.get_extra_info("socket")
-        return sock is None or sock.fileno() < 0 or not select.select([sock.fileno()], [], [], 0)[0]
+        return not readable(transport.get_extra_info("socket"), self._poller)
 
     def close(self) -> None:
         self.closed = True
