@@ -15,7 +15,7 @@ import pytest
 from stationflow.engine.devtools.samples import make_report_bytes
 from stationflow.engine.intake import Intake, IntakeOptions
 from stationflow.engine.intake.detect import UNKNOWN, detect, list_candidates, next_pass_in, walk, walk_relative
-from stationflow.engine.intake.model import TrackedFile, Watch
+from stationflow.engine.intake.model import BATCH_BYTES, BATCH_FILES, TrackedFile, Watch, cut_batches
 from stationflow.engine.lifecycle import load_lifecycle
 from stationflow.engine.spool.store import Spool
 from stationflow.schemas.config import IntakeSection, StationSection
@@ -144,22 +144,45 @@ def test_the_next_pass_is_timed_by_a_bound_found_again_only_once_it_passed(tmp_p
     assert not watch.files and not watch.busy
 
 
+def test_a_batch_holds_at_most_batch_bytes_of_sources_and_a_larger_file_goes_alone(tmp_path: Path) -> None:
+    """Large sources: a batch's reports are in memory at once in three processes, so a batch stops
+    at BATCH_BYTES; a file larger than that is a batch of its own; nothing is dropped or reordered."""
+    watch = Watch(IntakeSection(name="b", watch=str(tmp_path), converter="wsjf"), tmp_path / "data",
+                  load_lifecycle("conversion"))
+    quarter = BATCH_BYTES // 4
+
+    def files(*sizes: int) -> list[TrackedFile]:
+        return [TrackedFile(watch, tmp_path / f"{i}.json", f"{i}.json", "watch", watch.roles.settled, size, 1, 0.0)
+                for i, size in enumerate(sizes)]
+
+    mixed = files(quarter, quarter, quarter, quarter, 1, BATCH_BYTES + 1, quarter, 2, 3)
+    cut = list(cut_batches(mixed, BATCH_FILES))
+    assert [[f.size for f in b] for b in cut] == [[quarter] * 4, [1], [BATCH_BYTES + 1], [quarter, 2, 3]]
+    assert [f for b in cut for f in b] == mixed
+    assert all(sum(f.size for f in b) <= BATCH_BYTES or len(b) == 1 for b in cut)
+    small = files(*[1000] * (2 * BATCH_FILES + 3))
+    assert [len(b) for b in cut_batches(small, BATCH_FILES)] == [BATCH_FILES, BATCH_FILES, 3]
+    assert list(cut_batches([], BATCH_FILES)) == []
+
+
 async def test_room_left_by_one_batch_goes_as_one_full_batch_while_another_works(tmp_path: Path) -> None:
-    """Idle intake: 32 new files are split over both workers. One worker busy: they go as one batch
-    (two halves would wait for the same worker, each paying its hops, record and fsyncs)."""
+    """Idle intake: a full batch of new files is split over both workers. One worker busy: they go
+    as one batch (two halves would wait for the same worker, each paying its hops, record and fsyncs)."""
     section = IntakeSection(name="b", watch=str(tmp_path), converter="wsjf", settle_ms=0)
+    full = BATCH_FILES
     with Spool(tmp_path / "data") as spool:
         intake = Intake([section], spool, tmp_path / "data", STATION, workers=2,
                         options=IntakeOptions(notifications=False))
         watch = intake._watches[0]
         files = [TrackedFile(watch, tmp_path / f"{i}.json", f"{i}.json", "watch", watch.roles.settled, 1, 1, 0.0)
-                 for i in range(32)]
+                 for i in range(full)]
         try:
-            assert [len(b) for b in intake._batches(files)] == [16, 16]
+            assert [len(b) for b in intake._batches(files)] == [full // 2, full // 2]
             await intake._limiter.acquire()  # one batch at work
-            assert [len(b) for b in intake._batches(files)] == [32]
-            assert [len(b) for b in intake._batches(files + files[:8])] == [32, 8]
+            assert [len(b) for b in intake._batches(files)] == [full]
+            assert [len(b) for b in intake._batches(files + files[:8])] == [full, 8]
             intake._limiter.release()
             assert [len(b) for b in intake._batches(files[:6])] == [6]  # a quarter batch at least
+            assert intake.options.max_in_flight == 2 * full  # a full batch for each of the two workers
         finally:
             await intake.aclose()

@@ -16,11 +16,11 @@ fallback. A file's life follows the ``conversion`` lifecycle (``machines/convers
    first is accepted. A file larger than ``max_file_bytes`` is rejected without being read.
 4. **Accept** every report into the spool (each durable when ``accept_many`` returns).
 
-New files are taken in batches (up to ``BATCH_FILES`` of one intake): copied in one thread hop
-with their fsyncs issued together, converted in one exchange with a worker (each file still has
-its own timeout and its own outcome; a file that hangs or crashes the worker costs that file, and
-the files after it in the batch are converted on their own in the next pass), accepted under one
-spool directory fsync, and finished with one fsync per folder touched. Batching is what lets a
+New files are taken in batches (up to ``BATCH_FILES`` of one intake and ``BATCH_BYTES`` of sources):
+copied in one thread hop with their fsyncs issued together, converted in one exchange with a
+worker (each file still has its own timeout and its own outcome; a file that hangs or crashes the
+worker costs that file, and the files after it in the batch are converted on their own in the next
+pass), accepted under one spool directory fsync, and finished with one fsync per folder touched. Batching is what lets a
 burst of files (a whole shift's results after a network outage) flow at disk speed instead of
 paying every fsync and thread hop once per file.
 5. Only then the **post-action** touches the source: ``archive`` (the copy is kept as
@@ -78,7 +78,7 @@ from ..clock import now_iso
 from .copying import Changed, CopyTimeout, TooLarge, Vanished, copy_all
 from .detect import backlog, detect, known_files, list_candidates, next_pass_in, settle_seen
 from .notify import start_notifier
-from .model import BATCH_FILES, FileOutcome, IntakeOptions, TrackedFile, Watch, disk_full
+from .model import BATCH_FILES, FileOutcome, IntakeOptions, TrackedFile, Watch, cut_batches, disk_full
 from .post_actions import accept_then_post, after_action, drop_records, log_finished, post_all, prune_archive, source_unchanged, write_kept
 from .recovery import recover
 from .rejects import move_to_rejected
@@ -256,7 +256,7 @@ class Intake:
             # A burst goes in full batches; fewer files are split over the idle workers, a quarter
             # batch at least (below that, one exchange with a worker costs less than two).
             size = max(1, min(BATCH_FILES, max(math.ceil(len(files) / idle), BATCH_FILES // 4)))
-            batches.extend(files[i:i + size] for i in range(0, len(files), size))
+            batches.extend(cut_batches(files, size))
         return batches
 
     def _register(self, file: TrackedFile) -> None:
@@ -696,5 +696,4 @@ class Intake:
         watch.last_error = {"at": now_iso(), "file": str(path), "reason": reason, "error_file": error_file}
         if not quiet:
             log.debug("intake %s: %s: %s", watch.name, path, reason)
-
 
