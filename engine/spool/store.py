@@ -84,6 +84,10 @@ class Spool:
     use while a service owns the spool.
     """
 
+    #: Bytes of freshly accepted reports kept for their claims (4 MiB: a few batches of 50 KB
+    #: reports, which a running uploader claims within milliseconds of their accept).
+    FRESH_BYTES = 4 * 1024 * 1024
+
     def __init__(
         self,
         data_dir: str | os.PathLike[str],
@@ -134,6 +138,11 @@ class Spool:
         self._queue: collections.deque[str] = collections.deque()
         self._waiting: list[tuple[float, str]] = []  # (monotonic due time, key); keys break ties
         self._sent_order: collections.deque[tuple[float, str]] = collections.deque()
+        #: The bytes of reports accepted by this process and not yet claimed, newest last, at most
+        #: ``FRESH_BYTES`` in all: a claim of one of them posts these very bytes (already checked
+        #: against their crc when they were named) instead of reading the file back (``claim_next``).
+        self._fresh: dict[str, bytes] = {}
+        self._fresh_bytes = 0
         self._unsynced_final: set[str] = set()
         self._final_renames = 0
         self._last_final_sync = time.monotonic()
@@ -165,6 +174,24 @@ class Spool:
         entry = self._entries.pop(key)
         self._counts[entry.state] -= 1
         self._bytes[entry.state] -= entry.size
+        self._forget_fresh(key)
+
+    def _keep_fresh(self, key: str, data: bytes) -> None:
+        """Remember an accepted report's bytes for its claim (the caller holds the lock); the
+        oldest are forgotten beyond ``FRESH_BYTES`` (their claims read the file, as after a restart)."""
+        if len(data) > self.FRESH_BYTES:
+            return
+        self._forget_fresh(key)
+        self._fresh[key] = data
+        self._fresh_bytes += len(data)
+        while self._fresh_bytes > self.FRESH_BYTES:
+            self._forget_fresh(next(iter(self._fresh)))
+
+    def _forget_fresh(self, key: str) -> bytes | None:
+        data = self._fresh.pop(key, None)
+        if data is not None:
+            self._fresh_bytes -= len(data)
+        return data
 
     # ------------------------------------------------------------------ accept
 
@@ -382,7 +409,9 @@ class Spool:
         shipped machine); None when none waits.
 
         The bytes are checked against the crc32 in the file name: a damaged report is quarantined
-        with the reason and the next one is tried.
+        with the reason and the next one is tried. A report this process accepted moments ago is
+        posted from the bytes it was accepted with (the very bytes written, fsynced and named by
+        their crc): no read back, no second crc (~40 µs of the service's CPU per 50 KB report).
         """
         self._writable()
         while True:
@@ -402,11 +431,15 @@ class Spool:
                     break
                 if key is None or taken is None:
                     return None
+                fresh = self._forget_fresh(key)
             entry = taken
             try:
                 dest = self._fire_locked_io(key, self._ready[entry.state])
-                data = _read_file(self._path(dest, key, entry), entry.size)
-                if _crc(data) != entry.crc:
+                if fresh is not None and len(fresh) == entry.size:
+                    data = fresh
+                else:
+                    data = _read_file(self._path(dest, key, entry), entry.size)
+                if data is not fresh and _crc(data) != entry.crc:
                     self._fire_locked_io(key, self.roles.quarantine_trigger, error=(
                         f"content does not match its checksum (crc32 {_crc(data)}, expected {entry.crc}): "
                         "the file was damaged after it was accepted"))
