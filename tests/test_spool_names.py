@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from stationflow.engine.devtools.emulator import Emulator
 from stationflow.engine.devtools.samples import make_report_bytes
 from stationflow.engine.spool.entries import crc_of
@@ -89,3 +91,41 @@ async def test_the_service_delivers_upper_case_named_reports_and_leaves_nothing_
         assert status["tasks"]["uploader"]["restarts"] == 0
         assert emulator.received_ids() == set(keys)
     assert set(assert_whole_once(data, dict(zip(keys, raws))).values()) == {"sent"}
+
+
+def test_the_start_up_scan_leaves_the_garbage_collector_as_it_found_it(data_dir: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scan runs without the cyclic collector (it would walk the growing index again and again);
+    it is on again afterwards, also when the scan fails, and stays off for a caller that had it off."""
+    import gc
+
+    from stationflow.engine.spool import opening
+
+    with Spool(data_dir) as spool:
+        spool.accept(make_report_bytes(1, seed=3))
+    seen: list[bool] = []
+    real = opening._scan
+
+    def watching(spool: Spool, *, recover: bool) -> None:
+        seen.append(gc.isenabled())
+        real(spool, recover=recover)
+
+    monkeypatch.setattr(opening, "_scan", watching)
+    assert gc.isenabled()
+    Spool(data_dir).close()
+    assert seen == [False] and gc.isenabled()
+
+    def failing(spool: Spool, *, recover: bool) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(opening, "_scan", failing)
+    with pytest.raises(OSError):
+        Spool(data_dir)
+    assert gc.isenabled()
+    monkeypatch.setattr(opening, "_scan", watching)
+    gc.disable()
+    try:
+        Spool(data_dir).close()
+        assert seen[-1] is False and not gc.isenabled()
+    finally:
+        gc.enable()

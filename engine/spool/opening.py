@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import array
 import contextlib
+import gc
 import logging
 import os
 import re
 import time
 from pathlib import Path
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from filelock import FileLock, Timeout
@@ -103,7 +104,22 @@ def recover_tmp(spool: Spool) -> None:
 
 
 def scan(spool: Spool, *, recover: bool) -> None:
-    """Stream every state directory once: rebuild the index, put ``sending`` back, quarantine junk."""
+    """Stream every state directory once: rebuild the index, put ``sending`` back, quarantine junk.
+
+    Without the cyclic garbage collector: it would walk the growing index again and again while it
+    is built (every entry is a tracked object; ~0.1 s of a 0.7 s open at 100,000), and nothing
+    here makes a cycle. It is back on when the scan ends, however it ends."""
+    if not gc.isenabled():
+        _scan(spool, recover=recover)
+        return
+    gc.disable()
+    try:
+        _scan(spool, recover=recover)
+    finally:
+        gc.enable()
+
+
+def _scan(spool: Spool, *, recover: bool) -> None:
     pending, sent, waiting = Found(), Found(), Found()
     junk: list[tuple[Path, str]] = []
     odd_case: list[tuple[str, str, Path]] = []  # (state, canonical name, path)
@@ -124,8 +140,6 @@ def scan(spool: Spool, *, recover: bool) -> None:
             dir_fd = os.open(directory, os.O_RDONLY) if _STAT_DIR_FD else None
             if dir_fd is not None:
                 closing.callback(os.close, dir_fd)
-            stat_of: Callable[[os.DirEntry[str]], os.stat_result] = (
-                (lambda item: os.stat(item.name, dir_fd=dir_fd)) if dir_fd is not None else os.DirEntry.stat)
             it = closing.enter_context(os.scandir(directory))
             for item in it:
                 name = item.name
@@ -143,7 +157,7 @@ def scan(spool: Spool, *, recover: bool) -> None:
                         junk.append((Path(item.path), why))
                     continue
                 key, crc = match.group(1, 2)
-                st = stat_of(item)
+                st = os.stat(name, dir_fd=dir_fd) if dir_fd is not None else item.stat()
                 entries[key] = _Entry(state, crc, st.st_size, False, MAYBE_META)
                 count += 1
                 size += st.st_size

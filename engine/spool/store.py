@@ -372,8 +372,10 @@ class Spool:
     def _schedule_many(self, found: Iterable[tuple[float, str]]) -> None:
         """``_schedule`` for the waiting reports found at start-up: one heap built at once."""
         now_wall, now_mono = time.time(), time.monotonic()
-        cap = self.max_wait_s
-        self._waiting.extend((now_mono + min(max(due - now_wall, 0.0), cap), key) for due, key in found)
+        offset, latest = now_mono - now_wall, now_mono + self.max_wait_s
+        # _schedule's clamp, written out (no min/max call per report: 100,000 of them at start-up).
+        self._waiting.extend(
+            (now_mono if (at := due + offset) < now_mono else latest if at > latest else at, key) for due, key in found)
         heapq.heapify(self._waiting)
 
     def release_due(self, *, limit: int = 1000) -> int:
