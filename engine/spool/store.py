@@ -48,12 +48,12 @@ Its parts: ``opening.py`` (lock, format, start-up scan and recovery), ``acceptin
 from __future__ import annotations
 
 import collections
-import heapq
+import array
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,7 @@ from .. import durable
 from ..layout import DataDir
 from ..errors import IllegalTransition, ReportNotFound, StorageError
 from ..lifecycle import Lifecycle, load_lifecycle
+from .due import DueTimes
 from .roles import ReportRoles
 from . import accepting, opening
 from .entries import HAS_META, MAYBE_META, NO_META
@@ -136,7 +137,7 @@ class Spool:
         self._counts: collections.Counter[str] = collections.Counter()
         self._bytes: collections.Counter[str] = collections.Counter()
         self._queue: collections.deque[str] = collections.deque()
-        self._waiting: list[tuple[float, str]] = []  # (monotonic due time, key); keys break ties
+        self._waiting = DueTimes()
         self._sent_order: collections.deque[tuple[float, str]] = collections.deque()
         #: The bytes of reports accepted by this process and not yet claimed, newest last, at most
         #: ``FRESH_BYTES`` in all: a claim of one of them posts these very bytes (already checked
@@ -367,16 +368,16 @@ class Spool:
         # A wall clock that jumped (or was set back before a restart) leaves an absurd delay:
         # never wait longer than the retry policy's cap.
         delay = min(max(delay, 0.0), self.max_wait_s)
-        heapq.heappush(self._waiting, (now_mono + delay, key))
+        self._waiting.push(now_mono + delay, key)
 
-    def _schedule_many(self, found: Iterable[tuple[float, str]]) -> None:
-        """``_schedule`` for the waiting reports found at start-up: one heap built at once."""
+    def _schedule_many(self, due_epochs: Sequence[float], keys: Sequence[str]) -> None:
+        """``_schedule`` for the waiting reports found at start-up, kept flat (due.py)."""
         now_wall, now_mono = time.time(), time.monotonic()
         offset, latest = now_mono - now_wall, now_mono + self.max_wait_s
         # _schedule's clamp, written out (no min/max call per report: 100,000 of them at start-up).
-        self._waiting.extend(
-            (now_mono if (at := due + offset) < now_mono else latest if at > latest else at, key) for due, key in found)
-        heapq.heapify(self._waiting)
+        dues = array.array("d", (now_mono if (at := due + offset) < now_mono else latest if at > latest else at
+                                 for due in due_epochs))
+        self._waiting.add_found(dues, keys)
 
     def release_due(self, *, limit: int = 1000) -> int:
         """Fire the ``then`` trigger of waiting reports whose time has come; return how many."""
@@ -385,9 +386,10 @@ class Spool:
         now = time.monotonic()
         while released < limit:
             with self._lock:
-                if not self._waiting or self._waiting[0][0] > now:
+                first = self._waiting.first()
+                if first is None or first > now:
                     break
-                _, key = heapq.heappop(self._waiting)
+                key = self._waiting.pop()
                 entry = self._entries.get(key)
                 if entry is None or entry.state not in self._wait_states or entry.busy:
                     continue
@@ -402,9 +404,10 @@ class Spool:
     def next_due_in(self) -> float | None:
         """Seconds until the next waiting report is due, or None when none waits."""
         with self._lock:
-            if not self._waiting:
+            first = self._waiting.first()
+            if first is None:
                 return None
-            return max(0.0, self._waiting[0][0] - time.monotonic())
+            return max(0.0, first - time.monotonic())
 
     def claim_next(self) -> Claim | None:
         """Take the oldest ready report by firing its trigger into the sending state (``send`` in the
