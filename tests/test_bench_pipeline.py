@@ -119,6 +119,25 @@ def test_session_cpu_counts_the_workers_of_the_service() -> None:
     assert session_cpu_s(leader.pid) is None  # reaped: nothing to read any more
 
 
+def test_session_cpu_is_read_finer_than_the_clock_tick() -> None:
+    """Each live process's time comes from its CPU clock, not /proc's 10 ms ticks: a process that
+    used x s of CPU (as it says itself) and then sleeps reads as x, to the millisecond."""
+    import subprocess
+    import sys
+
+    code = ("import time\nt=time.process_time()\nwhile time.process_time()-t<0.0137: pass\n"
+            "print(time.process_time(), flush=True)\ntime.sleep(60)")
+    leader = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        assert leader.stdout is not None
+        said = float(leader.stdout.readline())
+        seen = session_cpu_s(leader.pid)
+    finally:
+        os.killpg(leader.pid, 9)
+        leader.wait()
+    assert seen is not None and said <= seen < said + 0.003, (said, seen)
+
+
 def test_a_service_that_does_not_start_is_reported_with_its_log(tmp_path: Path) -> None:
     """The benchmark says why the service did not start (its log), instead of waiting forever."""
     station = bench_pipeline._Station(tmp_path / "s", "http://127.0.0.1:9", 1)
