@@ -35,11 +35,12 @@ ERROR_SUFFIX = ".error.txt"
 WINDOWS = sys.platform == "win32"
 CHUNK = 1024 * 1024
 #: New files taken together: one copy hop, one exchange with a worker, one spool directory fsync.
-#: 64, not 32: every batch also pays journal commits (its fsyncs, the folders' fsyncs, the service's
-#: accept), which a journaled disk does per commit, not per file; measured (README, "The whole
-#: pipeline", 2026-12-01 b), 64 took a 2,000-file burst 9–25 % faster than 32 in each of five
-#: alternated pairs, and 128 gained 0–9 % more (not taken: twice the memory in flight).
-BATCH_FILES = 64
+#: Every batch also pays journal commits (its fsyncs, the folders' fsyncs, the service's accept),
+#: thread hand-offs and a job record — ~8 ms of CPU in all processes together, measured (README,
+#: "The whole pipeline", 2026-12-01, later work): a 2,000-file burst of 50 KB reports went 9–25 %
+#: faster with 64 than with 32 (five alternated pairs), and 0–28 % faster with 128 than with 64
+#: (seven pairs, median +7 %). The byte bound below keeps large files from holding much memory.
+BATCH_FILES = 128
 #: ... and at most this many bytes of sources (a lone larger file goes alone): a batch's reports are
 #: in memory at once in a worker, the intake process and the service.
 BATCH_BYTES = 16 * 1024 * 1024
