@@ -42,11 +42,12 @@ def test_the_pipeline_benchmark_prints_every_figure_and_a_verdict(tmp_path: Path
     assert re.search(r"\s+20 queued: +[\d.]+ ms per report \([+-]\d+% against none\); service start-up "
                      r"[\d.]+ s; service RSS peak \d+ MB", out)
     alternating = re.findall(r"alternating round (\d): [\d.]+ ms per report empty, [\d.]+ ms with 20 queued "
-                             r"\([+-]\d+%\)", out)
+                             r"\([+-]\d+%\); its service start-up [\d.]+ s", out)
     assert alternating == ["1", "2", "3"], out  # the slowdown's verdict: empty and full spools alternated
     verdict_lines = out[out.index("verdict (every figure with a target):"):].splitlines()[1:]
     figures = ["pipeline ÷ raw", "pipeline ÷ floor", "CPU per report", "file → acknowledged p95",
-               "slowdown at 20 queued, median of 3 alternating rounds", "service start-up with 20 queued", "service RSS (peak) with 20 queued"]
+               "slowdown at 20 queued, median of 3 alternating rounds",
+               "service start-up with 20 queued, median of 4 starts", "service RSS (peak) with 20 queued, highest of 4 starts"]
     for figure in figures:
         assert any(figure in line and line.rstrip().endswith(("met", "NOT met")) for line in verdict_lines), figure
     missed = sum(1 for line in verdict_lines if line.endswith("NOT met"))
@@ -78,6 +79,11 @@ def test_the_verdict_says_not_met_and_never_passes_what_was_not_measured() -> No
     assert figures.queued_slowdown() == pytest.approx(0.05)
     assert any(c.line() == "  slowdown at 100000 queued, median of 3 alternating rounds: 5.00 % (target ≤ 20 %): met"
                for c in figures.checks())
+    # ... and every start of the full spool counts: the median start-up, the highest peak of memory
+    figures.full_starts, figures.full_rss = [1.2, 1.1, 1.7], [90.0, 101.0]
+    lines_now = [c.line() for c in figures.checks()]
+    assert "  service start-up with 100000 queued, median of 4 starts: 1.45 s (target < 1.5 s): met" in lines_now
+    assert "  service RSS (peak) with 100000 queued, highest of 2 starts: 101.00 MB (target < 100 MB): NOT met" in lines_now
     good = [Check("a", 0.6, ">=", 0.5), Check("b", 1.0, "<=", 2.0), Check("c", 100, "<", 300)]
     assert verdict(good, lines.append) is True and lines[-1] == "targets met"
     assert verdict([], lines.append) is False  # nothing measured is not "met"

@@ -91,8 +91,11 @@ class PipelineFigures:
     latency: dict[str, list[float]] = field(default_factory=lambda: {"p50": [], "p95": [], "p99": []})  # ms per round
     # queued, ms per report, start-up s, the service process's peak RSS in MB (None without /proc)
     queued: list[tuple[int, float, float, float | None]] = field(default_factory=list)
-    #: Per alternating round: ms per report with the largest queue ÷ with an empty spool, minus 1.
+    #: Per alternating round: ms per report with the largest queue ÷ with an empty spool, minus 1;
+    #: and the full spool's service start-up (s) and peak RSS (MB) in that round.
     slowdowns: list[float] = field(default_factory=list)
+    full_starts: list[float] = field(default_factory=list)
+    full_rss: list[float] = field(default_factory=list)
     met: bool = False
 
     def worst_ratio(self) -> float:
@@ -125,9 +128,14 @@ class PipelineFigures:
             out.append(Check(f"slowdown at {self.queued[-1][0]} queued{how}", self.queued_slowdown() * 100, "<=",
                              TARGET_SLOWDOWN * 100, " %"))
         if self.queued and self.queued[-1][0]:
-            out.append(Check(f"service start-up with {self.queued[-1][0]} queued", self.queued[-1][2], "<",
+            level, _, start, rss = self.queued[-1]
+            starts = [start, *self.full_starts]  # every start of the full spool: their median
+            many = f", median of {len(starts)} starts" if len(starts) > 1 else ""
+            out.append(Check(f"service start-up with {level} queued{many}", median(starts), "<",
                              TARGET_STARTUP_S, " s"))
-            out.append(Check(f"service RSS (peak) with {self.queued[-1][0]} queued", self.queued[-1][3], "<",
+            peaks = [r for r in (rss, *self.full_rss) if r is not None]  # the highest: a peak is a peak
+            most = f", highest of {len(peaks)} starts" if len(peaks) > 1 else ""
+            out.append(Check(f"service RSS (peak) with {level} queued{most}", max(peaks) if peaks else None, "<",
                              TARGET_RSS_MB, " MB"))
         return out
 
@@ -397,10 +405,13 @@ def _queued(base: Path, url: str, server: _Emulator, figures: PipelineFigures, l
             empty = _Station(base / "queued-empty", url, 4)
             for r in range(rounds):
                 none_ms = _queued_round(empty, server, make, n)[1]
-                full_ms = _queued_round(station, server, make, n)[1]
+                startup, full_ms, rss = _queued_round(station, server, make, n)
                 figures.slowdowns.append(full_ms / none_ms - 1.0)
+                figures.full_starts.append(startup)
+                if rss is not None:
+                    figures.full_rss.append(rss)
                 out(f"    alternating round {r + 1}: {none_ms:.2f} ms per report empty, {full_ms:.2f} ms with "
-                    f"{filled} queued ({figures.slowdowns[-1]:+.0%})")
+                    f"{filled} queued ({figures.slowdowns[-1]:+.0%}); its service start-up {startup:.2f} s")
     finally:
         station.stop()
 
