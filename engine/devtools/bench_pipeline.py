@@ -62,6 +62,9 @@ PARK_S = 86_400.0  # the queued reports' next attempt: a day away (also the long
 #: Issue 18's targets for the figures this benchmark prints.
 TARGET_VS_RAW, TARGET_VS_FLOOR, TARGET_CPU_MS, TARGET_P95_MS = 0.5, 0.9, 2.0, 300.0
 TARGET_SLOWDOWN, TARGET_STARTUP_S, TARGET_RSS_MB = 0.2, 1.5, 100.0
+#: Rounds of an empty against a full spool, at least: one round's ratio moves by ±13 % (σ over 15
+#: rounds of one afternoon) around a true slowdown of a few %, against a 20 % target.
+QUEUED_ROUNDS = 5
 
 
 @dataclass
@@ -365,7 +368,7 @@ def run(workdir: Path | None = None, *, n: int = 2000, queued: int = 100_000, si
                 f"{spread(row.cpu_ms, '.2f'):>16} | {spread(row.floor_cpu_ms, '.2f')}")
         out(f"  file → acknowledged at {latency_rate:g} files/s, default intake settings: "
             + ", ".join(f"{k} {spread(v)} ms" for k, v in figures.latency.items()))
-        _queued(base, url, server, figures, levels, n, out, rounds=rounds)
+        _queued(base, url, server, figures, levels, n, out, rounds=max(rounds, QUEUED_ROUNDS))
     finally:
         server.close()
         proc.terminate()
@@ -401,11 +404,15 @@ def _queued(base: Path, url: str, server: _Emulator, figures: PipelineFigures, l
         if filled and rounds:
             # The levels above are measured a minute apart, and a shared machine's speed moves by a
             # fifth in a minute: the slowdown's verdict comes from rounds that alternate an empty
-            # spool and the full one, each its own service started afresh.
+            # spool and the full one (A B, B A, ...), each its own service started afresh.
             empty = _Station(base / "queued-empty", url, 4)
             for r in range(rounds):
-                none_ms = _queued_round(empty, server, make, n)[1]
+                # A B, then B A: a machine slowing down (or speeding up) over the rounds falls on both.
+                if r % 2 == 0:
+                    none_ms = _queued_round(empty, server, make, n)[1]
                 startup, full_ms, rss = _queued_round(station, server, make, n)
+                if r % 2 == 1:
+                    none_ms = _queued_round(empty, server, make, n)[1]
                 figures.slowdowns.append(full_ms / none_ms - 1.0)
                 figures.full_starts.append(startup)
                 if rss is not None:
