@@ -94,3 +94,15 @@ def test_a_report_deleted_before_its_claim_leaves_nothing_behind(data_dir: Path)
         assert key in spool._fresh
         spool._drop_entry(key)
         assert key not in spool._fresh and spool._fresh_bytes == 0
+
+
+def test_with_a_long_queue_nothing_is_kept(data_dir: Path, reads: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing claiming (a server down, uploads paused): past FRESH_QUEUE ready reports the accepted
+    bytes are not kept, so a long outage holds no memory for claims that will not come soon."""
+    monkeypatch.setattr(Spool, "FRESH_QUEUE", 3)
+    raws = [_report(i) for i in range(5)]
+    with Spool(data_dir) as spool:
+        keys = [spool.accept(raw).key for raw in raws]
+        assert list(spool._fresh) == keys[:3]
+        assert [c.data for c in iter(spool.claim_next, None)] == raws
+        assert [Path(p).name.split(".")[0] for p in reads] == keys[3:]

@@ -121,8 +121,9 @@ def accept_many(spool: Spool, items: list[tuple[bytes, str | None]],
                     if spool._initial in spool._ready:  # else a person or a wait moves them on
                         with spool._lock:
                             spool._queue.extend(keys)
-                            for index, key in written:
-                                spool._keep_fresh(key, items[index][0])
+                            if len(spool._queue) <= spool.FRESH_QUEUE:
+                                for index, key in written:
+                                    spool._keep_fresh(key, items[index][0])
                         spool._notify()
     return [r if r is not None else StorageError("report not stored (internal error)") for r in results]
 

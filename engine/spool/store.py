@@ -88,6 +88,9 @@ class Spool:
     #: Bytes of freshly accepted reports kept for their claims (4 MiB: a few batches of 50 KB
     #: reports, which a running uploader claims within milliseconds of their accept).
     FRESH_BYTES = 4 * 1024 * 1024
+    #: ... kept only while the ready queue is this short: with more waiting (no uploader claiming,
+    #: a server down), they would wait long and hold memory for nothing.
+    FRESH_QUEUE = 512
 
     def __init__(
         self,
