@@ -163,22 +163,29 @@ def test_a_service_that_does_not_start_is_reported_with_its_log(tmp_path: Path) 
 
 def test_every_start_of_the_queued_spool_holds_the_queued_reports_and_nothing_sent(tmp_path: Path) -> None:
     """Earlier rounds' sent reports would be carried in the index into the next start (memory and
-    start-up measured on more than the queued reports): they are removed before each start."""
+    start-up measured on more than the queued reports): the spool prunes them before each start,
+    and the parked (queued) reports stay."""
+    from stationflow.engine.spool.store import Spool
+
     station = bench_pipeline._Station(tmp_path / "s", "http://127.0.0.1:9", 1)
-    sent = station.data / "spool" / "sent"
-    sent.mkdir(parents=True)
-    for i in range(3):
-        (sent / f"{i:08x}-0000-0000-0000-000000000000.0badc0de.json").write_bytes(b"{}")
-    parked = station.data / "spool" / "retry_wait" / "ab.0badc0de.json"
-    parked.parent.mkdir(parents=True)
-    parked.write_bytes(b"{}")
-    seen: list[list[Path]] = []
+    make = bench_pipeline.report_maker(1_000)
+    bench_pipeline.park(station.data, make, 2)
+    with Spool(station.data) as spool:
+        for _ in range(3):
+            key = spool.accept(make()).key
+            claim = spool.claim_next()
+            assert claim is not None and claim.key == key
+            spool.fire(key, "accepted")
+        assert spool.counts()["sent"] == 3
+    seen: list[dict[str, int]] = []
 
     def start() -> float:
-        seen.append(sorted(sent.iterdir()))
+        with Spool(station.data, readonly=True) as spool:
+            seen.append(spool.counts())
         raise RuntimeError("not started in this test")
 
     station.start = start  # type: ignore[method-assign]
     with pytest.raises(RuntimeError):
-        bench_pipeline._queued_round(station, None, lambda: b"", 1)  # type: ignore[arg-type]
-    assert seen == [[]] and parked.exists()  # sent ones gone, the queued one kept
+        bench_pipeline._queued_round(station, None, make, 1)  # type: ignore[arg-type]
+    [counts] = seen
+    assert counts["sent"] == 0 and counts["retry_wait"] == 2 and sum(counts.values()) == 2

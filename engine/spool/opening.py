@@ -108,14 +108,13 @@ def scan(spool: Spool, *, recover: bool) -> None:
     Without the cyclic garbage collector: it would walk the growing index again and again while it
     is built (every entry is a tracked object; ~0.1 s of a 0.7 s open at 100,000), and nothing
     here makes a cycle. It is back on when the scan ends, however it ends."""
-    if not gc.isenabled():
-        _scan(spool, recover=recover)
-        return
+    was_on = gc.isenabled()
     gc.disable()
     try:
         _scan(spool, recover=recover)
     finally:
-        gc.enable()
+        if was_on:
+            gc.enable()
 
 
 def _scan(spool: Spool, *, recover: bool) -> None:
